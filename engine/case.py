@@ -1,0 +1,507 @@
+"""Case files: pydantic models of the YAML, validation, and resolution into an immutable ``Case``.
+
+``load_case(path)`` is the only entry point.  It parses the YAML (``engine.yamlio``), checks
+the document against the pydantic models below (unknown keys rejected), checks every
+cross-reference (sources, mechanisms, hypotheses, groups), resolves every evidence
+parameter for every hypothesis against the priors/ library, and returns a frozen ``Case``.
+Everything downstream trusts it.  All problems found are reported together as
+``CaseErrors``, one line each: ``FILE: path.to.field: message``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    ValidationError,
+    model_validator,
+)
+
+from engine.dists import Dist, parse_dist
+from engine.errors import CaseError, CaseErrors
+from engine.priors import PriorLibrary, load_priors
+from engine.yamlio import read_yaml
+
+ID = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+ID_HINT = "ids are 1-64 lowercase letters, digits, '-' or '_'"
+FAMILIES = ("perforations", "fragments", "timing", "interval", "claim", "elicited")
+
+
+def _to_dist(value: Any) -> Dist:
+    return parse_dist(value)
+
+
+ParamSpec = Annotated[Dist, BeforeValidator(_to_dist)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+# ---------------------------------------------------------------- observed values per family
+class PerforationsObs(Strict):
+    """Holes counted in one region of the airframe."""
+
+    region: str = ""
+    holes: NonNegativeInt
+    exposure: PositiveFloat = 1.0
+    assessed: NonNegativeInt | None = None
+    inward: NonNegativeInt | None = None
+    sizes_mm: tuple[PositiveFloat, ...] = ()
+
+    @model_validator(mode="after")
+    def _counts(self) -> PerforationsObs:
+        assessed = self.holes if self.assessed is None else self.assessed
+        if assessed > self.holes:
+            raise ValueError(f"assessed={assessed} is above holes={self.holes}; assessed counts holes whose bending was judged")
+        if self.inward is not None and self.inward > assessed:
+            raise ValueError(f"inward={self.inward} is above the {assessed} holes assessed; lower inward or raise assessed")
+        if len(self.sizes_mm) > self.holes:
+            raise ValueError(f"{len(self.sizes_mm)} sizes given for {self.holes} holes; give at most one size per hole")
+        return self
+
+
+class FragmentsObs(Strict):
+    """Counts of recovered fragment types."""
+
+    counts: dict[Annotated[str, Field(pattern=r"^[a-z0-9_-]+$")], NonNegativeInt]
+
+    @model_validator(mode="after")
+    def _nonempty(self) -> FragmentsObs:
+        if not self.counts:
+            raise ValueError("counts is empty; list at least one fragment type with its count")
+        return self
+
+
+Time = float | dt.datetime
+
+
+class TimingObs(Strict):
+    """Reported time of the damage, an activity window and the observation period."""
+
+    time: Time
+    window: tuple[Time, Time]
+    period: tuple[Time, Time]
+    clock_sd_min: ParamSpec = Dist("fixed", (1.0,))
+    rounding_min: Annotated[float, Field(ge=0, le=1440)] = 0.0
+    window_label: str = "activity"
+
+
+class IntervalObs(Strict):
+    """A duration (a warning interval, a gap between detonations), in seconds."""
+
+    seconds: PositiveFloat
+    what: str = ""
+
+
+class ClaimObs(Strict):
+    """A statement asserted by the item's source."""
+
+    statement: str
+    interest: Literal["serves", "neutral", "against"]
+
+
+class ElicitedObs(Strict):
+    """Any other observation, with P(observation | hypothesis) elicited per hypothesis."""
+
+    statement: str
+
+
+OBSERVED = {
+    "perforations": PerforationsObs,
+    "fragments": FragmentsObs,
+    "timing": TimingObs,
+    "interval": IntervalObs,
+    "claim": ClaimObs,
+    "elicited": ElicitedObs,
+}
+
+# family -> parameter -> (allowed kinds, allowed range of a fixed value)
+PARAMS: dict[str, dict[str, tuple[tuple[str, ...], tuple[float, float]]]] = {
+    "perforations": {
+        "hole_rate": (("gamma", "fixed"), (1e-9, math.inf)),
+        "inward_fraction": (("beta", "fixed"), (0.0, 1.0)),
+        "log_size_mean": (("normal", "fixed"), (-math.inf, math.inf)),
+        "log_size_sd": (("fixed",), (1e-6, math.inf)),
+    },
+    "fragments": {"alpha": (("dirichlet",), (0.0, 0.0))},
+    "timing": {"in_window": (("beta", "fixed"), (0.0, 1.0))},
+    "interval": {
+        "log_median": (("normal", "fixed"), (-math.inf, math.inf)),
+        "log_sd": (("fixed",), (1e-6, math.inf)),
+    },
+    "claim": {"holds": (("beta", "fixed"), (0.0, 1.0))},
+    "elicited": {"p": (("beta", "fixed"), (1e-12, 1.0))},
+}
+
+
+# ---------------------------------------------------------------- the document
+class Meta(Strict):
+    id: ID
+    title: str
+    date: dt.date
+    description: str = ""
+
+
+class Source(Strict):
+    id: ID
+    title: str
+    citation: str = ""
+    url: str = ""
+    reliability: str | ParamSpec
+
+
+class Cite(Strict):
+    file: str
+    quote: str
+
+
+class Hypothesis(Strict):
+    id: ID
+    description: str
+    prior: float | dict[Literal["base_rate"], str]
+    mechanism: str
+    overrides: dict[str, dict[str, ParamSpec]] = {}
+    reasoning: str = ""
+
+
+class Evidence(Strict):
+    id: ID
+    family: Literal[FAMILIES]  # type: ignore[valid-type]
+    source: str
+    description: str = ""
+    group: ID | None = None
+    cites: tuple[Cite, ...] = ()
+    observed: dict[str, Any]
+    under: dict[str, dict[str, ParamSpec]] = {}
+
+
+class CaseDoc(Strict):
+    case: Meta
+    sources: tuple[Source, ...]
+    hypotheses: tuple[Hypothesis, ...] = Field(min_length=2)
+    evidence: tuple[Evidence, ...] = Field(min_length=1)
+    priors: str | None = None
+
+
+# ---------------------------------------------------------------- the resolved, trusted case
+@dataclass(frozen=True)
+class ResolvedSource:
+    id: str
+    title: str
+    citation: str
+    reliability: Dist
+    profile: str
+
+
+@dataclass(frozen=True)
+class ResolvedHypothesis:
+    id: str
+    description: str
+    prior: float  # normalised
+    mechanism: str
+    reasoning: str
+
+
+@dataclass(frozen=True)
+class ResolvedItem:
+    id: str
+    family: str
+    source: str
+    group: str | None
+    description: str
+    observed: Any  # the family's *Obs model, times converted to minutes
+    cites: tuple[Cite, ...]
+    params: dict[str, dict[str, Dist]]  # hypothesis id -> parameter -> spec
+
+
+@dataclass(frozen=True)
+class Case:
+    """A validated case with every reference resolved; immutable."""
+
+    path: str
+    id: str
+    title: str
+    date: dt.date
+    description: str
+    sources: dict[str, ResolvedSource]
+    hypotheses: dict[str, ResolvedHypothesis]
+    items: tuple[ResolvedItem, ...]
+    assertion_rates: dict[str, Dist]
+    text: str = field(repr=False)  # the YAML as read, frozen into the run folder
+    digest: str = ""  # sha256 of the case text and the priors used
+    priors_dir: str = ""
+
+    def item(self, item_id: str) -> ResolvedItem:
+        return next(i for i in self.items if i.id == item_id)
+
+    def units(self) -> list[tuple[str, tuple[ResolvedItem, ...]]]:
+        """Likelihood units: each ungrouped item alone, each dependency group as one unit."""
+        units: dict[str, list[ResolvedItem]] = {}
+        for it in self.items:
+            units.setdefault(it.group or f"item:{it.id}", []).append(it)
+        return [(k, tuple(v)) for k, v in units.items()]
+
+    def describe_hypothesis(self, hid: str) -> str:
+        return self.hypotheses[hid].description
+
+
+# ---------------------------------------------------------------- loading
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "tagged-union", "json-or-python")):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _pyd_errors(file: str, exc: ValidationError, prefix: str = "") -> list[CaseError]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and p in {"float", "dict[literal['base_rate'],str]", "str", "datetime"})]
+        loc = [p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function")))]
+        path = ".".join(x for x in [prefix, _loc(tuple(loc))] if x)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key; remove it or check its spelling (see `incident schema`)"
+        elif err["type"] == "string_pattern_mismatch":
+            msg = f"{err.get('input')!r} is not a valid id; {ID_HINT}"
+        elif err["type"] == "literal_error" and path.endswith("family"):
+            msg = f"unknown family {err.get('input')!r}; use one of {', '.join(FAMILIES)}"
+        elif "input" in err and err["type"] not in {"missing", "value_error"}:
+            msg = f"{msg} (got {err['input']!r})"
+        out.append(CaseError(file, path, msg))
+    # one error per path is enough (unions report every branch)
+    seen: dict[str, CaseError] = {}
+    for e in out:
+        seen.setdefault(e.path, e)
+    return list(seen.values())
+
+
+def _minutes(t: float | dt.datetime, origin: dt.datetime | None) -> float:
+    if isinstance(t, dt.datetime):
+        if origin is None:
+            raise ValueError("mixes clock times and plain numbers; use one or the other throughout the item")
+        if (t.tzinfo is None) != (origin.tzinfo is None):
+            raise ValueError("mixes times with and without a timezone; give every time a timezone (e.g. +00:00)")
+        return (t - origin).total_seconds() / 60.0
+    if origin is not None:
+        raise ValueError("mixes clock times and plain numbers; use one or the other throughout the item")
+    return float(t)
+
+
+def _timing_minutes(obs: TimingObs) -> TimingObs:
+    """Convert every time of a timing item to minutes from the start of its period."""
+    origin = obs.period[0] if isinstance(obs.period[0], dt.datetime) else None
+    conv = {k: _minutes(v, origin) for k, v in (("time", obs.time),)}
+    window = tuple(_minutes(v, origin) for v in obs.window)
+    period = tuple(_minutes(v, origin) for v in obs.period)
+    if origin is None:
+        period = (period[0], period[1])
+    if not period[0] < period[1]:
+        raise ValueError("period ends before it starts; swap or correct the two times")
+    if not window[0] < window[1]:
+        raise ValueError("window ends before it starts; swap or correct the two times")
+    if window[0] < period[0] or window[1] > period[1]:
+        raise ValueError("window is not inside period; widen the period to contain the activity window")
+    if not period[0] - (period[1] - period[0]) <= conv["time"] <= period[1] + (period[1] - period[0]):
+        raise ValueError("time lies far outside the observation period; check the date or widen the period")
+    return obs.model_copy(update={"time": conv["time"], "window": window, "period": period})
+
+
+def _check_spec(family: str, name: str, spec: Dist) -> str | None:
+    table = PARAMS[family]
+    if name not in table:
+        return f"unknown parameter {name!r} for family {family}; use one of {', '.join(table)}"
+    kinds, (lo, hi) = table[name]
+    if spec.kind not in kinds:
+        return f"{name} must be {' or '.join(kinds)}, got {spec.describe()}"
+    if spec.kind == "fixed" and not lo <= spec.args[0] <= hi:
+        return f"{name} = {spec.args[0]:g} is outside [{lo:g}, {hi:g}]"
+    return None
+
+
+def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case:
+    """Read, validate and resolve one case file; raise ``CaseErrors`` listing every problem."""
+    path = Path(path)
+    file = str(path)
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise CaseErrors([CaseError(file, "", "the file must be a mapping with case, sources, hypotheses, evidence")])
+    try:
+        doc = CaseDoc.model_validate(raw)
+    except ValidationError as exc:
+        raise CaseErrors(_pyd_errors(file, exc)) from None
+    pdir = Path(priors_dir) if priors_dir else (path.parent / doc.priors if doc.priors else None)
+    lib = load_priors(pdir)
+    errors: list[CaseError] = []
+
+    def err(where: str, msg: str) -> None:
+        errors.append(CaseError(file, where, msg))
+
+    for what, seq in (("sources", doc.sources), ("hypotheses", doc.hypotheses), ("evidence", doc.evidence)):
+        seen: set[str] = set()
+        for i, x in enumerate(seq):
+            if x.id in seen:
+                err(f"{what}[{i}].id", f"duplicate id {x.id!r}; every {what[:-1] if what != 'evidence' else 'evidence item'} needs its own id")
+            seen.add(x.id)
+
+    sources: dict[str, ResolvedSource] = {}
+    for i, s in enumerate(doc.sources):
+        if isinstance(s.reliability, str):
+            if s.reliability not in lib.reliability:
+                err(f"sources[{i}].reliability", f"unknown reliability profile {s.reliability!r}; use one of {', '.join(sorted(lib.reliability))} or {{beta: [a, b]}}")
+                continue
+            rel, profile = lib.reliability[s.reliability], s.reliability
+        else:
+            rel, profile = s.reliability, "custom"
+            if rel.kind not in ("beta", "fixed") or (rel.kind == "fixed" and not 0 < rel.args[0] <= 1):
+                err(f"sources[{i}].reliability", f"reliability must be a profile name, {{beta: [a, b]}} or a number in (0, 1], got {rel.describe()}")
+                continue
+        sources[s.id] = ResolvedSource(s.id, s.title, s.citation or s.url, rel, profile)
+
+    priors_raw: list[float] = []
+    for i, h in enumerate(doc.hypotheses):
+        if h.mechanism not in lib.mechanisms:
+            err(f"hypotheses[{i}].mechanism", f"unknown mechanism {h.mechanism!r}; use one of {', '.join(sorted(lib.mechanisms))}")
+        if isinstance(h.prior, dict):
+            name = h.prior["base_rate"]
+            if name not in lib.base_rates:
+                err(f"hypotheses[{i}].prior.base_rate", f"unknown base rate {name!r}; use one of {', '.join(sorted(lib.base_rates))}")
+                priors_raw.append(math.nan)
+                continue
+            priors_raw.append(lib.base_rates[name])
+        else:
+            if not math.isfinite(h.prior) or h.prior < 0:
+                err(f"hypotheses[{i}].prior", f"prior must be a finite number >= 0, got {h.prior!r}")
+            priors_raw.append(h.prior)
+        for fam, params in h.overrides.items():
+            if fam not in PARAMS:
+                err(f"hypotheses[{i}].overrides.{fam}", f"unknown family {fam!r}; overrides are keyed by family ({', '.join(FAMILIES)})")
+                continue
+            for name, spec in params.items():
+                if problem := _check_spec(fam, name, spec):
+                    err(f"hypotheses[{i}].overrides.{fam}.{name}", problem)
+    finite = [p for p in priors_raw if math.isfinite(p) and p >= 0]
+    if len(finite) == len(priors_raw) and sum(finite) <= 0:
+        err("hypotheses", "priors are all zero; give at least one hypothesis a positive prior")
+
+    hyp_ids = [h.id for h in doc.hypotheses]
+    items: list[ResolvedItem] = []
+    for i, e in enumerate(doc.evidence):
+        where = f"evidence[{i}]"
+        if e.source not in {s.id for s in doc.sources}:
+            err(f"{where}.source", f"undefined source {e.source!r}; add it under sources or use one of {', '.join(s.id for s in doc.sources)}")
+        try:
+            obs = OBSERVED[e.family].model_validate(e.observed)
+            if e.family == "timing":
+                obs = _timing_minutes(obs)
+        except ValidationError as exc:
+            errors.extend(_pyd_errors(file, exc, f"{where}.observed"))
+            continue
+        except ValueError as exc:
+            err(f"{where}.observed", str(exc))
+            continue
+        if e.family == "timing" and obs.clock_sd_min.kind not in ("fixed", "halfnormal"):
+            err(f"{where}.observed.clock_sd_min", "clock_sd_min must be a number > 0 or {halfnormal: s}")
+        if e.family == "timing" and obs.clock_sd_min.kind == "fixed" and obs.clock_sd_min.args[0] <= 0:
+            err(f"{where}.observed.clock_sd_min", "clock_sd_min must be > 0 minutes")
+        for hid, params in e.under.items():
+            if hid != "default" and hid not in hyp_ids:
+                err(f"{where}.under.{hid}", f"unknown hypothesis {hid!r}; use one of {', '.join(hyp_ids)} or 'default'")
+            for name, spec in params.items():
+                if problem := _check_spec(e.family, name, spec):
+                    err(f"{where}.under.{hid}.{name}", problem)
+        params: dict[str, dict[str, Dist]] = {}
+        for h in doc.hypotheses:
+            mech = lib.mechanisms.get(h.mechanism, {}).get(e.family, {})
+            resolved: dict[str, Dist] = {}
+            for name in PARAMS[e.family]:
+                for spec_src in (e.under.get(h.id, {}), e.under.get("default", {}), h.overrides.get(e.family, {}), mech):
+                    if name in spec_src:
+                        resolved[name] = spec_src[name]
+                        break
+                else:
+                    if h.mechanism in lib.mechanisms:
+                        err(f"{where}.under.{h.id}.{name}", f"no value of {name!r} for hypothesis {h.id!r}; add under.{h.id}.{name} or under.default.{name}")
+            if e.family == "fragments" and "alpha" in resolved:
+                try:
+                    resolved["alpha"].alpha_for(tuple(obs.counts))
+                except ValueError as exc:
+                    err(f"{where}.observed.counts", f"{exc} (mechanism {h.mechanism})")
+            params[h.id] = resolved
+        items.append(ResolvedItem(e.id, e.family, e.source, e.group, e.description, obs, e.cites, params))
+
+    _check_groups(file, items, err)
+    if errors:
+        raise CaseErrors(errors)
+
+    total = sum(priors_raw)
+    hyps = {
+        h.id: ResolvedHypothesis(h.id, h.description, p / total, h.mechanism, h.reasoning)
+        for h, p in zip(doc.hypotheses, priors_raw, strict=True)
+    }
+    text = path.read_text(encoding="utf-8")
+    digest = hashlib.sha256((text + "\0" + lib.digest).encode()).hexdigest()
+    return Case(
+        path=file, id=doc.case.id, title=doc.case.title, date=doc.case.date, description=doc.case.description,
+        sources=sources, hypotheses=hyps, items=tuple(items), assertion_rates=dict(lib.assertion_rates),
+        text=text, digest=digest, priors_dir=lib.directory,
+    )
+
+
+def _check_groups(file: str, items: list[ResolvedItem], err) -> None:  # noqa: ANN001
+    groups: dict[str, list[tuple[int, ResolvedItem]]] = {}
+    for i, it in enumerate(items):
+        if it.group:
+            groups.setdefault(it.group, []).append((i, it))
+    ids = {it.id for it in items}
+    for name, members in groups.items():
+        first = members[0][1]
+        if name in ids:
+            err(f"evidence[{members[0][0]}].group", f"group name {name!r} is also an item id; rename the group")
+        for i, it in members[1:]:
+            where = f"evidence[{i}].group"
+            if it.family != first.family:
+                err(where, f"group {name!r} mixes families {first.family} and {it.family}; a group holds reports of one fact")
+            elif it.family == "timing":
+                if (it.observed.window, it.observed.period) != (first.observed.window, first.observed.period):
+                    err(where, f"timing reports in group {name!r} differ in window or period; reports of one event share them")
+            elif it.family in ("perforations", "fragments", "interval") and it.observed != first.observed:
+                err(where, f"reports in group {name!r} disagree on the observed values; reconcile them or split the group")
+            elif it.family == "claim" and it.observed.interest != first.observed.interest:
+                err(where, f"reports in group {name!r} disagree on interest; reports of one statement share it")
+            elif it.params != first.params:
+                err(where, f"reports in group {name!r} have different 'under' predictions; give them once, identically")
+
+
+def case_schema() -> dict[str, Any]:
+    """JSON Schema of the case file, for editors."""
+    schema = CaseDoc.model_json_schema()
+    schema["$comment"] = "observed: per family, see definitions " + ", ".join(m.__name__ for m in OBSERVED.values())
+    for m in OBSERVED.values():
+        schema.setdefault("$defs", {})[m.__name__] = m.model_json_schema()
+    return schema
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
+
+
+__all__ = ["Case", "load_case", "case_schema", "FAMILIES", "PARAMS", "PriorLibrary"]

@@ -1,0 +1,119 @@
+"""Build one PyMC model per hypothesis; no sampling, no IO.
+
+Every hypothesis of a case gets a model of the same shape: the evidence units (items and
+dependency groups) are fixed by the case, and what a hypothesis changes is the
+hyper-parameters of the family parameters' priors, which are ``pm.Data`` containers named
+``hp__<unit>__<param>``. A worker can therefore compile one model per *structure*
+(``structure_key``) and switch hypotheses with ``pm.set_data(hypothesis_data(case, hid))``.
+
+Each unit contributes ``pm.Potential("ll__<unit>", log(r p(y|H, theta) + (1 - r) p_bg(y)))``
+where ``r = 1 - prod_s (1 - r_s)`` over the distinct sources reporting the unit: one report
+counts once, and several independent reports of one fact raise the chance that at least one
+carries it faithfully without multiplying its weight. Free random variables are the prior,
+potentials the likelihood (SMC relies on that split).
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from engine.case import Case, ResolvedItem
+from engine.dists import Dist
+from engine.evidence import FAMILY_MODULES
+from engine.evidence.fragments import labels as fragment_labels
+from engine.priors import load_priors
+
+_RV = {
+    "beta": lambda name, hp: pm.Beta(name, alpha=hp[0], beta=hp[1]),
+    "gamma": lambda name, hp: pm.Gamma(name, alpha=hp[0], beta=hp[1]),
+    "normal": lambda name, hp: pm.Normal(name, mu=hp[0], sigma=hp[1]),
+    "halfnormal": lambda name, hp: pm.HalfNormal(name, sigma=hp[0]),
+    "dirichlet": lambda name, hp: pm.Dirichlet(name, a=hp),
+}
+
+
+def unit_id(items: tuple[ResolvedItem, ...]) -> str:
+    return items[0].group or items[0].id
+
+
+def _hyper_value(item: ResolvedItem, pname: str, spec: Dist, sampled: bool) -> tuple[str, np.ndarray]:
+    """(structural kind, hyper-parameter array) of one family parameter under one hypothesis."""
+    if spec.kind == "dirichlet":
+        return "dirichlet", np.asarray(spec.alpha_for(fragment_labels((item,))), dtype=float)
+    if spec.kind == "fixed" or not sampled:
+        return "const", np.asarray(spec.mean(), dtype=float)
+    return spec.kind, np.asarray(spec.args, dtype=float)
+
+
+def hyper(case: Case, hid: str) -> dict[str, tuple[str, np.ndarray]]:
+    """Every hypothesis-dependent hyper-parameter: name -> (kind, value)."""
+    out = {}
+    for _, items in case.units():
+        fam = FAMILY_MODULES[items[0].family]
+        for pname, spec in items[0].params[hid].items():
+            out[f"hp__{unit_id(items)}__{pname}"] = _hyper_value(items[0], pname, spec, pname in fam.SAMPLED)
+    return out
+
+
+def structure_key(case: Case, hid: str) -> tuple:
+    """Hypotheses with equal keys share one compiled model (only pm.Data values differ)."""
+    return (case.digest, tuple((k, kind) for k, (kind, _) in sorted(hyper(case, hid).items())))
+
+
+def hypothesis_data(case: Case, hid: str) -> dict[str, np.ndarray]:
+    """Values for ``pm.set_data`` that turn a model built for one hypothesis into ``hid``'s."""
+    return {k: v for k, (_, v) in hyper(case, hid).items()}
+
+
+def log_mix(w, log_a, log_b):  # noqa: ANN001, ANN201
+    """log(w e^a + (1 - w) e^b), stable, with finite gradients when w is 0 or 1."""
+    top = pt.maximum(log_a, log_b)
+    return top + pt.log(w * pt.exp(log_a - top) + (1 - w) * pt.exp(log_b - top))
+
+
+def _param(name: str, spec: Dist):  # noqa: ANN202
+    """A hypothesis-independent parameter: a random variable or a constant."""
+    if spec.kind == "fixed":
+        return pt.as_tensor_variable(np.asarray(spec.args[0], dtype=float))
+    return _RV[spec.kind](name, spec.args)
+
+
+def _generic(case: Case, items: tuple[ResolvedItem, ...]) -> dict[str, Dist]:
+    fam = items[0].family
+    if fam in ("claim", "elicited"):
+        key = "holds" if fam == "claim" else "p"
+        mean = float(np.mean([items[0].params[h][key].mean() for h in case.hypotheses]))
+        return {key: Dist("fixed", (mean,))}
+    return load_priors(case.priors_dir).mechanisms["generic"].get(fam, {})
+
+
+def build_model(case: Case, hid: str) -> pm.Model:
+    """The PyMC model of hypothesis ``hid``: priors of its parameters, one potential per unit."""
+    hp = hyper(case, hid)
+    with pm.Model(coords={}) as model:
+        used = {it.source for it in case.items}
+        reliability = {s: _param(f"reliability__{s}", case.sources[s].reliability) for s in sorted(used)}
+        interests = sorted({it.observed.interest for it in case.items if it.family == "claim"})
+        rates = {c: _param(f"assertion_rate__{c}", case.assertion_rates[c]) for c in interests}
+        for _, items in case.units():
+            uid, fam = unit_id(items), FAMILY_MODULES[items[0].family]
+            theta = {}
+            for pname in items[0].params[hid]:
+                kind, value = hp[f"hp__{uid}__{pname}"]
+                data = pm.Data(f"hp__{uid}__{pname}", value)
+                theta[pname] = data if kind == "const" else _RV[kind](f"{uid}__{pname}", data)
+            if items[0].family == "timing":
+                theta["clock_sd"] = [_param(f"{it.id}__clock_sd", it.observed.clock_sd_min) for it in items]
+            if items[0].family == "claim":
+                theta["assertion_rate"] = rates[items[0].observed.interest]
+                theta["holds"] = pt.clip(theta["holds"], 1e-9, 1.0)
+            ll_h = fam.loglik(items, theta)
+            ll_bg = fam.background(items, _generic(case, items), theta)
+            sources = sorted({it.source for it in items})
+            r = 1 - reduce(lambda acc, s: acc * (1 - reliability[s]), sources, pt.constant(1.0))
+            pm.Potential(f"ll__{uid}", log_mix(r, ll_h, ll_bg))
+    return model

@@ -1,0 +1,105 @@
+"""The priors/ library: mechanisms, source-reliability profiles, assertion rates, base rates.
+
+Layout of a priors folder (default: ``priors/`` at the top of the repository)::
+
+    mechanisms.yaml   mechanism -> family -> parameter -> spec (see engine.dists)
+    sources.yaml      reliability: profile -> spec;  assertion_rate: interest -> spec
+    base_rates.yaml   name -> relative frequency (used as a hypothesis prior)
+
+Each file may carry ``notes:`` entries saying where the numbers come from; they are kept for
+the report but not interpreted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from engine.dists import Dist, parse_dist
+from engine.errors import CaseError
+from engine.yamlio import read_yaml
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "priors"
+INTERESTS = ("serves", "neutral", "against")
+
+
+@dataclass(frozen=True)
+class PriorLibrary:
+    directory: str
+    mechanisms: dict[str, dict[str, dict[str, Dist]]]
+    mechanism_notes: dict[str, str]
+    reliability: dict[str, Dist]
+    assertion_rates: dict[str, Dist]
+    base_rates: dict[str, float]
+    digest: str
+    texts: dict[str, str]
+
+
+def _mapping(file: Path, path: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise CaseError(file, path, f"expected a mapping, got {type(value).__name__}; see priors/README")
+    return value
+
+
+def _dist(file: Path, path: str, value: Any) -> Dist:
+    try:
+        return parse_dist(value)
+    except ValueError as exc:
+        raise CaseError(file, path, str(exc)) from None
+
+
+def load_priors(directory: str | Path | None = None) -> PriorLibrary:
+    """Load and validate a priors folder (cached per folder and file contents)."""
+    d = Path(directory) if directory else DEFAULT_DIR
+    if not d.is_dir():
+        raise CaseError(d, "", "priors folder not found; set `priors:` in the case file to the folder path")
+    stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(d.glob("*.yaml")))
+    return _load(str(d.resolve()), stamp)
+
+
+@lru_cache(maxsize=8)
+def _load(directory: str, _stamp: tuple) -> PriorLibrary:
+    d = Path(directory)
+    texts = {name: (d / name).read_text(encoding="utf-8") for name in ("mechanisms.yaml", "sources.yaml", "base_rates.yaml")
+             if (d / name).exists()}
+    for name in ("mechanisms.yaml", "sources.yaml", "base_rates.yaml"):
+        if name not in texts:
+            raise CaseError(d / name, "", "missing from the priors folder; copy it from the repository's priors/")
+
+    f = d / "mechanisms.yaml"
+    mechs_raw = _mapping(f, "", read_yaml(f))
+    mechanisms: dict[str, dict[str, dict[str, Dist]]] = {}
+    notes: dict[str, str] = {}
+    for mname, fams in _mapping(f, "", mechs_raw.get("mechanisms")).items():
+        fams = _mapping(f, f"mechanisms.{mname}", fams)
+        notes[mname] = str(fams.get("description", ""))
+        mechanisms[mname] = {}
+        for fam, params in fams.items():
+            if fam in ("description", "sources"):
+                continue
+            params = _mapping(f, f"mechanisms.{mname}.{fam}", params)
+            mechanisms[mname][fam] = {k: _dist(f, f"mechanisms.{mname}.{fam}.{k}", v) for k, v in params.items()}
+
+    f = d / "sources.yaml"
+    src = _mapping(f, "", read_yaml(f))
+    reliability = {k: _dist(f, f"reliability.{k}", v) for k, v in _mapping(f, "reliability", src.get("reliability")).items()}
+    rates = {k: _dist(f, f"assertion_rate.{k}", v) for k, v in _mapping(f, "assertion_rate", src.get("assertion_rate")).items()}
+    for k in INTERESTS:
+        if k not in rates:
+            raise CaseError(f, f"assertion_rate.{k}", "missing; give a beta prior for every interest (serves, neutral, against)")
+
+    f = d / "base_rates.yaml"
+    br = _mapping(f, "", read_yaml(f))
+    base_rates: dict[str, float] = {}
+    for k, v in _mapping(f, "base_rates", br.get("base_rates")).items():
+        val = v.get("rate") if isinstance(v, dict) else v
+        if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val) or val < 0:
+            raise CaseError(f, f"base_rates.{k}", f"rate must be a finite number >= 0, got {val!r}")
+        base_rates[k] = float(val)
+
+    digest = hashlib.sha256("\0".join(texts[k] for k in sorted(texts)).encode()).hexdigest()
+    return PriorLibrary(str(d), mechanisms, notes, reliability, rates, base_rates, digest, texts)
