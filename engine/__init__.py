@@ -1,0 +1,35 @@
+"""incident-engine: Bayesian attribution of an incident's cause among competing hypotheses.
+
+Public API (imports are lazy so that ``import engine`` stays fast)::
+
+    case = engine.load_case("cases/azal8243-2024.yaml")
+    run_dir = engine.run_case(case, settings=engine.Settings(seed=1), out="runs")
+    result = engine.read_attribution(run_dir)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["load_case", "run_case", "Settings", "read_attribution", "case_schema", "EngineError", "CaseError", "RunError"]
+
+_LAZY = {
+    "load_case": ("engine.case", "load_case"),
+    "case_schema": ("engine.case", "case_schema"),
+    "run_case": ("engine.runner", "run_case"),
+    "Settings": ("engine.runner", "Settings"),
+    "read_attribution": ("engine.runner", "read_attribution"),
+    "EngineError": ("engine.errors", "EngineError"),
+    "CaseError": ("engine.errors", "CaseError"),
+    "RunError": ("engine.errors", "RunError"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")

@@ -314,6 +314,7 @@ def run_case(
     on_start: Callable[[str | None], None] | None = None,
 ) -> Path:
     """Run a case end to end; return the run folder (which holds ``attribution.json``)."""
+    ensure_compiledir()
     folder = new_run_folder(case, Path(out), run_id, settings)
     write_text(folder.case, case.text)
     man = manifest(case, settings, folder, command or sys.argv)
@@ -379,3 +380,23 @@ def collect(case: Case, folder: RunFolder, settings: Settings) -> dict:
     write_json(folder.diagnostics, {"case": case.id, "run": folder.root.name, "hypotheses": diag})
     write_json(folder.attribution, result)
     return result
+
+
+def read_attribution(run_dir: str | Path) -> dict:
+    """The ``attribution.json`` of a finished run."""
+    return read_json(RunFolder(Path(run_dir)).attribution)
+
+
+def ensure_compiledir() -> None:
+    """Point PyTensor at a stable compile cache (shared by this process and its workers).
+
+    Also sets ``blas__ldflags`` to empty unless given: the models are scalar-sized, and
+    PyTensor's BLAS probe on pip installs only warns that it found none.
+    """
+    flags = [f for f in os.environ.get("PYTENSOR_FLAGS", "").split(",") if f]
+    if not any(f.startswith("base_compiledir") for f in flags):
+        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "incident-engine" / "pytensor"
+        flags.append(f"base_compiledir={cache}")
+    if not any(f.startswith("blas__ldflags") for f in flags):
+        flags.append("blas__ldflags=")
+    os.environ["PYTENSOR_FLAGS"] = ",".join(flags)

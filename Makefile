@@ -1,0 +1,30 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# One stable PyTensor compile cache for the demo, the tests and their dask workers.
+export PYTENSOR_FLAGS ?= base_compiledir=$(CURDIR)/.pytensor
+
+.PHONY: demo test test-quick lint clean
+
+$(BIN)/incident: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+demo: $(BIN)/incident
+	$(BIN)/incident validate cases/azal8243-2024.yaml cases/il20-2018.yaml
+	$(BIN)/incident run cases/azal8243-2024.yaml --seed 20241225
+
+test: $(BIN)/incident
+	$(BIN)/python -m pytest -q --durations=15
+
+test-quick: $(BIN)/incident
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(BIN)/incident
+	$(BIN)/ruff check engine tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytensor .pytest_cache

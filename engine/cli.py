@@ -1,0 +1,188 @@
+"""The ``incident`` command line: thin commands over the library.
+
+Exit codes: 0 success, 1 unexpected internal error, 2 invalid input (case file),
+3 run failure or unusable run folder, 4 diagnostics verdict "fail".
+Errors are one line each on stderr, never a traceback (set INCIDENT_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from engine.errors import CaseErrors, EngineError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Attribute the cause of an incident among competing hypotheses.")
+
+
+def _fail(exc: EngineError) -> None:
+    lines = [str(e) for e in exc.errors] if isinstance(exc, CaseErrors) else [str(exc)]
+    for line in lines:
+        typer.echo(f"error: {line}" if not isinstance(exc, CaseErrors) else line, err=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from engine import __version__
+
+        typer.echo(f"incident-engine {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    pass
+
+
+@app.command()
+def validate(cases: Annotated[list[Path], typer.Argument(help="Case files to check.")]) -> None:
+    """Check case files; print one line per problem (exit 2) or 'ok' per file."""
+    from engine.case import load_case
+
+    bad = 0
+    for path in cases:
+        try:
+            case = load_case(path)
+        except CaseErrors as exc:
+            bad += 1
+            for e in exc.errors:
+                typer.echo(str(e), err=True)
+            continue
+        except EngineError as exc:
+            bad += 1
+            typer.echo(str(exc), err=True)
+            continue
+        typer.echo(f"{path}: ok ({len(case.hypotheses)} hypotheses, {len(case.items)} evidence items)")
+    if bad:
+        raise typer.Exit(2)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of case files (for editor completion)."""
+    from engine.case import case_schema
+
+    typer.echo(json.dumps(case_schema(), indent=2))
+
+
+@app.command()
+def run(
+    case_file: Annotated[Path, typer.Argument(help="The case file (YAML).")],
+    seed: Annotated[int, typer.Option(help="Run seed; every task's seed derives from it.")] = 20181017,
+    out: Annotated[Path, typer.Option(help="Folder that receives runs/<case>/<run>.")] = Path("runs"),
+    run_id: Annotated[str | None, typer.Option(help="Name of the run folder (default: time and seed).")] = None,
+    draws: Annotated[int, typer.Option(min=50, help="NUTS draws per chain.")] = 1000,
+    tune: Annotated[int, typer.Option(min=50, help="NUTS tuning steps per chain.")] = 1000,
+    chains: Annotated[int, typer.Option(min=1, help="NUTS chains per hypothesis.")] = 4,
+    smc_draws: Annotated[int, typer.Option(min=100, help="SMC particles per chain.")] = 1000,
+    smc_chains: Annotated[int, typer.Option(min=2, help="SMC chains per hypothesis.")] = 4,
+    workers: Annotated[int, typer.Option(min=0, help="Local dask worker processes (0: run in this process).")] = 2,
+    scheduler: Annotated[str | None, typer.Option(help="Address of an existing dask scheduler (tcp://host:port).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print attribution.json instead of the table.")] = False,
+) -> None:
+    """Run a case: estimate every hypothesis's evidence two ways and attribute."""
+    from engine.case import load_case
+
+    try:
+        case = load_case(case_file)
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        from engine.runner import Settings, plan, read_attribution, run_case
+
+        settings = Settings(seed=seed, draws=draws, tune=tune, chains=chains, smc_draws=smc_draws, smc_chains=smc_chains)
+        console = Console(stderr=True)
+        total = len(plan(case, settings))
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True,
+                      disable=not console.is_terminal) as bar:
+            job = bar.add_task(f"{case.id}", total=total)
+
+            def started(address: str | None) -> None:
+                if address:
+                    console.print(f"dask dashboard: {address}")
+
+            def done(summary: dict, n: int, _total: int) -> None:
+                bar.update(job, completed=n, description=f"{case.id}: {summary.get('key', '')}")
+
+            root = run_case(case, settings=settings, out=out, run_id=run_id, workers=workers, scheduler=scheduler,
+                            command=sys.argv, on_done=done, on_start=started)
+        result = read_attribution(root)
+    except EngineError as exc:
+        _fail(exc)
+        return
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        _print_table(result)
+    typer.echo(f"run folder: {root}")
+
+
+@app.command()
+def show(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder, runs/<case>/<run>.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print attribution.json.")] = False,
+) -> None:
+    """Print the attribution of a finished run."""
+    from engine.runner import read_attribution
+
+    try:
+        result = read_attribution(run_dir)
+    except EngineError as exc:
+        _fail(exc)
+        return
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        _print_table(result)
+
+
+def _print_table(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from engine.terms import probability_term
+
+    table = Table(title=f"{result['case']} — run {result['run']}")
+    for col in ("hypothesis", "prior", "posterior", "± MCSE", "term", "log Z (SMC)", "log Z (bridge)"):
+        table.add_column(col, justify="left" if col in ("hypothesis", "term") else "right")
+    rows = sorted(result["hypotheses"].items(), key=lambda kv: -kv[1]["posterior"])
+    for hid, h in rows:
+        mark = " *" if hid == result["leader"] else ""
+        table.add_row(hid + mark, f"{h['prior']:.3f}", f"{h['posterior']:.3f}", f"{h['posterior_mcse']:.3f}",
+                      probability_term(h["posterior"]), f"{h['log_evidence']['smc']:.2f}", f"{h['log_evidence']['bridge']:.2f}")
+    console = Console(width=120)
+    console.print(table)
+    status = "converged" if result["converged"] else "NOT converged — treat with caution"
+    console.print(f"leader: {result['leader']} ({status})")
+    for w in result["warnings"]:
+        console.print(f"warning: {w}")
+
+
+def main() -> None:
+    """Console entry point: turn any unexpected exception into one line (exit 1)."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if os.environ.get("INCIDENT_DEBUG"):
+            raise
+        typer.echo(f"internal error: {type(exc).__name__}: {exc} (set INCIDENT_DEBUG=1 for a traceback)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

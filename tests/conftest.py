@@ -1,0 +1,36 @@
+"""Test set-up: one stable PyTensor compile cache for the whole session (and its dask
+workers), set before anything imports PyTensor; shared runs of the oracle cases."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={ROOT / '.pytensor'}")
+from engine.runner import ensure_compiledir  # noqa: E402  (no PyTensor import)
+
+ensure_compiledir()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import pytest  # noqa: E402
+
+CASES = Path(__file__).resolve().parent / "cases"
+
+
+@pytest.fixture(scope="session")
+def oracle_case():
+    from engine.case import load_case
+
+    return load_case(CASES / "oracle.yaml")
+
+
+@pytest.fixture(scope="session")
+def oracle_run(oracle_case, tmp_path_factory):
+    """The oracle case run once in-process (compiles shared with other tests)."""
+    from engine.runner import Settings, read_attribution, run_case
+
+    root = run_case(oracle_case, settings=Settings(seed=7, draws=1000, tune=1000, chains=4, smc_draws=1000, smc_chains=4),
+                    out=tmp_path_factory.mktemp("runs"), workers=0, command=["pytest"])
+    return root, read_attribution(root)

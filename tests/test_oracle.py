@@ -1,0 +1,68 @@
+"""The engine against closed-form marginal likelihoods (tests/exact.py, scipy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import exact
+from engine.case import load_case
+
+SD = float(np.sqrt(3.0**2 + 5.0**2 / 12))  # clock error with rounding folded in (Sheppard)
+
+
+def oracle_truth() -> dict[str, float]:
+    sizes = [30.0, 45.0, 60.0]
+    common = dict(t=52.0, window=(40, 70), period=(0, 600), sd=SD)
+    return {
+        "external": exact.perforations(6, 4, sizes, gamma=(2, 0.05), beta=(9, 1), normal=(2.3, 0.5), sd=0.5)
+        + exact.fragments([2, 1, 1], [2.0, 0.3, 3.0])
+        + exact.timing(w=0.9, **common)
+        + exact.interval(40.0, mu=3.0, tau=0.5, sd=1.0),
+        "internal": exact.perforations(6, 4, sizes, gamma=(1.5, 0.3), beta=(1, 9), normal=(4.0, 1.0), sd=0.5)
+        + exact.fragments([2, 1, 1], [2.0, 0.5, 0.5])
+        + exact.timing(w=0.0, **common)
+        + exact.interval(40.0, mu=4.1, tau=2.0, sd=1.0),
+        "engine": exact.perforations(6, 4, sizes, gamma=(1.5, 0.5), beta=(6, 4), normal=(3.9, 0.8), sd=0.5)
+        + exact.fragments([2, 1, 1], [1.0, 5.0, 0.3])
+        + exact.timing(w=0.0, **common)
+        + exact.interval(40.0, mu=4.1, tau=2.0, sd=1.0),
+    }
+
+
+@pytest.mark.slow
+def test_each_estimator_matches_closed_form_log_evidence(oracle_run):
+    _, result = oracle_run
+    truth = oracle_truth()
+    for hid, lz in truth.items():
+        got = result["hypotheses"][hid]["log_evidence"]
+        for estimator in ("smc", "bridge", "pooled"):
+            assert abs(got[estimator] - lz) < 0.1, (hid, estimator, got[estimator], lz)
+
+
+@pytest.mark.slow
+def test_attribution_matches_exact_posterior(oracle_run):
+    _, result = oracle_run
+    truth = oracle_truth()
+    hids = list(truth)
+    exact_post = exact.posterior([0.5, 0.3, 0.2], [truth[h] for h in hids])
+    for hid, p in zip(hids, exact_post, strict=True):
+        assert abs(result["hypotheses"][hid]["posterior"] - p) < 0.01, (hid, result["hypotheses"][hid], p)
+    assert result["leader"] == hids[int(np.argmax(exact_post))]
+    assert result["converged"], result["warnings"]
+
+
+@pytest.mark.slow
+def test_ambiguous_case_is_not_decided_by_a_mode(tmp_path):
+    """Two hypotheses whose exact posterior is within 0.45-0.55: the case the mixture trap fails."""
+    from engine.runner import Settings, read_attribution, run_case
+
+    case = load_case(__import__("conftest").CASES / "ambiguous.yaml")
+    la = exact.perforations(12, 9, [8.0, 12.0], gamma=(2, 0.2), beta=(6, 2), normal=(2.3, 0.5), sd=0.5)
+    lb = exact.perforations(12, 9, [8.0, 12.0], gamma=(4, 0.4), beta=(3, 1), normal=(2.4, 0.5), sd=0.5)
+    p = exact.posterior([0.5, 0.5], [la, lb])
+    assert 0.45 < p[0] < 0.55  # the case is really ambiguous
+    result = read_attribution(run_case(case, settings=Settings(seed=3), out=tmp_path, workers=0))
+    assert abs(result["hypotheses"]["a"]["posterior"] - p[0]) < 0.01, (result, p)
+    assert abs(result["hypotheses"]["a"]["log_evidence"]["pooled"] - la) < 0.1
+    assert abs(result["hypotheses"]["b"]["log_evidence"]["pooled"] - lb) < 0.1
