@@ -23,8 +23,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    NonNegativeInt,
-    PositiveFloat,
     ValidationError,
     model_validator,
 )
@@ -36,6 +34,11 @@ from engine.yamlio import read_yaml
 
 ID = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 ID_HINT = "ids are 1-64 lowercase letters, digits, '-' or '_'"
+BIG = 1e9  # refuse absurd magnitudes (units are holes, mm, seconds, minutes)
+NonNegativeInt = Annotated[int, Field(strict=True, ge=0, le=10_000_000)]
+PositiveFloat = Annotated[float, Field(strict=True, gt=0, le=BIG)]
+Number = Annotated[float, Field(strict=True, ge=-BIG, le=BIG)]
+Text = Annotated[str, Field(min_length=1, max_length=20_000)]
 FAMILIES = ("perforations", "fragments", "timing", "interval", "claim", "elicited")
 
 
@@ -47,7 +50,7 @@ ParamSpec = Annotated[Dist, BeforeValidator(_to_dist)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- observed values per family
@@ -85,7 +88,7 @@ class FragmentsObs(Strict):
         return self
 
 
-Time = float | dt.datetime
+Time = Number | dt.datetime
 
 
 class TimingObs(Strict):
@@ -95,7 +98,7 @@ class TimingObs(Strict):
     window: tuple[Time, Time]
     period: tuple[Time, Time]
     clock_sd_min: ParamSpec = Dist("fixed", (1.0,))
-    rounding_min: Annotated[float, Field(ge=0, le=1440)] = 0.0
+    rounding_min: Annotated[float, Field(strict=True, ge=0, le=1440)] = 0.0
     window_label: str = "activity"
 
 
@@ -109,14 +112,14 @@ class IntervalObs(Strict):
 class ClaimObs(Strict):
     """A statement asserted by the item's source."""
 
-    statement: str
+    statement: Text
     interest: Literal["serves", "neutral", "against"]
 
 
 class ElicitedObs(Strict):
     """Any other observation, with P(observation | hypothesis) elicited per hypothesis."""
 
-    statement: str
+    statement: Text
 
 
 OBSERVED = {
@@ -171,7 +174,7 @@ class Cite(Strict):
 class Hypothesis(Strict):
     id: ID
     description: str
-    prior: float | dict[Literal["base_rate"], str]
+    prior: Annotated[float, Field(strict=True, le=BIG)] | dict[Literal["base_rate"], str]
     mechanism: str
     overrides: dict[str, dict[str, ParamSpec]] = {}
     reasoning: str = ""
@@ -315,9 +318,9 @@ def _timing_minutes(obs: TimingObs) -> TimingObs:
     if origin is None:
         period = (period[0], period[1])
     if not period[0] < period[1]:
-        raise ValueError("period ends before it starts; swap or correct the two times")
+        raise ValueError("period must end after it starts; swap or correct the two times")
     if not window[0] < window[1]:
-        raise ValueError("window ends before it starts; swap or correct the two times")
+        raise ValueError("window must end after it starts; swap or correct the two times")
     if window[0] < period[0] or window[1] > period[1]:
         raise ValueError("window is not inside period; widen the period to contain the activity window")
     if not period[0] - (period[1] - period[0]) <= conv["time"] <= period[1] + (period[1] - period[0]):
@@ -359,7 +362,8 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
         seen: set[str] = set()
         for i, x in enumerate(seq):
             if x.id in seen:
-                err(f"{what}[{i}].id", f"duplicate id {x.id!r}; every {what[:-1] if what != 'evidence' else 'evidence item'} needs its own id")
+                noun = {"sources": "source", "hypotheses": "hypothesis", "evidence": "evidence item"}[what]
+                err(f"{what}[{i}].id", f"duplicate id {x.id!r}; every {noun} needs its own id")
             seen.add(x.id)
 
     sources: dict[str, ResolvedSource] = {}
@@ -378,6 +382,8 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
 
     priors_raw: list[float] = []
     for i, h in enumerate(doc.hypotheses):
+        if h.id == "default":
+            err(f"hypotheses[{i}].id", "'default' is reserved (under.default applies to every hypothesis); rename it")
         if h.mechanism not in lib.mechanisms:
             err(f"hypotheses[{i}].mechanism", f"unknown mechanism {h.mechanism!r}; use one of {', '.join(sorted(lib.mechanisms))}")
         if isinstance(h.prior, dict):

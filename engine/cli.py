@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from engine.errors import CaseErrors, EngineError
+from engine.errors import CaseError, CaseErrors, EngineError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Attribute the cause of an incident among competing hypotheses.")
@@ -24,7 +24,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 def _fail(exc: EngineError) -> None:
     lines = [str(e) for e in exc.errors] if isinstance(exc, CaseErrors) else [str(exc)]
     for line in lines:
-        typer.echo(f"error: {line}" if not isinstance(exc, CaseErrors) else line, err=True)
+        typer.echo(line if isinstance(exc, (CaseError, CaseErrors)) else f"error: {line}", err=True)
     raise typer.Exit(exc.exit_code)
 
 

@@ -31,6 +31,16 @@ class _Loader(yaml.SafeLoader):
                 raise yaml.YAMLError(f"more than {MAX_ALIASES} YAML aliases")
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001, ANN201 - PyYAML's signature
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}; each key may appear once in a mapping", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
 
 def read_yaml(path: str | Path) -> Any:
     """Parse one YAML file, or raise a ``CaseError`` naming the file and the problem."""
@@ -56,3 +66,7 @@ def read_yaml(path: str | Path) -> Any:
         raise CaseError(path, where, f"invalid YAML: {exc.problem}; fix the syntax") from None
     except yaml.YAMLError as exc:
         raise CaseError(path, "", f"invalid YAML: {exc}; fix the file") from None
+    except (ValueError, OverflowError) as exc:  # e.g. an impossible date such as 2024-02-30
+        raise CaseError(path, "", f"invalid value in YAML: {exc}; fix the date or number") from None
+    except RecursionError:
+        raise CaseError(path, "", "YAML nested too deeply; flatten the file") from None
