@@ -146,6 +146,56 @@ def show(
         _print_table(result)
 
 
+@app.command()
+def diagnose(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder, runs/<case>/<run>.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print diagnostics.json.")] = False,
+) -> None:
+    """Convergence, estimator agreement and predictive checks of a run; exit 4 if the verdict is 'fail'."""
+    from engine.combine import read_diagnostics
+
+    try:
+        diag = read_diagnostics(run_dir)
+    except EngineError as exc:
+        _fail(exc)
+        return
+    if json_out:
+        typer.echo(json.dumps(diag, indent=2))
+    else:
+        _print_diagnostics(diag)
+    if diag["verdict"] == "fail":
+        raise typer.Exit(4)
+
+
+def _print_diagnostics(diag: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=140)
+    table = Table(title=f"diagnostics — {diag['case']} / {diag['run']}")
+    for col in ("hypothesis", "r-hat max", "ESS bulk", "ESS tail", "divergences", "BFMI", "log Z SMC", "log Z bridge", "agree"):
+        table.add_column(col, justify="left" if col == "hypothesis" else "right")
+    for hid, d in diag["hypotheses"].items():
+        e = d["estimators"]
+        table.add_row(hid, f"{d['rhat_max']:.3f}", f"{d['ess_bulk_min']:.0f}", f"{d['ess_tail_min']:.0f}", str(d["divergences"]),
+                      f"{d['bfmi_min']:.2f}", f"{e['smc']:.2f} ± {e['smc_se']:.2f}", f"{e['bridge']:.2f} ± {e['bridge_se']:.2f}",
+                      "yes" if e["agree"] else "NO")
+    console.print(table)
+    checks = Table(title="posterior predictive p-values (per evidence unit, under each hypothesis)")
+    hids = list(diag["hypotheses"])
+    checks.add_column("unit")
+    for hid in hids:
+        checks.add_column(hid, justify="right")
+    for uid, row in diag["predictive"].items():
+        checks.add_row(uid, *[("—" if row["p_values"][h] is None else f"{row['p_values'][h]:.3f}") for h in hids])
+    console.print(checks)
+    for uid in diag["unexplained"]:
+        console.print(f"none of the hypotheses explains {uid}")
+    console.print(f"verdict: {diag['verdict']}")
+    for reason in diag["reasons"]:
+        console.print(f"  - {reason}")
+
+
 def _print_table(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -34,3 +34,115 @@ def nuts_diagnostics(idata, *, rhat_max: float = RHAT_MAX, ess_min: float = ESS_
     return {"rhat_max": rhat, "ess_bulk_min": ess_bulk, "ess_tail_min": ess_tail,
             "divergences": divergences, "bfmi_min": bfmi, "n_chains": n_chains,
             "n_draws": int(post.sizes["draw"]), "problems": problems}
+
+
+# ------------------------------------------------------------------ predictive checks
+ALPHA = 0.01  # a unit is "not explained" by a hypothesis when its predictive p-value is below this
+
+
+def unit_theta(case, hid: str, items, posterior) -> dict:  # noqa: ANN001
+    """Per-draw parameter values (numpy, leading axis = draws) of one unit under one hypothesis."""
+    from engine.model import hyper, unit_id
+
+    uid = unit_id(items)
+    n = posterior.sizes["chain"] * posterior.sizes["draw"]
+    kinds = hyper(case, hid)
+    theta = {}
+    for pname in items[0].params[hid]:
+        kind, value = kinds[f"hp__{uid}__{pname}"]
+        if kind == "const":
+            theta[pname] = np.broadcast_to(np.asarray(value, dtype=float), (n,))
+        else:
+            v = posterior[f"{uid}__{pname}"].values
+            theta[pname] = v.reshape(n, *v.shape[2:])
+    if items[0].family == "timing":
+        theta["clock_sd"] = [
+            posterior[f"{it.id}__clock_sd"].values.reshape(n) if f"{it.id}__clock_sd" in posterior
+            else np.full(n, it.observed.clock_sd_min.args[0])
+            for it in items
+        ]
+    return theta
+
+
+def predictive_p_value(case, hid: str, items, posterior, rng: np.random.Generator) -> float | None:  # noqa: ANN001
+    """Posterior predictive Monte Carlo p-value of one unit under one hypothesis's mechanism.
+
+    Discrepancy T(y, theta) = -log p(y | H, theta) (the mechanism's own prediction, as if
+    the report were faithful); p = (1 + #{T(y_rep) >= T(y_obs)}) / (N + 1). ``None`` for
+    families with nothing to replicate (claims, elicited probabilities).
+    """
+    from engine.evidence import FAMILY_MODULES
+
+    fam = FAMILY_MODULES[items[0].family]
+    if not hasattr(fam, "simulate"):
+        return None
+    theta = unit_theta(case, hid, items, posterior)
+    t_obs = -fam.logp_np(items, fam.observed(items), theta)
+    t_rep = -fam.logp_np(items, fam.simulate(items, theta, rng), theta)
+    return float((1 + np.sum(t_rep >= t_obs)) / (t_rep.size + 1))
+
+
+def predictive_checks(case, posteriors: dict, *, seed: int) -> tuple[dict, list[str]]:  # noqa: ANN001
+    """p-values per unit and hypothesis, and the units that no hypothesis explains."""
+    from engine.model import unit_id
+
+    out, unexplained = {}, []
+    for k, (_, items) in enumerate(case.units()):
+        uid = unit_id(items)
+        pv = {}
+        for j, hid in enumerate(case.hypotheses):
+            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k, j)))
+            pv[hid] = predictive_p_value(case, hid, items, posteriors[hid].posterior, rng)
+        out[uid] = {"family": items[0].family, "items": [it.id for it in items], "p_values": pv}
+        checked = [p for p in pv.values() if p is not None]
+        if checked and max(checked) < ALPHA:
+            unexplained.append(uid)
+    return out, unexplained
+
+
+def contributions(posteriors: dict, leader: str, runner_up: str) -> dict:
+    """log10 Bayes factor of each unit given all the other evidence (PSIS-LOO), leader vs runner-up.
+
+    For unit u: log10 p(y_u | y_-u, leader) - log10 p(y_u | y_-u, runner-up), each from
+    ArviZ's Pareto-smoothed importance sampling over the unit log-likelihoods stored with
+    the NUTS draws; Pareto k above 0.7 marks an unreliable term.
+    """
+    import warnings
+
+    import arviz as az
+
+    loo, khat = {}, {}
+    for hid in (leader, runner_up):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = az.loo(posteriors[hid], pointwise=True, var_name="unit_loglik")
+        loo[hid] = res.loo_i
+        khat[hid] = res.pareto_k
+    units = [str(u) for u in loo[leader]["unit"].values]
+    diff = (loo[leader] - loo[runner_up]).values / np.log(10)
+    kmax = np.maximum(khat[leader].values, khat[runner_up].values)
+    return {"leader": leader, "runner_up": runner_up,
+            "units": {u: float(d) for u, d in zip(units, diff, strict=True)},
+            "pareto_k": {u: float(k) for u, k in zip(units, kmax, strict=True)}}
+
+
+def verdict(per_hypothesis: dict, posterior_mcse: dict, unexplained: list[str], pareto_k: dict) -> tuple[str, list[str], list[str]]:
+    """pass / warn / fail with reasons. Fail means the attribution must not be relied on."""
+    fail, warn = [], []
+    for hid, d in per_hypothesis.items():
+        if d["n_chains"] > 1 and not d["rhat_max"] <= 1.05:
+            fail.append(f"{hid}: r-hat {d['rhat_max']:.3f} > 1.05 (chains disagree)")
+        if not d["ess_bulk_min"] >= 100:
+            fail.append(f"{hid}: bulk ESS {d['ess_bulk_min']:.0f} < 100 (too few effective draws)")
+        if d["divergences"] > 0.01 * d["n_chains"] * d["n_draws"]:
+            fail.append(f"{hid}: {d['divergences']} divergent transitions (> 1% of draws)")
+        if not d["estimators"]["agree"]:
+            fail.append(f"{hid}: log-evidence estimators disagree by {d['estimators']['spread']:.2f} nat")
+        warn += [f"{hid}: {p}" for p in d["problems"]]
+    for hid, e in posterior_mcse.items():
+        if e > 0.05:
+            fail.append(f"{hid}: Monte Carlo error of the posterior probability is {e:.3f} (> 0.05)")
+    warn += [f"none of the hypotheses explains {u} (predictive p < {ALPHA})" for u in unexplained]
+    warn += [f"{u}: evidence contribution unreliable (Pareto k {k:.2f} > 0.7)" for u, k in pareto_k.items() if k > 0.7]
+    warn = [w for w in warn if w not in fail]
+    return ("fail" if fail else "warn" if warn else "pass"), fail, warn

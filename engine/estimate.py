@@ -85,7 +85,9 @@ def bridge_log_evidence(
     shift = np.median(l1)
     l1s, l2s = l1 - shift, l2 - shift
     log_r = 0.0
-    for it in range(max_iter):
+    iterations = 0
+    while iterations < max_iter:
+        iterations += 1
         num = logsumexp(l2s - np.logaddexp(np.log(s1) + l2s, np.log(s2) + log_r)) - np.log(n2)
         den = logsumexp(-np.logaddexp(np.log(s1) + l1s, np.log(s2) + log_r)) - np.log(n1)
         new = num - den
@@ -101,7 +103,7 @@ def bridge_log_evidence(
     re2 = np.var(f1) / (n2 * np.mean(f1) ** 2) + np.var(f2) / (n_eff * np.mean(f2) ** 2)
     return LogEvidence(
         "bridge", float(log_r + shift), float(np.sqrt(re2)),
-        {"iterations": it + 1, "n_posterior": n1, "n_proposal": n2, "ess_posterior_side": n_eff},
+        {"iterations": iterations, "n_posterior": n1, "n_proposal": n2, "ess_posterior_side": n_eff},
     )
 
 

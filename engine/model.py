@@ -76,10 +76,14 @@ def log_mix(w, log_a, log_b):  # noqa: ANN001, ANN201
 
 
 def _param(name: str, spec: Dist):  # noqa: ANN202
-    """A hypothesis-independent parameter: a random variable or a constant."""
+    """A hypothesis-independent parameter: a random variable or a constant.
+
+    Its hyper-parameters are ``pm.Data`` named ``hp__<name>`` so that sensitivity variants
+    (e.g. a source-reliability sweep) can change them without recompiling.
+    """
     if spec.kind == "fixed":
-        return pt.as_tensor_variable(np.asarray(spec.args[0], dtype=float))
-    return _RV[spec.kind](name, spec.args)
+        return pm.Data(f"hp__{name}", np.asarray(spec.args[0], dtype=float))
+    return _RV[spec.kind](name, pm.Data(f"hp__{name}", np.asarray(spec.args, dtype=float)))
 
 
 def _generic(case: Case, items: tuple[ResolvedItem, ...]) -> dict[str, Dist]:
@@ -117,3 +121,19 @@ def build_model(case: Case, hid: str) -> pm.Model:
             r = 1 - reduce(lambda acc, s: acc * (1 - reliability[s]), sources, pt.constant(1.0))
             pm.Potential(f"ll__{uid}", log_mix(r, ll_h, ll_bg))
     return model
+
+
+def pointwise_log_likelihood(model: pm.Model, posterior) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """Each unit's log-likelihood term at every draw: {unit id: array (chain, draw)}.
+
+    ``posterior`` must hold the value (transformed) variables (``include_transformed``).
+    """
+    pots = model.potentials
+    fn = model.compile_fn(model.replace_rvs_by_values(pots), inputs=model.value_vars, on_unused_input="ignore")
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    values = {v.name: posterior[v.name].values for v in model.value_vars}
+    out = np.empty((len(pots), n_chain, n_draw))
+    for c in range(n_chain):
+        for d in range(n_draw):
+            out[:, c, d] = fn({k: v[c, d] for k, v in values.items()})
+    return {p.name.removeprefix("ll__"): out[i] for i, p in enumerate(pots)}

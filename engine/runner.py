@@ -25,7 +25,7 @@ import numpy as np
 
 from engine.case import Case
 from engine.errors import RunError
-from engine.store import RunFolder, read_json, safe_name, write_idata, write_json, write_text
+from engine.store import RunFolder, read_json, safe_name, write_idata, write_json
 
 ENGINE_VERSION = "0.1.0"
 
@@ -148,7 +148,15 @@ def _run_nuts(case: Case, task: Task, settings: Settings, seed, out: Path) -> di
             target_accept=settings.target_accept, progressbar=False, compute_convergence_checks=False,
             idata_kwargs={"include_transformed": True},
         )
-    idata = idata.assign_coords(chain=[task.chain], groups=["posterior", "sample_stats"])
+    import xarray as xr
+
+    from engine.model import pointwise_log_likelihood
+
+    loglik = pointwise_log_likelihood(model, idata.posterior)
+    idata.add_groups(log_likelihood=xr.Dataset(
+        {"unit_loglik": (("chain", "draw", "unit"), np.stack(list(loglik.values()), axis=-1))},
+        coords={"chain": idata.posterior.chain, "draw": idata.posterior.draw, "unit": list(loglik)}))
+    idata = idata.assign_coords(chain=[task.chain], groups=["posterior", "sample_stats", "log_likelihood"])
     write_idata(out, idata)
     return {"divergences": int(idata.sample_stats["diverging"].sum())}
 
@@ -316,70 +324,19 @@ def run_case(
     """Run a case end to end; return the run folder (which holds ``attribution.json``)."""
     ensure_compiledir()
     folder = new_run_folder(case, Path(out), run_id, settings)
-    write_text(folder.case, case.text)
+    from engine.priors import load_priors
+    from engine.store import freeze_inputs
+
+    freeze_inputs(folder, case.text, load_priors(case.priors_dir).texts)
     man = manifest(case, settings, folder, command or sys.argv)
     write_json(folder.manifest, man)
     execute(case, plan(case, settings), folder, settings, workers=workers, scheduler=scheduler, on_done=on_done, on_start=on_start)
+    from engine.combine import collect
+
     collect(case, folder, settings)
     man["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     write_json(folder.manifest, man)
     return folder.root
-
-
-def collect(case: Case, folder: RunFolder, settings: Settings) -> dict:
-    """Combine task results into posterior files, diagnostics.json and attribution.json."""
-    import arviz as az
-
-    from engine.diagnostics import nuts_diagnostics
-    from engine.estimate import LogEvidence, attribute, combine, smc_log_evidence
-
-    hids = list(case.hypotheses)
-    per: dict[str, dict] = {}
-    warnings_: list[str] = []
-    diag: dict[str, dict] = {}
-    for hid in hids:
-        chains = [az.from_netcdf(str(folder.task(Task("nuts", hid, c).key, "nc"))) for c in range(settings.chains)]
-        idata = az.concat(chains, dim="chain") if len(chains) > 1 else chains[0]
-        write_idata(folder.posterior(hid), idata)
-        diag[hid] = nuts_diagnostics(idata)
-        smc = smc_log_evidence(np.array([read_json(folder.task(Task("smc", hid, c).key, "json"))["log_marginal_likelihood"]
-                                         for c in range(settings.smc_chains)]))
-        b = read_json(folder.task(Task("bridge", hid).key, "json"))
-        bridge = LogEvidence("bridge", b["value"], b["se"], {})
-        pooled = combine([smc, bridge])
-        per[hid] = {"smc": smc, "bridge": bridge, "pooled": pooled}
-        diag[hid]["estimators"] = {"smc": smc.value, "smc_se": smc.se, "bridge": bridge.value, "bridge_se": bridge.se,
-                                   "spread": pooled.spread, "z": pooled.z, "agree": pooled.agree}
-        for problem in diag[hid]["problems"]:
-            warnings_.append(f"{hid}: {problem}")
-        if not pooled.agree:
-            warnings_.append(f"{hid}: log-evidence estimators disagree by {pooled.spread:.2f} nat ({pooled.z:.1f} s.e.)")
-    prior = np.array([case.hypotheses[h].prior for h in hids])
-    log_z = np.array([per[h]["pooled"].value for h in hids])
-    se = np.array([per[h]["pooled"].se for h in hids])
-    post, mcse = attribute(prior, log_z, se)
-    leader = hids[int(np.argmax(post))]
-    converged = not warnings_
-    result = {
-        "case": case.id,
-        "run": folder.root.name,
-        "leader": leader,
-        "converged": converged,
-        "warnings": warnings_,
-        "hypotheses": {
-            h: {
-                "prior": float(prior[i]),
-                "posterior": float(post[i]),
-                "posterior_mcse": float(mcse[i]),
-                "log_evidence": {"smc": per[h]["smc"].value, "bridge": per[h]["bridge"].value, "pooled": per[h]["pooled"].value},
-                "log_evidence_se": float(se[i]),
-            }
-            for i, h in enumerate(hids)
-        },
-    }
-    write_json(folder.diagnostics, {"case": case.id, "run": folder.root.name, "hypotheses": diag})
-    write_json(folder.attribution, result)
-    return result
 
 
 def read_attribution(run_dir: str | Path) -> dict:

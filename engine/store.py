@@ -25,6 +25,8 @@ from typing import Any
 
 from engine.errors import RunError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -42,6 +44,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are meant to be shared
     except OSError as exc:
         raise RunError(f"cannot write in {path.parent}: {exc.strerror}; choose a writable --out folder") from None
     tmp_path = Path(tmp)
@@ -111,8 +114,19 @@ class RunFolder:
     def case(self) -> Path:
         return self.root / "case.yaml"
 
+    @property
+    def priors(self) -> Path:
+        return self.root / "priors"
+
     def task(self, key: str, ext: str) -> Path:
         return self.root / "tasks" / f"{key}.{ext}"
 
     def posterior(self, hid: str) -> Path:
         return self.root / "posterior" / f"{hid}.nc"
+
+
+def freeze_inputs(folder: RunFolder, case_text: str, priors_texts: dict[str, str]) -> None:
+    """Copy the case file and the priors it used into the run folder (the run's own inputs)."""
+    write_text(folder.case, case_text)
+    for name, text in priors_texts.items():
+        write_text(folder.priors / name, text)

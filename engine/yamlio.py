@@ -15,6 +15,22 @@ from engine.errors import CaseError
 
 MAX_BYTES = 2_000_000
 MAX_ALIASES = 100
+MAX_NODES = 200_000  # after alias expansion: a "billion laughs" file stops here
+
+
+def _check_expanded_size(obj: Any) -> None:
+    """Walk the document as a consumer would (aliases expanded); refuse it past MAX_NODES."""
+    count = 0
+    stack = [obj]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise yaml.YAMLError(f"document expands to more than {MAX_NODES} nodes (alias bomb?)")
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 class _Loader(yaml.SafeLoader):
@@ -59,7 +75,9 @@ def read_yaml(path: str | Path) -> Any:
     except UnicodeDecodeError as exc:
         raise CaseError(path, "", f"not UTF-8 (byte {exc.start}); save the file as UTF-8") from None
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        _check_expanded_size(doc)
+        return doc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}" if mark is not None else ""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import exact
 import numpy as np
 import pytest
 
-import exact
 from engine.case import load_case
 
 SD = float(np.sqrt(3.0**2 + 5.0**2 / 12))  # clock error with rounding folded in (Sheppard)

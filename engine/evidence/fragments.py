@@ -39,3 +39,20 @@ def closed_form(items, spec) -> float:  # noqa: ANN001
 
 def background(items, generic, theta) -> float:  # noqa: ANN001
     return closed_form(items, generic)
+
+
+# ---- numpy side: replicated data for predictive checks
+def simulate(items, theta, rng):  # noqa: ANN001, ANN201
+    p = np.asarray(theta["alpha"])
+    total = int(_counts(items).sum())
+    return {"counts": np.stack([rng.multinomial(total, row / row.sum()) for row in p])}
+
+
+def observed(items):  # noqa: ANN001, ANN201
+    return {"counts": _counts(items)[None, :]}
+
+
+def logp_np(items, y, theta):  # noqa: ANN001, ANN201
+    p = np.asarray(theta["alpha"])
+    total = int(_counts(items).sum())
+    return stats.multinomial.logpmf(y["counts"], total, p / p.sum(axis=1, keepdims=True))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pymc as pm
 from scipy import stats
 
@@ -34,3 +35,17 @@ def closed_form(items, spec) -> float:  # noqa: ANN001
 
 def background(items, generic, theta) -> float:  # noqa: ANN001
     return closed_form(items, generic)
+
+
+# ---- numpy side: replicated data for predictive checks
+def simulate(items, theta, rng):  # noqa: ANN001, ANN201
+    mu = np.asarray(theta["log_median"])
+    return {"log_d": mu + theta["log_sd"] * rng.standard_normal(mu.shape)}
+
+
+def observed(items):  # noqa: ANN001, ANN201
+    return {"log_d": np.asarray(math.log(items[0].observed.seconds))}
+
+
+def logp_np(items, y, theta):  # noqa: ANN001, ANN201
+    return stats.norm.logpdf(y["log_d"], theta["log_median"], theta["log_sd"])

@@ -69,3 +69,36 @@ def closed_form(items, spec) -> float:  # noqa: ANN001
 
 def background(items, generic, theta) -> float:  # noqa: ANN001
     return closed_form(items, generic)
+
+
+# ---- numpy side: replicated data for predictive checks (the mechanism's own prediction)
+def simulate(items, theta, rng):  # noqa: ANN001, ANN201
+    """Replicate the observation per draw, keeping the design (assessed holes, number of sizes)."""
+    o, assessed = _obs(items)
+    n = np.shape(theta["hole_rate"])[0]
+    y = {"holes": rng.poisson(theta["hole_rate"] * o.exposure)}
+    if o.inward is not None and assessed > 0:
+        y["inward"] = rng.binomial(assessed, theta["inward_fraction"])
+    if o.sizes_mm:
+        y["logs"] = theta["log_size_mean"][:, None] + theta["log_size_sd"][:, None] * rng.standard_normal((n, len(o.sizes_mm)))
+    return y
+
+
+def observed(items):  # noqa: ANN001, ANN201
+    o, assessed = _obs(items)
+    y = {"holes": np.asarray(o.holes)}
+    if o.inward is not None and assessed > 0:
+        y["inward"] = np.asarray(o.inward)
+    if o.sizes_mm:
+        y["logs"] = np.log(np.asarray(o.sizes_mm))[None, :]
+    return y
+
+
+def logp_np(items, y, theta):  # noqa: ANN001, ANN201
+    o, assessed = _obs(items)
+    out = stats.poisson.logpmf(y["holes"], theta["hole_rate"] * o.exposure)
+    if "inward" in y:
+        out = out + stats.binom.logpmf(y["inward"], assessed, theta["inward_fraction"])
+    if "logs" in y:
+        out = out + stats.norm.logpdf(y["logs"], theta["log_size_mean"][:, None], theta["log_size_sd"][:, None]).sum(axis=1)
+    return out

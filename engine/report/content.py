@@ -1,0 +1,358 @@
+"""What the report says, computed from the run folder's data: rows and sentences, no drawing.
+
+Every function takes plain dicts (``attribution.json``, ``diagnostics.json``,
+``manifest.json``) or the resolved ``Case`` and returns strings, numbers or small records,
+so the numbers printed in the PDF can be tested without reading the PDF.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from engine.report.fmt import NA, clean, count, flag, is_number, num, ratio, unit_label
+from engine.terms import probability_term
+
+
+# ---------------------------------------------------------------- summary
+@dataclass(frozen=True)
+class SummaryRow:
+    hid: str
+    prior: float
+    posterior: float
+    low: float
+    high: float
+    term: str
+    leader: bool
+
+
+def summary_rows(attribution: dict) -> list[SummaryRow]:
+    """One row per hypothesis, by decreasing posterior; interval = posterior ± 2 MCSE clipped to [0, 1]."""
+    rows = []
+    for hid, h in attribution["hypotheses"].items():
+        p, m = float(h["posterior"]), float(h.get("posterior_mcse") or 0.0)
+        rows.append(SummaryRow(hid, float(h.get("prior", math.nan)), p, max(0.0, p - 2 * m), min(1.0, p + 2 * m),
+                               probability_term(p), hid == attribution.get("leader")))
+    return sorted(rows, key=lambda r: -r.posterior)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The leader against the runner-up: Bayes factor (pooled log evidence) and odds."""
+
+    leader: str
+    runner_up: str
+    log_bf: float  # natural log
+    log_bf_se: float
+    posterior_odds: float
+    prior_odds: float
+
+    @property
+    def bf(self) -> float:
+        return _exp(self.log_bf)
+
+    @property
+    def bf_range(self) -> tuple[float, float]:
+        """Bayes factor at log BF ± 2 s.e. (Monte Carlo error of the two log-evidence estimates)."""
+        return _exp(self.log_bf - 2 * self.log_bf_se), _exp(self.log_bf + 2 * self.log_bf_se)
+
+
+def _exp(x: float) -> float:
+    return math.exp(x) if x < 709 else math.inf
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else math.inf
+
+
+def compare_leader(attribution: dict) -> Comparison | None:
+    """Leader vs runner-up (the next most probable hypothesis); None with fewer than two hypotheses."""
+    hyps = attribution["hypotheses"]
+    leader = attribution.get("leader") or max(hyps, key=lambda h: hyps[h]["posterior"])
+    others = [h for h in hyps if h != leader]
+    if leader not in hyps or not others:
+        return None
+    runner = max(others, key=lambda h: hyps[h]["posterior"])
+    a, b = hyps[leader], hyps[runner]
+    log_bf = a["log_evidence"]["pooled"] - b["log_evidence"]["pooled"]
+    se = math.hypot(a.get("log_evidence_se") or 0.0, b.get("log_evidence_se") or 0.0)
+    return Comparison(leader, runner, log_bf, se, _ratio(a["posterior"], b["posterior"]), _ratio(a.get("prior", 0), b.get("prior", 0)))
+
+
+def comparison_sentences(c: Comparison) -> list[str]:
+    low, high = c.bf_range
+    return [
+        f"Bayes factor {c.leader} vs {c.runner_up}: {ratio(c.bf)} (log10 {num(c.log_bf / math.log(10), 2)}; "
+        f"Monte Carlo range {ratio(low)} to {ratio(high)}), from the pooled log evidence.",
+        f"Posterior odds {c.leader} : {c.runner_up} = {ratio(c.posterior_odds)} (prior odds {ratio(c.prior_odds)}).",
+    ]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether the run can be trusted: the diagnostics verdict and the reasons it is doubtful."""
+
+    verdict: str | None  # "pass" | "warn" | "fail" | None (not in diagnostics.json)
+    converged: bool | None
+    unreliable: bool
+    reasons: tuple[str, ...]
+
+
+def verdict(attribution: dict, diagnostics: dict) -> Verdict:
+    """Unreliable when attribution.json says not converged or diagnostics.json's verdict is "fail"."""
+    v = diagnostics.get("verdict")
+    converged = attribution.get("converged")
+    reasons: list[str] = []
+    for r in [*(attribution.get("warnings") or []), *(diagnostics.get("reasons") or [])]:
+        if clean(r) and clean(r) not in reasons:
+            reasons.append(clean(r))
+    unreliable = converged is False or v == "fail"
+    if unreliable and not reasons:
+        reasons.append("attribution.json marks the run as not converged" if converged is False else "diagnostics verdict is fail")
+    return Verdict(v if isinstance(v, str) else None, converged if isinstance(converged, bool) else None, unreliable, tuple(reasons))
+
+
+def verdict_sentence(v: Verdict) -> str:
+    text = f"Diagnostic verdict: {v.verdict.upper()}." if v.verdict else "Diagnostic verdict: not available."
+    if v.converged is not None:
+        text += " Convergence checks " + ("passed." if v.converged else "FAILED.")
+    return text
+
+
+# ---------------------------------------------------------------- case tables
+def hypothesis_rows(attribution: dict, case: Any, raw: dict) -> list[list[str]]:
+    """id, prior (normalised, from the run), mechanism, description."""
+    raw_h = {h.get("id"): h for h in raw.get("hypotheses", []) if isinstance(h, dict)}
+    rows = []
+    for hid, h in attribution["hypotheses"].items():
+        if case is not None and hid in case.hypotheses:
+            mech, desc = case.hypotheses[hid].mechanism, case.hypotheses[hid].description
+        else:
+            r = raw_h.get(hid, {})
+            mech, desc = str(r.get("mechanism", NA)), str(r.get("description", NA))
+        rows.append([hid, num(h.get("prior")), clean(mech), clean(desc)])
+    return rows
+
+
+def _range(a: float, b: float, unit: str) -> str:
+    return f"{a:g}–{b:g} {unit}"
+
+
+def observation_summary(family: str, obs: Any) -> str:
+    """A short human reading of one item's observed values (the resolved, validated form)."""
+    if family == "perforations":
+        parts = [f"{obs.holes} holes"]
+        if obs.inward is not None:
+            assessed = obs.holes if obs.assessed is None else obs.assessed
+            parts.append(f"{obs.inward} of {assessed} assessed bent inward")
+        if obs.sizes_mm:
+            parts.append(f"sizes {_range(min(obs.sizes_mm), max(obs.sizes_mm), 'mm')}")
+        if obs.region:
+            parts.append(f"region: {obs.region}")
+        return ", ".join(parts)
+    if family == "fragments":
+        return ", ".join(f"{k} {v}" for k, v in obs.counts.items())
+    if family == "timing":
+        return (f"at {obs.time:g} min; {obs.window_label} window {_range(*obs.window, 'min')}; "
+                f"period {_range(*obs.period, 'min')}; clock s.d. {obs.clock_sd_min.describe()} min")
+    if family == "interval":
+        return f"{obs.seconds:g} s" + (f" ({obs.what})" if obs.what else "")
+    if family in ("claim", "elicited"):
+        interest = f" (interest: {obs.interest})" if family == "claim" else ""
+        return f"“{clean(obs.statement)}”{interest}"
+    return clean(obs)
+
+
+def _raw_observed(observed: Any) -> str:
+    if isinstance(observed, dict):
+        return "; ".join(f"{k}: {v}" for k, v in observed.items())
+    return clean(observed)
+
+
+def _reliability(src: Any) -> str:
+    dist = src.reliability
+    name = src.profile if src.profile != "custom" else dist.describe()
+    try:
+        return f"{name}, mean {dist.mean():.2f}"
+    except ValueError:
+        return name
+
+
+def evidence_rows(case: Any, raw: dict) -> list[list[str]]:
+    """id (group), family, observation, source, reliability (profile, mean)."""
+    if case is not None:
+        rows = []
+        for it in case.items:
+            obs = observation_summary(it.family, it.observed)
+            src = case.sources.get(it.source)
+            ident = it.id + (f" (group {it.group})" if it.group else "")
+            text = f"{clean(it.description)} — {obs}" if it.description else obs
+            rows.append([ident, it.family, text, it.source, _reliability(src) if src else NA])
+        return rows
+    sources = {s.get("id"): s for s in raw.get("sources", []) if isinstance(s, dict)}
+    rows = []
+    for e in raw.get("evidence", []):
+        if not isinstance(e, dict):
+            continue
+        src = sources.get(e.get("source"), {})
+        obs = _raw_observed(e.get("observed"))
+        text = f"{clean(e['description'])} — {obs}" if e.get("description") else obs
+        rows.append([str(e.get("id", "?")), str(e.get("family", "?")), text, str(e.get("source", "?")), clean(src.get("reliability", NA))])
+    return rows
+
+
+# ---------------------------------------------------------------- contributions
+@dataclass(frozen=True)
+class Contributions:
+    leader: str
+    runner_up: str
+    units: tuple[tuple[str, float], ...]  # (label, log10 BF), largest first
+
+
+def contributions(diagnostics: dict) -> Contributions | None:
+    """diagnostics.json "contributions" as sorted bars; None when absent or empty."""
+    c = diagnostics.get("contributions")
+    if not isinstance(c, dict) or not isinstance(c.get("units"), dict) or not c["units"]:
+        return None
+    units = [(unit_label(u), float(v)) for u, v in c["units"].items() if is_number(v) and math.isfinite(v)]
+    if not units:
+        return None
+    return Contributions(str(c.get("leader", "leader")), str(c.get("runner_up", "runner-up")),
+                         tuple(sorted(units, key=lambda kv: -kv[1])))
+
+
+def contributions_note(c: Contributions, comparison: Comparison | None) -> str:
+    total = sum(v for _, v in c.units)
+    text = f"Bars to the right favour {c.leader}, to the left {c.runner_up}. Sum of the bars: {num(total, 2)}"
+    if comparison is not None and {comparison.leader, comparison.runner_up} == {c.leader, c.runner_up}:
+        sign = 1 if comparison.leader == c.leader else -1
+        text += f"; overall log10 Bayes factor from the pooled log evidence: {num(sign * comparison.log_bf / math.log(10), 2)}"
+    return text + "."
+
+
+# ---------------------------------------------------------------- diagnostics
+def diagnostic_rows(attribution: dict, diagnostics: dict) -> list[list[str]]:
+    per = diagnostics.get("hypotheses") or {}
+    rows = []
+    for hid in attribution["hypotheses"]:
+        d = per.get(hid) or {}
+        shape = f"{d['n_chains']} × {d['n_draws']}" if is_number(d.get("n_chains")) and is_number(d.get("n_draws")) else NA
+        problems = "; ".join(clean(p) for p in d.get("problems", [])) if "problems" in d else NA
+        rows.append([hid, shape, num(d.get("rhat_max"), 3, nan="n/a (1 chain)"), count(d.get("ess_bulk_min")),
+                     count(d.get("ess_tail_min")), count(d.get("divergences")), num(d.get("bfmi_min"), 2), problems or "none"])
+    return rows
+
+
+def estimator_rows(attribution: dict, diagnostics: dict) -> list[list[str]]:
+    """SMC and bridge log Z (± s.e.), the pooled value, their spread, z and agreement, per hypothesis."""
+    per = diagnostics.get("hypotheses") or {}
+    rows = []
+    for hid, h in attribution["hypotheses"].items():
+        e = (per.get(hid) or {}).get("estimators") or {}
+        smc = e.get("smc", h.get("log_evidence", {}).get("smc"))
+        bridge = e.get("bridge", h.get("log_evidence", {}).get("bridge"))
+        rows.append([hid, _pm(smc, e.get("smc_se")), _pm(bridge, e.get("bridge_se")),
+                     _pm(h.get("log_evidence", {}).get("pooled"), h.get("log_evidence_se")),
+                     num(e.get("spread"), 3), num(e.get("z"), 1), flag(e.get("agree"))])
+    return rows
+
+
+def _pm(value: Any, se: Any) -> str:
+    if not is_number(value):
+        return NA
+    return f"{num(value, 2)} ± {num(se, 3)}" if is_number(se) else num(value, 2)
+
+
+# ---------------------------------------------------------------- predictive checks
+@dataclass(frozen=True)
+class Predictive:
+    hids: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]  # unit, family, p-value per hypothesis, status
+    unexplained: tuple[str, ...]  # unit ids
+
+
+def predictive(attribution: dict, diagnostics: dict) -> Predictive | None:
+    """Predictive p-values per evidence unit and hypothesis; None when diagnostics.json has none."""
+    pred = diagnostics.get("predictive")
+    unexplained = tuple(str(u) for u in diagnostics.get("unexplained") or [])
+    if not isinstance(pred, dict):
+        return Predictive((), (), unexplained) if unexplained else None
+    hids = tuple(attribution["hypotheses"])
+    rows = []
+    for uid, u in pred.items():
+        p = (u.get("p_values") or {}) if isinstance(u, dict) else {}
+        status = "unexplained" if uid in unexplained else ""
+        rows.append((unit_label(uid), clean(u.get("family", NA)) if isinstance(u, dict) else NA,
+                     *(num(p.get(h), 3) for h in hids), status))
+    return Predictive(hids, tuple(rows), unexplained)
+
+
+def unexplained_sentences(diagnostics: dict) -> list[str]:
+    """"none of the hypotheses explains X" for every unit diagnostics.json lists as unexplained."""
+    pred = diagnostics.get("predictive") if isinstance(diagnostics.get("predictive"), dict) else {}
+    out = []
+    for uid in diagnostics.get("unexplained") or []:
+        label = unit_label(str(uid))
+        items = [str(i) for i in (pred.get(uid) or {}).get("items", [])] if isinstance(pred.get(uid), dict) else []
+        extra = f" (items {', '.join(items)})" if items and items != [label] else ""
+        out.append(f"none of the hypotheses explains {label}{extra}.")
+    return out
+
+
+# ---------------------------------------------------------------- reproducibility
+def reproducibility_rows(manifest: dict, case_note: str = "") -> list[list[str]]:
+    if not manifest:
+        return [["manifest.json", NA]]
+    settings = manifest.get("settings") or {}
+    pkgs = manifest.get("packages") or {}
+    rows = [
+        ["engine version", str(manifest.get("engine_version", NA))],
+        ["python", str(manifest.get("python", NA))],
+        ["seed", str(settings.get("seed", NA))],
+        ["settings", ", ".join(f"{k}={v}" for k, v in settings.items() if k != "seed") or NA],
+        ["packages", ", ".join(f"{k} {v}" for k, v in pkgs.items()) or NA],
+        ["case file", str(manifest.get("case_file", NA))],
+        ["case sha256", str(manifest.get("case_sha256", NA))],
+        ["command line", " ".join(str(a) for a in manifest.get("command") or []) or NA],
+        ["started", str(manifest.get("started") or NA)],
+        ["finished", str(manifest.get("finished") or "not finished")],
+    ]
+    if case_note:
+        rows.append(["note", case_note])
+    return rows
+
+
+# ---------------------------------------------------------------- posterior draws for rank plots
+def rank_panels(idata: Any, *, max_panels: int = 6) -> tuple[Any, int]:
+    """Scalar components of the model's parameters, worst r-hat first, at most ``max_panels``.
+
+    Returns an ``xarray.Dataset`` of (chain, draw) variables named ``var`` or ``var[i]`` and
+    the total number of components. Transformed (``...__``) variables are left out.
+    """
+    import warnings
+
+    import numpy as np
+    import xarray as xr
+
+    post = idata.posterior
+    comps: dict[str, Any] = {}
+    for name in post.data_vars:
+        if str(name).endswith("__"):
+            continue
+        a = post[name].values.reshape(post.sizes["chain"], post.sizes["draw"], -1)
+        for i in range(a.shape[-1]):
+            comps[f"{name}[{i}]" if a.shape[-1] > 1 else str(name)] = (("chain", "draw"), a[..., i])
+    ds = xr.Dataset(comps, coords={"chain": post["chain"].values, "draw": post["draw"].values})
+    if post.sizes["chain"] > 1 and comps:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            import arviz as az
+
+            rhat = az.rhat(ds)
+        order = sorted(comps, key=lambda k: -np.nan_to_num(float(rhat[k]), nan=np.inf))
+    else:
+        order = list(comps)
+    return ds[order[:max_panels]], len(comps)

@@ -1,0 +1,97 @@
+"""Diagnostics: the predictive-check twins, 'none explains', and the verdict on a weak run."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytensor.tensor as pt
+import pytest
+from conftest import CASES
+
+from engine.case import FragmentsObs, IntervalObs, PerforationsObs, TimingObs
+from engine.evidence import fragments, interval, perforations, timing
+
+
+def item(obs, iid="x"):
+    return SimpleNamespace(observed=obs, id=iid, group=None)
+
+
+def as_pt(theta):
+    return {k: ([pt.as_tensor_variable(float(x[0])) for x in v] if isinstance(v, list) else pt.as_tensor_variable(np.asarray(v[0])))
+            for k, v in theta.items()}
+
+
+CASES_TWIN = [
+    (perforations, (item(PerforationsObs(holes=5, inward=3, sizes_mm=(10.0, 30.0))),),
+     {"hole_rate": np.array([4.2]), "inward_fraction": np.array([0.6]), "log_size_mean": np.array([2.9]), "log_size_sd": np.array([0.5])},
+     -math.log(10.0) - math.log(30.0)),
+    (fragments, (item(FragmentsObs(counts={"a": 2, "b": 5, "c": 0})),), {"alpha": np.array([[0.2, 0.5, 0.3]])}, 0.0),
+    (interval, (item(IntervalObs(seconds=45.0)),), {"log_median": np.array([3.5]), "log_sd": np.array([0.7])}, -math.log(45.0)),
+    (timing, (item(TimingObs(time=33.0, window=(30.0, 60.0), period=(0.0, 400.0), rounding_min=2.0), "t1"),
+              item(TimingObs(time=41.0, window=(30.0, 60.0), period=(0.0, 400.0)), "t2")),
+     {"in_window": np.array([0.7]), "clock_sd": [np.array([2.0]), np.array([4.0])]}, 0.0),
+]
+
+
+@pytest.mark.parametrize(("family", "items", "theta", "jacobian"), CASES_TWIN, ids=["perforations", "fragments", "interval", "timing"])
+def test_numpy_twin_matches_the_model_likelihood(family, items, theta, jacobian):
+    """The predictive checks' numpy log density equals the PyMC model's (up to the size Jacobian)."""
+    got = family.logp_np(items, family.observed(items), theta)[0] + jacobian
+    want = float(family.loglik(items, as_pt(theta)).eval())
+    assert got == pytest.approx(want, rel=1e-6)  # PyMC renormalises p in float arithmetic
+
+
+@pytest.mark.parametrize(("family", "items", "theta", "jacobian"), CASES_TWIN, ids=["perforations", "fragments", "interval", "timing"])
+def test_predictive_p_values_are_uniform_when_data_come_from_the_model(family, items, theta, jacobian):
+    """With theta known, the discrepancy p-value of data simulated from the model is ~Uniform(0, 1)."""
+    rng = np.random.default_rng(11)
+    big = {k: ([np.repeat(x, 400) for x in v] if isinstance(v, list) else np.repeat(v, 400, axis=0)) for k, v in theta.items()}
+    ps = []
+    for _ in range(300):
+        y_obs = {k: v[:1] for k, v in family.simulate(items, big, rng).items()}
+        t_obs = -family.logp_np(items, y_obs, big)
+        t_rep = -family.logp_np(items, family.simulate(items, big, rng), big)
+        ps.append((1 + np.sum(t_rep >= t_obs)) / (t_rep.size + 1))
+    ps = np.array(ps)
+    assert 0.4 < ps.mean() < 0.6
+    assert np.mean(ps < 0.1) < 0.2
+
+
+@pytest.fixture(scope="module")
+def unexplained_run(tmp_path_factory):
+    from engine.case import load_case
+    from engine.runner import Settings, run_case
+
+    case = load_case(CASES / "unexplained.yaml")
+    return run_case(case, settings=Settings(seed=5, draws=400, tune=400, chains=2, smc_draws=500, smc_chains=2),
+                    out=tmp_path_factory.mktemp("runs"), workers=0)
+
+
+@pytest.mark.slow
+def test_none_of_the_hypotheses_explains_an_impossible_count(unexplained_run):
+    diag = json.loads((unexplained_run / "diagnostics.json").read_text())
+    assert diag["unexplained"] == ["holes"]
+    assert all(p < 0.01 for p in diag["predictive"]["holes"]["p_values"].values())
+    assert all(p > 0.05 for p in diag["predictive"]["gap"]["p_values"].values())
+    assert any("none of the hypotheses explains holes" in r for r in diag["reasons"])
+    out = subprocess.run([sys.executable, "-m", "engine.cli", "diagnose", str(unexplained_run)], capture_output=True, text=True)
+    assert "none of the hypotheses explains holes" in out.stdout
+
+
+@pytest.mark.slow
+def test_under_sampled_run_fails_the_verdict_and_is_not_converged(tmp_path):
+    from engine.case import load_case
+    from engine.runner import Settings, read_attribution, run_case
+
+    case = load_case(CASES / "ambiguous.yaml")
+    root = run_case(case, settings=Settings(seed=1, draws=50, tune=50, chains=2, smc_draws=200, smc_chains=2), out=tmp_path, workers=0)
+    diag = json.loads((root / "diagnostics.json").read_text())
+    assert diag["verdict"] == "fail" and diag["reasons"]
+    assert read_attribution(root)["converged"] is False
+    out = subprocess.run([sys.executable, "-m", "engine.cli", "diagnose", str(root), "--json"], capture_output=True, text=True)
+    assert out.returncode == 4 and json.loads(out.stdout)["verdict"] == "fail"
