@@ -116,11 +116,14 @@ def contributions(posteriors: dict, leader: str, runner_up: str) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = az.loo(posteriors[hid], pointwise=True, var_name="unit_loglik")
-        loo[hid] = res.loo_i
-        khat[hid] = res.pareto_k
-    units = [str(u) for u in loo[leader]["unit"].values]
-    diff = (loo[leader] - loo[runner_up]).values / np.log(10)
-    kmax = np.maximum(khat[leader].values, khat[runner_up].values)
+        ll = posteriors[hid].log_likelihood["unit_loglik"]
+        # a unit whose likelihood does not depend on the parameters has an exact LOO term
+        const = (ll.max(("chain", "draw")) - ll.min(("chain", "draw"))).values < 1e-10
+        loo[hid] = np.where(const, ll.isel(chain=0, draw=0).values, res.loo_i.values)
+        khat[hid] = np.where(const, 0.0, res.pareto_k.values)
+    units = [str(u) for u in posteriors[leader].log_likelihood["unit"].values]
+    diff = (loo[leader] - loo[runner_up]) / np.log(10)
+    kmax = np.maximum(khat[leader], khat[runner_up])
     return {"leader": leader, "runner_up": runner_up,
             "units": {u: float(d) for u, d in zip(units, diff, strict=True)},
             "pareto_k": {u: float(k) for u, k in zip(units, kmax, strict=True)}}

@@ -171,12 +171,12 @@ def _raw_observed(observed: Any) -> str:
 
 
 def _reliability(src: Any) -> str:
+    """"profile, mean 0.70"; for a source's own reliability, "Beta(9, 1), mean 0.90" or "fixed 0.80"."""
     dist = src.reliability
+    if dist.kind == "fixed":
+        return f"{src.profile if src.profile != 'custom' else 'fixed'} {dist.args[0]:.2f}"
     name = src.profile if src.profile != "custom" else dist.describe()
-    try:
-        return f"{name}, mean {dist.mean():.2f}"
-    except ValueError:
-        return name
+    return f"{name}, mean {dist.mean():.2f}"
 
 
 def evidence_rows(case: Any, raw: dict) -> list[list[str]]:

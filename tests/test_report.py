@@ -1,0 +1,337 @@
+"""The PDF attribution report (engine.report).
+
+Most tests build a run folder by hand (test data, no sampler): the oracle case file, an
+attribution, diagnostics with every key the report knows (including the verdict, predictive
+checks, unexplained units and contributions, written here as test data), a manifest and
+small synthetic posterior draws. The slow test reports on the session's real oracle run.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pypdf import PdfReader
+
+from engine.errors import RunError
+from engine.report import SECTIONS, build_report, layout_problems, load_run, write_report
+from engine.report import content as C
+from engine.store import write_idata, write_json
+
+CASES = Path(__file__).resolve().parent / "cases"
+HIDS = ("external", "internal", "engine")
+WHEN = dt.datetime(2026, 1, 2, 3, 4, tzinfo=dt.UTC)
+
+
+# ---------------------------------------------------------------- test data
+def _attribution() -> dict:
+    post = {"external": 0.6543, "internal": 0.2456, "engine": 0.1001}
+    return {
+        "case": "oracle", "run": "hand", "leader": "external", "converged": True, "warnings": [],
+        "hypotheses": {h: {"prior": pr, "posterior": post[h], "posterior_mcse": 0.0123,
+                           "log_evidence": {"smc": lz + 0.01, "bridge": lz - 0.01, "pooled": lz}, "log_evidence_se": 0.03}
+                       for h, pr, lz in zip(HIDS, (0.5, 0.3, 0.2), (-35.0, -35.5, -35.8), strict=True)},
+    }
+
+
+def _diagnostics() -> dict:
+    """diagnostics.json with every key the report reads (verdict, predictive, ... written by hand)."""
+    per = {h: {"rhat_max": 1.004, "ess_bulk_min": 812.4, "ess_tail_min": 655.0, "divergences": 0, "bfmi_min": 0.93,
+               "n_chains": 2, "n_draws": 100, "problems": [],
+               "estimators": {"smc": -35.0, "smc_se": 0.04, "bridge": -35.02, "bridge_se": 0.03, "spread": 0.02, "z": 0.4,
+                              "agree": True}} for h in HIDS}
+    units = ("item:tail-holes", "item:frags", "item:time", "item:gap")
+    return {
+        "case": "oracle", "run": "hand", "verdict": "pass", "reasons": [], "hypotheses": per,
+        "predictive": {u: {"family": f, "items": [u.removeprefix("item:")], "p_values": {h: 0.41 for h in HIDS}}
+                       for u, f in zip(units, ("perforations", "fragments", "timing", "interval"), strict=True)},
+        "unexplained": [],
+        "contributions": {"leader": "external", "runner_up": "internal",
+                          "units": dict(zip(units, (0.31, -0.12, 0.05, -0.02), strict=True))},
+    }
+
+
+def _manifest() -> dict:
+    return {"engine_version": "0.1.0", "python": "3.11.7", "packages": {"pymc": "5.28.5", "arviz": "0.23.4"},
+            "case": "oracle", "case_file": "tests/cases/oracle.yaml", "case_sha256": "ab" * 32, "run": "hand",
+            "settings": {"seed": 7, "draws": 100, "tune": 100, "chains": 2}, "command": ["incident", "run", "oracle.yaml"],
+            "started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T00:01:00+00:00"}
+
+
+def _posterior(seed: int):  # noqa: ANN202
+    import arviz as az
+
+    rng = np.random.default_rng(seed)
+    return az.from_dict(posterior={"tail-holes__hole_rate": rng.gamma(5.0, 1.0, (2, 100)),
+                                   "tail-holes__hole_rate_log__": rng.normal(size=(2, 100)),
+                                   "frags__alpha": rng.dirichlet([2, 1, 1], (2, 100))},
+                        sample_stats={"diverging": np.zeros((2, 100), dtype=bool)})
+
+
+def make_run(root: Path, *, case_text: str | None = None, attribution: dict | None = None, diagnostics: dict | None = None,
+             manifest: dict | None = None) -> Path:
+    """A hand-made run folder of the oracle case (no sampling)."""
+    root.mkdir(parents=True)
+    (root / "case.yaml").write_text(case_text or (CASES / "oracle.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    write_json(root / "attribution.json", attribution or _attribution())
+    write_json(root / "diagnostics.json", _diagnostics() if diagnostics is None else diagnostics)
+    write_json(root / "manifest.json", _manifest() if manifest is None else manifest)
+    for i, h in enumerate(HIDS):
+        write_idata(root / "posterior" / f"{h}.nc", _posterior(i))
+    return root
+
+
+def pdf_pages(path: Path) -> list[str]:
+    return [p.extract_text() for p in PdfReader(str(path)).pages]
+
+
+def report_text(run_dir: Path, tmp_path: Path) -> list[str]:
+    return pdf_pages(write_report(run_dir, tmp_path / "out" / "report.pdf", generated=WHEN))
+
+
+@pytest.fixture()
+def hand_run(tmp_path: Path) -> Path:
+    return make_run(tmp_path / "runs" / "oracle" / "hand")
+
+
+# ---------------------------------------------------------------- content (no PDF)
+def test_summary_interval_is_two_mcse_clipped_to_unit_interval() -> None:
+    att = _attribution()
+    att["hypotheses"]["engine"].update(posterior=0.01, posterior_mcse=0.02)
+    att["hypotheses"]["external"].update(posterior=0.99, posterior_mcse=0.02)
+    rows = {r.hid: r for r in C.summary_rows(att)}
+    assert (rows["engine"].low, rows["engine"].high) == (0.0, pytest.approx(0.05))
+    assert (rows["external"].low, rows["external"].high) == (pytest.approx(0.95), 1.0)
+    assert rows["external"].term == "almost certain" and rows["external"].leader
+
+
+def test_bayes_factor_is_exp_of_pooled_log_evidence_difference() -> None:
+    c = C.compare_leader(_attribution())
+    assert (c.leader, c.runner_up) == ("external", "internal")
+    assert c.bf == pytest.approx(math.exp(0.5))
+    assert c.posterior_odds == pytest.approx(0.6543 / 0.2456)
+    assert c.prior_odds == pytest.approx(0.5 / 0.3)
+
+
+def test_unreliable_when_not_converged_or_verdict_fail() -> None:
+    att, diag = _attribution(), _diagnostics()
+    assert not C.verdict(att, diag).unreliable
+    att["converged"], att["warnings"] = False, ["internal: r-hat 1.2 above 1.01"]
+    assert C.verdict(att, diag).unreliable and C.verdict(att, diag).reasons == ("internal: r-hat 1.2 above 1.01",)
+    diag.update(verdict="fail", reasons=["estimators disagree"])
+    assert C.verdict(_attribution(), diag).unreliable and C.verdict(_attribution(), diag).reasons == ("estimators disagree",)
+
+
+# ---------------------------------------------------------------- the PDF
+def test_report_has_every_section_heading(hand_run: Path, tmp_path: Path) -> None:
+    text = "\n".join(report_text(hand_run, tmp_path))
+    for heading in ("Attribution report", *SECTIONS, "Hypotheses", "Evidence", "Rank plots: external"):
+        assert heading in text, heading
+
+
+def test_page_one_shows_each_posterior_to_three_decimals_with_its_term(hand_run: Path, tmp_path: Path) -> None:
+    page1 = report_text(hand_run, tmp_path)[0]
+    assert "Conjugate oracle case" in page1 and "2024-01-01" in page1 and "run hand" in page1
+    for h, v in _attribution()["hypotheses"].items():
+        assert h in page1 and f"{v['posterior']:.3f}" in page1
+    assert "0.630 – 0.679" in page1  # 0.6543 ± 2 × 0.0123
+    assert "likely" in page1 and "Bayes factor external vs internal: 1.65" in page1
+    assert "Diagnostic verdict: PASS" in page1 and "UNRELIABLE" not in page1
+
+
+def test_unreliable_run_says_so_on_page_one_with_reasons(tmp_path: Path) -> None:
+    att = _attribution()
+    att.update(converged=False, warnings=["internal: r-hat 1.230 above 1.01", "engine: 3 divergent transitions"])
+    pages = report_text(make_run(tmp_path / "run", attribution=att), tmp_path)
+    assert "UNRELIABLE" in pages[0]
+    assert "r-hat 1.230 above 1.01" in pages[0] and "3 divergent transitions" in pages[0]
+
+
+def test_failed_diagnostics_verdict_makes_the_run_unreliable(tmp_path: Path) -> None:
+    diag = _diagnostics()
+    diag.update(verdict="fail", reasons=["SMC and bridge disagree for internal"])
+    page1 = report_text(make_run(tmp_path / "run", diagnostics=diag), tmp_path)[0]
+    assert "UNRELIABLE" in page1 and "SMC and bridge disagree for internal" in page1
+
+
+def test_unexplained_unit_is_named(tmp_path: Path) -> None:
+    diag = _diagnostics()
+    diag["unexplained"] = ["item:frags"]
+    diag["predictive"]["item:frags"]["p_values"] = {h: 0.001 for h in HIDS}
+    text = "\n".join(report_text(make_run(tmp_path / "run", diagnostics=diag), tmp_path))
+    assert "none of the hypotheses explains frags" in text
+    assert "unexplained" in text
+
+
+def test_sections_missing_from_diagnostics_say_not_available(tmp_path: Path) -> None:
+    diag = _diagnostics()
+    for key in ("verdict", "reasons", "predictive", "unexplained", "contributions"):
+        del diag[key]
+    text = "\n".join(report_text(make_run(tmp_path / "run", diagnostics=diag), tmp_path))
+    assert "Diagnostic verdict: not available" in text
+    assert text.count("not available") >= 3
+    assert "none of the hypotheses explains" not in text
+
+
+def test_run_folder_with_only_attribution_still_reports(tmp_path: Path) -> None:
+    root = make_run(tmp_path / "run")
+    for name in ("diagnostics.json", "manifest.json"):
+        (root / name).unlink()
+    shutil.rmtree(root / "posterior")
+    text = "\n".join(report_text(root, tmp_path))
+    assert all(h in text for h in SECTIONS)
+    assert "0.654" in text and "not available" in text
+
+
+def test_case_whose_priors_cannot_be_found_falls_back_to_titles(tmp_path: Path) -> None:
+    text = (CASES / "oracle.yaml").read_text(encoding="utf-8") + "priors: ../no-such-priors\n"
+    run = load_run(make_run(tmp_path / "run", case_text=text))
+    assert run.case is None and run.meta["title"] == "Conjugate oracle case"
+    pages = report_text(run.root, tmp_path)
+    assert "Conjugate oracle case" in pages[0]
+    assert "could not be resolved" in "\n".join(pages)
+
+
+def test_case_differing_from_the_one_run_is_noted(hand_run: Path, tmp_path: Path) -> None:
+    assert "case sha256 mismatch" in "\n".join(report_text(hand_run, tmp_path))  # the hand manifest's hash is made up
+    manifest = _manifest()
+    manifest["case_sha256"] = load_run(hand_run).case.digest
+    write_json(hand_run / "manifest.json", manifest)
+    assert "case sha256 mismatch" not in "\n".join(report_text(hand_run, tmp_path))
+
+
+def test_folder_without_attribution_is_a_run_error(tmp_path: Path) -> None:
+    root = make_run(tmp_path / "run")
+    (root / "attribution.json").unlink()
+    with pytest.raises(RunError, match="attribution.json"):
+        write_report(root, tmp_path / "x.pdf")
+
+
+def test_default_output_is_reports_case_run_pdf_under_cwd(hand_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_report(hand_run)
+    assert path == Path("reports") / "oracle-hand.pdf"
+    assert (tmp_path / "reports" / "oracle-hand.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_report_replaces_the_output_atomically(hand_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rep" / "r.pdf"
+    out.parent.mkdir()
+    out.write_text("old")
+    assert write_report(hand_run, out) == out
+    assert out.read_bytes().startswith(b"%PDF")
+    assert [p.name for p in out.parent.iterdir()] == ["r.pdf"]  # no temporary file left behind
+
+
+# ---------------------------------------------------------------- layout
+def _long_case(n_items: int = 24) -> str:
+    """The oracle case with long titles and descriptions and many evidence items (layout stress)."""
+    words = "The damage pattern near the empennage is consistent with a proximity-fused warhead detonating " * 3
+    lines = (CASES / "oracle.yaml").read_text(encoding="utf-8").split("evidence:")[0]
+    lines = lines.replace("title: Conjugate oracle case", f"title: {words[:180]}")
+    lines = lines.replace("description: external burst", f"description: {words}")
+    items = "".join(
+        f"  - id: extraordinarily-long-evidence-identifier-{i:02d}\n    family: fragments\n    source: lab\n"
+        f"    description: {words}\n    observed: {{counts: {{natural: {i}, blade: 1, cube: 1}}}}\n" for i in range(n_items))
+    return lines + "evidence:\n" + items
+
+
+def test_long_text_and_many_items_fit_the_pages(tmp_path: Path) -> None:
+    diag = _diagnostics()
+    long_units = {f"item:extraordinarily-long-evidence-identifier-{i:02d}": (-1) ** i * 0.1 * i for i in range(24)}
+    diag["contributions"]["units"] = long_units
+    diag["predictive"] = {u: {"family": "fragments", "items": [u[5:]], "p_values": {h: 0.5 for h in HIDS}} for u in long_units}
+    diag["unexplained"] = list(long_units)[:2]
+    att = _attribution()
+    att.update(converged=False, warnings=[f"warning number {i}: " + "tail ESS below 400 " * 4 for i in range(20)])
+    root = make_run(tmp_path / "run", case_text=_long_case(), attribution=att, diagnostics=diag)
+    run = load_run(root)
+    assert run.case is not None
+    pages = build_report(run, generated=WHEN)
+    assert layout_problems(pages) == []
+    assert len(pages) >= 5
+    text = pdf_pages(write_report(root, tmp_path / "long.pdf", generated=WHEN))
+    assert "UNRELIABLE" in text[0] and "more (see section 4)" in text[0]
+
+
+def test_layout_check_finds_overlaps_and_text_off_the_page() -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8.27, 11.69))
+    fig.text(0.1, 0.5, "first text, quite long")
+    fig.text(0.12, 0.5, "second text over it")
+    fig.text(0.95, 0.1, "this runs off the right edge of the page")
+    ax = fig.add_axes((0.1, 0.6, 0.5, 0.2))
+    ax.text(0.5, 0.5, "sticks far outside its plot " * 3, transform=ax.transAxes)
+    problems = "\n".join(layout_problems([fig]))
+    assert "overlap" in problems and "runs off the page" in problems and "sticks out of its plot" in problems
+
+
+def test_hand_made_report_layout_has_no_problems(hand_run: Path) -> None:
+    assert layout_problems(build_report(load_run(hand_run), generated=WHEN)) == []
+
+
+def _render(pdf: Path, out: Path) -> list[Path]:
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("pdftoppm (poppler-utils) is not installed")
+    out.mkdir()
+    subprocess.run(["pdftoppm", "-r", "40", "-png", str(pdf), str(out / "page")], check=True, timeout=120)
+    return sorted(out.glob("page-*.png"))
+
+
+def _ink(png: Path) -> float:
+    """Fraction of pixels that are not white."""
+    from matplotlib.image import imread
+
+    img = imread(str(png))[..., :3]
+    return float((img.min(axis=-1) < 0.9).mean())
+
+
+def test_every_page_renders_and_is_not_blank(hand_run: Path, tmp_path: Path) -> None:
+    pdf = write_report(hand_run, tmp_path / "r.pdf", generated=WHEN)
+    pngs = _render(pdf, tmp_path / "png")
+    assert len(pngs) == len(PdfReader(str(pdf)).pages) >= 3
+    for png in pngs:
+        assert _ink(png) > 0.01, png.name
+
+
+# ---------------------------------------------------------------- a real run
+@pytest.fixture(scope="session")
+def real_report(oracle_run, tmp_path_factory):  # noqa: ANN001, ANN201
+    run_dir, attribution = oracle_run
+    out = tmp_path_factory.mktemp("report")
+    return run_dir, attribution, write_report(run_dir, out / "oracle.pdf", generated=WHEN), out
+
+
+@pytest.mark.slow
+def test_report_of_a_real_run(real_report) -> None:  # noqa: ANN001
+    run_dir, attribution, pdf, out = real_report
+    pages = pdf_pages(pdf)
+    text = "\n".join(pages)
+    for heading in SECTIONS:
+        assert heading in text
+    for h, v in attribution["hypotheses"].items():
+        assert f"{v['posterior']:.3f}" in pages[0], h
+    assert ("UNRELIABLE" in pages[0]) == (not attribution["converged"])
+    assert layout_problems(build_report(load_run(run_dir), generated=WHEN)) == []
+    for png in _render(pdf, out / "png"):
+        assert _ink(png) > 0.01, png.name
+
+
+@pytest.mark.slow
+def test_real_run_marked_not_converged_is_unreliable_on_page_one(real_report, tmp_path: Path) -> None:  # noqa: ANN001
+    run_dir, attribution, _, _ = real_report
+    copy_dir = tmp_path / "oracle" / "edited"
+    shutil.copytree(run_dir, copy_dir)
+    edited = copy.deepcopy(attribution)
+    edited.update(converged=False, warnings=["external: log-evidence estimators disagree by 0.90 nat (6.0 s.e.)"])
+    (copy_dir / "attribution.json").write_text(json.dumps(edited), encoding="utf-8")
+    page1 = report_text(copy_dir, tmp_path)[0]
+    assert "UNRELIABLE" in page1 and "estimators disagree by 0.90 nat" in page1
