@@ -243,6 +243,7 @@ class Case:
     hypotheses: dict[str, ResolvedHypothesis]
     items: tuple[ResolvedItem, ...]
     assertion_rates: dict[str, Dist]
+    background: dict[str, dict[str, Dist]]  # the generic mechanism: what an unfaithful report follows
     text: str = field(repr=False)  # the YAML as read, frozen into the run folder
     digest: str = ""  # sha256 of the case text and the priors used
     priors_dir: str = ""
@@ -468,6 +469,7 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
     return Case(
         path=file, id=doc.case.id, title=doc.case.title, date=doc.case.date, description=doc.case.description,
         sources=sources, hypotheses=hyps, items=tuple(items), assertion_rates=dict(lib.assertion_rates),
+        background=lib.mechanisms["generic"],
         text=text, digest=digest, priors_dir=lib.directory,
     )
 

@@ -25,7 +25,6 @@ from engine.case import Case, ResolvedItem
 from engine.dists import Dist
 from engine.evidence import FAMILY_MODULES
 from engine.evidence.fragments import labels as fragment_labels
-from engine.priors import load_priors
 
 _RV = {
     "beta": lambda name, hp: pm.Beta(name, alpha=hp[0], beta=hp[1]),
@@ -92,7 +91,7 @@ def _generic(case: Case, items: tuple[ResolvedItem, ...]) -> dict[str, Dist]:
         key = "holds" if fam == "claim" else "p"
         mean = float(np.mean([items[0].params[h][key].mean() for h in case.hypotheses]))
         return {key: Dist("fixed", (mean,))}
-    return load_priors(case.priors_dir).mechanisms["generic"].get(fam, {})
+    return case.background.get(fam, {})
 
 
 def build_model(case: Case, hid: str) -> pm.Model:

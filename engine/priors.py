@@ -84,6 +84,8 @@ def _load(directory: str, _stamp: tuple) -> PriorLibrary:
             params = _mapping(f, f"mechanisms.{mname}.{fam}", params)
             mechanisms[mname][fam] = {k: _dist(f, f"mechanisms.{mname}.{fam}.{k}", v) for k, v in params.items()}
 
+    if "generic" not in mechanisms:
+        raise CaseError(f, "mechanisms.generic", "missing; the generic mechanism is the background of unfaithful reports")
     f = d / "sources.yaml"
     src = _mapping(f, "", read_yaml(f))
     reliability = {k: _dist(f, f"reliability.{k}", v) for k, v in _mapping(f, "reliability", src.get("reliability")).items()}

@@ -174,7 +174,7 @@ def _reliability(src: Any) -> str:
     """"profile, mean 0.70"; for a source's own reliability, "Beta(9, 1), mean 0.90" or "fixed 0.80"."""
     dist = src.reliability
     if dist.kind == "fixed":
-        return f"{src.profile if src.profile != 'custom' else 'fixed'} {dist.args[0]:.2f}"
+        return f"{src.profile}, fixed {dist.args[0]:.2f}" if src.profile != "custom" else f"fixed {dist.args[0]:.2f}"
     name = src.profile if src.profile != "custom" else dist.describe()
     return f"{name}, mean {dist.mean():.2f}"
 
@@ -187,7 +187,7 @@ def evidence_rows(case: Any, raw: dict) -> list[list[str]]:
             obs = observation_summary(it.family, it.observed)
             src = case.sources.get(it.source)
             ident = it.id + (f" (group {it.group})" if it.group else "")
-            text = f"{clean(it.description)} — {obs}" if it.description else obs
+            text = f"{obs} — {clean(it.description)}" if it.description else obs
             rows.append([ident, it.family, text, it.source, _reliability(src) if src else NA])
         return rows
     sources = {s.get("id"): s for s in raw.get("sources", []) if isinstance(s, dict)}
@@ -197,7 +197,7 @@ def evidence_rows(case: Any, raw: dict) -> list[list[str]]:
             continue
         src = sources.get(e.get("source"), {})
         obs = _raw_observed(e.get("observed"))
-        text = f"{clean(e['description'])} — {obs}" if e.get("description") else obs
+        text = f"{obs} — {clean(e['description'])}" if e.get("description") else obs
         rows.append([str(e.get("id", "?")), str(e.get("family", "?")), text, str(e.get("source", "?")), clean(src.get("reliability", NA))])
     return rows
 

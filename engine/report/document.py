@@ -136,11 +136,11 @@ def _predictive(flow: Flow, run: RunData) -> None:
         flow.paragraph(f"Posterior predictive p-values per evidence unit: {NA} in diagnostics.json.")
         return
     if pred.rows:
-        flow.paragraph("Monte Carlo p-value (1 + #{T_rep ≥ T_obs}) / (N + 1) of each evidence unit under each hypothesis's "
-                       "posterior predictive distribution.", size=8.5, color=MUTED)
         share = 4.6 / max(len(pred.hids), 1)
         cols = [Column("unit", 1.5), Column("family", 0.9), *(Column(h, share, "right") for h in pred.hids), Column("status", 0.9)]
-        flow.table(cols, [list(r) for r in pred.rows], styles=["alert" if r[-1] else "normal" for r in pred.rows])
+        flow.table(cols, [list(r) for r in pred.rows], styles=["alert" if r[-1] else "normal" for r in pred.rows],
+                   caption="Monte Carlo p-value (1 + #{T_rep ≥ T_obs}) / (N + 1) of each evidence unit under each "
+                           "hypothesis's posterior predictive distribution.")
     sentences = C.unexplained_sentences(run.diagnostics)
     for s in sentences:
         flow.paragraph(f"• {s}", weight="bold", color=ALERT)
@@ -150,12 +150,11 @@ def _predictive(flow: Flow, run: RunData) -> None:
 
 def _estimators(flow: Flow, run: RunData) -> None:
     flow.heading(SECTIONS[5])
-    flow.paragraph("Log evidence (log Z, nats) of each hypothesis from sequential Monte Carlo and from bridge sampling on the "
-                   "NUTS draws, their inverse-variance pool, and their spread in nats and in standard errors.",
-                   size=8.5, color=MUTED)
     flow.table([Column("hypothesis", 1.5), Column("SMC log Z", 1.3, "right"), Column("bridge log Z", 1.3, "right"),
                 Column("pooled log Z", 1.3, "right"), Column("spread", 0.7, "right"), Column("z", 0.5, "right"),
-                Column("agree", 0.6, "right")], C.estimator_rows(run.attribution, run.diagnostics))
+                Column("agree", 0.6, "right")], C.estimator_rows(run.attribution, run.diagnostics),
+               caption="Log evidence (log Z, nats) of each hypothesis from sequential Monte Carlo and from bridge sampling "
+                       "on the NUTS draws, their inverse-variance pool, and their spread in nats and in standard errors.")
 
 
 def _reproducibility(flow: Flow, run: RunData) -> None:

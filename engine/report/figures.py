@@ -38,7 +38,8 @@ def _pad_limits(lo: float, hi: float, label_in: float, axes_in: float) -> tuple[
 def draw_contributions(fig: Figure, rect: tuple[float, float, float, float], c: Contributions) -> None:
     """Horizontal bars: log10 Bayes factor of each evidence unit, leader vs runner-up."""
     left, bottom, width, height = rect
-    labels = [printable(lab) for lab, _ in c.units]
+    max_label = 0.45 * width * PAGE_W
+    labels = [truncate(wrap(lab, max_label, BAR_FONT), 1, max_label, BAR_FONT)[0] for lab, _ in c.units]
     values = np.array([v for _, v in c.units])
     label_in = max(text_width(lab, BAR_FONT) for lab in labels) + 0.1
     value_in = max(text_width(f"{v:+.2f}", BAR_FONT) for v in values) + 0.08

@@ -137,6 +137,8 @@ class Column:
 
 ROW_STYLES = {"normal": ("normal", INK), "bold": ("bold", INK), "alert": ("bold", ALERT), "muted": ("normal", MUTED)}
 PAD_X, PAD_Y = 0.05, 0.035
+KEEP_TABLE = 4.0  # inches: shorter tables move to the next page whole rather than split
+CAPTION = 8.5
 MAX_MIN_WIDTH = 1.25  # a column never claims more than this for its longest word
 
 
@@ -298,8 +300,10 @@ class Flow:
             y += line_height(size)
         self.y += height + 0.1
 
-    def table(self, columns: list[Column], rows: list[list[str]], *, styles: list[str] | None = None, size: float = 8.0) -> None:
-        """A table over the text width; rows wrap, long cells are cut off, the header repeats on new pages."""
+    def table(self, columns: list[Column], rows: list[list[str]], *, styles: list[str] | None = None, size: float = 8.0,
+              caption: str = "") -> None:
+        """A table over the text width, under an optional muted caption; rows wrap, long cells are cut
+        off, the header repeats on new pages; a table shorter than ``KEEP_TABLE`` is not split."""
         widths = column_widths(columns, rows, size)
         head = [truncate(wrap(c.header, w - 2 * PAD_X, size, "bold"), 2, w - 2 * PAD_X, size, "bold")
                 for c, w in zip(columns, widths, strict=True)]
@@ -310,8 +314,15 @@ class Flow:
             cells = [truncate(wrap(str(v), w - 2 * PAD_X, size, weight, c.mono), c.max_lines, w - 2 * PAD_X, size, weight, c.mono)
                      for v, c, w in zip(row, columns, widths, strict=True)]
             body.append((cells, weight, color, max(len(c) for c in cells) * line_height(size) + 2 * PAD_Y))
+        cap = wrap(caption, TEXT_W, CAPTION, "normal") if caption else []
+        cap_h = len(cap) * line_height(CAPTION) + (0.06 if cap else 0.0)
         total = head_h + sum(b[-1] for b in body)
-        self.ensure(total if total <= self.usable else head_h + (body[0][-1] if body else 0.0))
+        first = total if total <= KEEP_TABLE else head_h + sum(b[-1] for b in body[:2])
+        self.ensure(cap_h + first)
+        for line in cap:
+            self._text(MARGIN_X, self.y, line, CAPTION, color=MUTED)
+            self.y += line_height(CAPTION)
+        self.skip(0.06 if cap else 0.0)
         self._table_header(columns, widths, head, head_h, size)
         for cells, weight, color, h in body:
             if h > self.remaining():
