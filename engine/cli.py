@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -76,46 +77,79 @@ def schema() -> None:
 
 @app.command()
 def run(
-    case_file: Annotated[Path, typer.Argument(help="The case file (YAML).")],
-    seed: Annotated[int, typer.Option(help="Run seed; every task's seed derives from it.")] = 20181017,
+    case_file: Annotated[Path | None, typer.Argument(help="The case file (YAML); omit it with --resume.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Run seed; every task's seed derives from it. [default: 20181017]")] = None,
     out: Annotated[Path, typer.Option(help="Folder that receives runs/<case>/<run>.")] = Path("runs"),
     run_id: Annotated[str | None, typer.Option(help="Name of the run folder (default: time and seed).")] = None,
-    draws: Annotated[int, typer.Option(min=50, help="NUTS draws per chain.")] = 1000,
-    tune: Annotated[int, typer.Option(min=50, help="NUTS tuning steps per chain.")] = 1000,
-    chains: Annotated[int, typer.Option(min=1, help="NUTS chains per hypothesis.")] = 4,
-    smc_draws: Annotated[int, typer.Option(min=100, help="SMC particles per chain.")] = 1000,
-    smc_chains: Annotated[int, typer.Option(min=2, help="SMC chains per hypothesis.")] = 4,
-    workers: Annotated[int, typer.Option(min=0, help="Local dask worker processes (0: run in this process).")] = 2,
+    draws: Annotated[int | None, typer.Option(min=50, help="NUTS draws per chain. [default: 1000]")] = None,
+    tune: Annotated[int | None, typer.Option(min=50, help="NUTS tuning steps per chain. [default: 1000]")] = None,
+    chains: Annotated[int | None, typer.Option(min=1, help="NUTS chains per hypothesis. [default: 4]")] = None,
+    smc_draws: Annotated[int | None, typer.Option(min=100, help="SMC particles per chain. [default: 1000]")] = None,
+    smc_chains: Annotated[int | None, typer.Option(min=2, help="SMC chains per hypothesis. [default: 4]")] = None,
+    variants: Annotated[Path | None, typer.Option(help="YAML file {variant name: {pm.Data name: value}}: extra runs "
+                                                   "with those data overrides (sensitivity sweeps), in variants/<name>/.")] = None,
+    workers: Annotated[int, typer.Option(min=0, help="Worker processes: local dask workers (0: run in this process), "
+                                         "or SLURM worker processes with --cluster slurm.")] = 2,
     scheduler: Annotated[str | None, typer.Option(help="Address of an existing dask scheduler (tcp://host:port).")] = None,
+    cluster: Annotated[str, typer.Option(help="local: an embedded LocalCluster; slurm: workers as SLURM jobs (dask-jobqueue).")] = "local",
+    cluster_config: Annotated[Path | None, typer.Option(help="YAML file of SLURM settings (queue, account, cores, memory, "
+                                                        "walltime, ...); default: dask's jobqueue.slurm config.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run folder RUN: recompute only missing, truncated "
+                                                "or corrupt task results.", metavar="RUN")] = None,
+    retries: Annotated[int, typer.Option(min=0, help="Retries of a task that raises (each is a run warning).")] = 2,
+    no_workers_timeout: Annotated[float, typer.Option(min=1, help="Fail after this many seconds without any dask worker.")] = 120.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print attribution.json instead of the table.")] = False,
 ) -> None:
     """Run a case: estimate every hypothesis's evidence two ways and attribute."""
-    from engine.case import load_case
+    from engine.errors import RunError
 
+    sampling = {"seed": seed, "draws": draws, "tune": tune, "chains": chains, "smc_draws": smc_draws, "smc_chains": smc_chains}
     try:
-        case = load_case(case_file)
+        if resume is not None:
+            given = [f"--{k.replace('_', '-')}" for k, v in sampling.items() if v is not None]
+            if case_file is not None or given or variants is not None or run_id is not None:
+                extra = ", ".join(([str(case_file)] if case_file is not None else []) + given
+                                  + (["--variants"] if variants is not None else []) + (["--run-id"] if run_id is not None else []))
+                raise RunError(f"--resume continues a run with the case and settings in its folder; drop {extra}")
+        elif case_file is None:
+            raise RunError("give a case file (incident run CASE.yaml) or a run folder to continue (--resume RUN)")
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        from engine.runner import Settings, plan, read_attribution, run_case
+        from engine.runner import Settings, read_attribution, resume_run, run_case
 
-        settings = Settings(seed=seed, draws=draws, tune=tune, chains=chains, smc_draws=smc_draws, smc_chains=smc_chains)
         console = Console(stderr=True)
-        total = len(plan(case, settings))
+        execution = {"workers": workers, "scheduler": scheduler, "cluster": cluster, "cluster_config": cluster_config,
+                     "retries": retries, "no_workers_timeout": no_workers_timeout}
+        plain = {"last": 0.0, "t0": time.monotonic()}
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True,
                       disable=not console.is_terminal) as bar:
-            job = bar.add_task(f"{case.id}", total=total)
+            job = bar.add_task("tasks", total=None)
 
             def started(address: str | None) -> None:
                 if address:
                     console.print(f"dask dashboard: {address}")
 
-            def done(summary: dict, n: int, _total: int) -> None:
-                bar.update(job, completed=n, description=f"{case.id}: {summary.get('key', '')}")
+            def done(summary: dict, n: int, total: int) -> None:
+                bar.update(job, completed=n, total=total, description=f"{summary.get('key', '')}")
+                now = time.monotonic()
+                if not console.is_terminal and (now - plain["last"] >= 10 or n == total):
+                    plain["last"] = now
+                    elapsed = now - plain["t0"]
+                    eta = f"{elapsed / n * (total - n):.0f} s" if n else "?"
+                    console.print(f"tasks {n}/{total}, elapsed {elapsed:.0f} s, eta {eta}", highlight=False)
 
-            root = run_case(case, settings=settings, out=out, run_id=run_id, workers=workers, scheduler=scheduler,
-                            command=sys.argv, on_done=done, on_start=started)
+            if resume is not None:
+                root = resume_run(resume, command=sys.argv, on_done=done, on_start=started, **execution)
+            else:
+                from engine.case import load_case
+
+                case = load_case(case_file)
+                defaults = Settings()
+                settings = Settings(**{k: getattr(defaults, k) if v is None else v for k, v in sampling.items()})
+                root = run_case(case, settings=settings, out=out, run_id=run_id, variants=_read_variants(variants),
+                                command=sys.argv, on_done=done, on_start=started, **execution)
         result = read_attribution(root)
     except EngineError as exc:
         _fail(exc)
@@ -125,6 +159,29 @@ def run(
     else:
         _print_table(result)
     typer.echo(f"run folder: {root}")
+
+
+def _read_variants(path: Path | None) -> tuple:
+    """Variants from a YAML file {name: {pm.Data name: number or list}}."""
+    if path is None:
+        return ()
+    import yaml
+
+    from engine.errors import RunError
+    from engine.runner import Variant
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"variants file {path} not found") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise RunError(f"cannot read variants file {path}: {type(exc).__name__}") from None
+    if not isinstance(raw, dict) or not raw or not all(isinstance(v, dict) for v in raw.values()):
+        raise RunError(f"variants file {path} must map variant names to {{pm.Data name: value}} mappings")
+    try:
+        return tuple(Variant.of(str(name), data) for name, data in raw.items())
+    except (TypeError, ValueError) as exc:
+        raise RunError(f"variants file {path}: {exc}") from None
 
 
 @app.command()

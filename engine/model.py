@@ -6,8 +6,9 @@ hyper-parameters of the family parameters' priors, which are ``pm.Data`` contain
 ``hp__<unit>__<param>``. A worker can therefore compile one model per *structure*
 (``structure_key``) and switch hypotheses with ``pm.set_data(hypothesis_data(case, hid))``.
 
-Each unit contributes ``pm.Potential("ll__<unit>", log(r p(y|H, theta) + (1 - r) p_bg(y)))``
-where ``r = 1 - prod_s (1 - r_s)`` over the distinct sources reporting the unit: one report
+Each unit contributes ``pm.Potential("ll__<unit>", use * log(r p(y|H, theta) + (1 - r) p_bg(y)))``
+where ``use`` is ``pm.Data("use__<unit>")`` (1; 0 leaves the unit out for ablation) and
+``r = 1 - prod_s (1 - r_s)`` over the distinct sources reporting the unit: one report
 counts once, and several independent reports of one fact raise the chance that at least one
 carries it faithfully without multiplying its weight. Free random variables are the prior,
 potentials the likelihood (SMC relies on that split).
@@ -118,7 +119,8 @@ def build_model(case: Case, hid: str) -> pm.Model:
             ll_bg = fam.background(items, _generic(case, items), theta)
             sources = sorted({it.source for it in items})
             r = 1 - reduce(lambda acc, s: acc * (1 - reliability[s]), sources, pt.constant(1.0))
-            pm.Potential(f"ll__{uid}", log_mix(r, ll_h, ll_bg))
+            use = pm.Data(f"use__{uid}", np.asarray(1.0))  # 0 drops the unit (evidence ablation) without recompiling
+            pm.Potential(f"ll__{uid}", use * log_mix(r, ll_h, ll_bg))
     return model
 
 

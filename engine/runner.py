@@ -1,23 +1,49 @@
-"""Task planning, per-task seeds, execution (in-process or on dask), and collection.
+"""Task planning, per-task seeds, compile-once sampling on workers, execution and resume.
 
-A run is a set of tasks: ``nuts`` and ``smc`` tasks per hypothesis and chain, and one
-``bridge`` task per hypothesis that depends on its NUTS chains. Each task derives its seed
-from the run seed and its own key only, so a result never depends on which worker ran it or
-how many workers there were. Workers write their results into the run folder atomically and
-return small summaries; a task whose result file is already complete is skipped (resume).
+A run is a set of tasks (hypothesis x estimator x chain x variant): ``nuts`` and ``smc``
+tasks per hypothesis and chain, and one ``bridge`` task per hypothesis that reads its NUTS
+chains. Each task's seed is a function of the run seed and the task key only, so a result
+never depends on which worker ran it, how many workers there were, or what else that worker
+ran before. Workers write their results into the run folder atomically (``engine.store``)
+and return small summaries; a task whose result is already complete and valid is skipped,
+which is how ``--resume`` works.
+
+**Variants.** A :class:`Variant` is a named dict of ``pm.Data`` overrides (names
+``hp__...``, see ``engine.model``) applied after the hypothesis's own data: a
+source-reliability sweep or an evidence ablation is a list of variants. The base run has no
+variant and keeps the folder layout of ``engine.store``; variant ``v`` lives in
+``variants/<v>/`` with the same layout (its own ``tasks/``, ``posterior/`` and
+``attribution.json``). Tasks of a variant use the same seeds as the base run's tasks
+(common random numbers), so differences between variants are not blurred by sampling noise.
+
+**Compile once per worker.** ``pm.sample`` and ``pm.sample_smc`` recompile their functions on
+every call (graph rewrites and a C-cache hit, seconds each). Each worker process instead
+keeps one :class:`Compiled` per model *structure* (``engine.model.structure_key``): the
+model, its NUTS log-density-and-gradient function, its jittered initial-point function, its
+trace function, an SMC kernel, and the bridge sampler's log density. A task resets every
+``pm.Data`` to the values of its hypothesis and variant and reruns PyMC's own NUTS / SMC
+code paths with fresh step objects on those cached functions; the draws are bit-identical
+to a fresh ``pm.sample`` / ``pm.sample_smc`` with the same seed (tests/test_dask.py).
+PyTensor is not thread-safe: tasks in one process run one at a time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import hashlib
+import json
 import logging
 import os
 import sys
+import threading
 import time
 import warnings
 import zlib
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,26 +68,75 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """A named set of ``pm.Data`` overrides, applied after the hypothesis's own data.
+
+    ``overrides`` is stored as a sorted tuple of (data name, flat values, shape) so that a
+    variant is hashable and pickles small; build one with :meth:`of`.
+    """
+
+    name: str
+    overrides: tuple[tuple[str, tuple[float, ...], tuple[int, ...]], ...] = ()
+
+    @classmethod
+    def of(cls, name: str, overrides: Mapping[str, Any]) -> Variant:
+        safe_name(name, "variant name")
+        items = []
+        for key, value in sorted(overrides.items()):
+            arr = np.asarray(value, dtype=float)
+            if not np.all(np.isfinite(arr)):
+                raise RunError(f"variant {name!r}: {key} = {value!r} is not finite; give finite numbers")
+            items.append((str(key), tuple(float(x) for x in arr.ravel()), tuple(arr.shape)))
+        return cls(name, tuple(items))
+
+    def data(self) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v, dtype=float).reshape(s) for k, v, s in self.overrides}
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v.tolist() for k, v in self.data().items()}
+
+
+@dataclass(frozen=True)
 class Task:
     kind: str  # "nuts" | "smc" | "bridge"
     hid: str
     chain: int = 0
+    variant: Variant | None = None
 
     @property
     def key(self) -> str:
+        """File name stem inside the (variant's) run folder; also what the seed derives from."""
         return f"{self.kind}-{self.hid}-{self.chain}"
+
+    @property
+    def id(self) -> str:
+        """Unique name of the task within a run (``<variant>/<key>`` for variants)."""
+        return f"{self.variant.name}/{self.key}" if self.variant else self.key
 
     @property
     def ext(self) -> str:
         return "nc" if self.kind == "nuts" else "json"
 
+    def folder(self, root: RunFolder) -> RunFolder:
+        return variant_folder(root, self.variant.name) if self.variant else root
 
-def plan(case: Case, settings: Settings) -> list[Task]:
+    def path(self, root: RunFolder) -> Path:
+        return self.folder(root).task(self.key, self.ext)
+
+
+def variant_folder(root: RunFolder, name: str) -> RunFolder:
+    """The run folder of one variant: ``<run>/variants/<name>/`` with the base layout."""
+    return RunFolder(root.root / "variants" / safe_name(name, "variant name"))
+
+
+def plan(case: Case, settings: Settings, variants: tuple[Variant, ...] | list[Variant] = ()) -> list[Task]:
+    """Every task of a run: the base run, then each variant's copy of it."""
     tasks = []
-    for hid in case.hypotheses:
-        tasks += [Task("nuts", hid, c) for c in range(settings.chains)]
-        tasks += [Task("smc", hid, c) for c in range(settings.smc_chains)]
-        tasks.append(Task("bridge", hid))
+    for variant in (None, *variants):
+        for hid in case.hypotheses:
+            tasks += [Task("nuts", hid, c, variant) for c in range(settings.chains)]
+            tasks += [Task("smc", hid, c, variant) for c in range(settings.smc_chains)]
+            tasks.append(Task("bridge", hid, 0, variant))
     return tasks
 
 
@@ -74,109 +149,311 @@ def _int_seed(ss: np.random.SeedSequence) -> int:
     return int(ss.generate_state(1, dtype=np.uint32)[0])
 
 
+def fingerprint(case: Case, settings: Settings, task: Task) -> str:
+    """What a task's result depends on; a stored result with another fingerprint is stale."""
+    blob = json.dumps({"case": case.digest, "settings": asdict(settings), "task": task.key,
+                       "variant": task.variant.to_json() if task.variant else None, "engine": ENGINE_VERSION},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
 # ------------------------------------------------------------------ worker side
-_MODELS: dict[tuple, Any] = {}  # per-process cache of built models, keyed by structure
+_TASK_LOCK = threading.Lock()  # PyTensor compilation and the model cache are not thread-safe
+_CACHE_SIZE = 8
 
 
 def _quiet() -> None:
-    for name in ("pymc", "pymc.sampling", "pymc.smc", "pytensor"):
+    for name in ("pymc", "pymc.sampling", "pymc.smc", "pymc.stats", "pytensor"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="pymc")
     warnings.filterwarnings("ignore", category=RuntimeWarning, module="pymc")
 
 
-def model_for(case: Case, hid: str):  # noqa: ANN201
-    """The model of ``hid``, reusing a model of the same structure built earlier in this process."""
-    import pymc as pm
+class Compiled:
+    """One model structure compiled once in this process; ``pm.Data`` is set per task.
 
-    from engine.model import build_model, hypothesis_data, structure_key
+    Every compiled function reads the model's shared ``pm.Data`` containers, so setting them
+    (``use``) switches hypothesis and variant without recompiling. Each ``use`` resets *all*
+    containers (to the values the model was built with, then the hypothesis's, then the
+    variant's), so nothing a previous task set can leak into the next.
+    """
+
+    def __init__(self, case: Case, hid: str) -> None:
+        from engine.model import build_model
+
+        self.model = build_model(case, hid)
+        self.defaults = {v.name: np.array(v.get_value(borrow=False)) for v in self.model.data_vars}
+        self._nuts: tuple | None = None
+        self._smc: dict[int, Any] = {}
+        self._logp: Callable | None = None
+        self._pointwise: Callable | None = None
+        self.compiles = 0  # how many function sets this object compiled (tests read it)
+
+    # -- data
+    def check(self, data: Mapping[str, np.ndarray], what: str) -> None:
+        for name, value in data.items():
+            if name not in self.defaults:
+                known = ", ".join(sorted(self.defaults))
+                raise RunError(f"{what}: {name!r} is not a pm.Data of this case's models; known: {known}")
+            if np.shape(value) != self.defaults[name].shape:
+                raise RunError(f"{what}: {name} needs shape {self.defaults[name].shape}, got {np.shape(value)}")
+
+    def use(self, case: Case, hid: str, variant: Variant | None = None) -> Compiled:
+        from engine.model import hypothesis_data
+
+        data = {**self.defaults, **hypothesis_data(case, hid)}
+        if variant is not None:
+            self.check(variant.data(), f"variant {variant.name!r}")
+            data.update(variant.data())
+        for name, value in data.items():
+            self.model.set_data(name, np.asarray(value, dtype=self.defaults[name].dtype))
+        return self
+
+    # -- NUTS: pm.sample(chains=1, cores=1, init="jitter+adapt_diag") on cached functions
+    def _nuts_parts(self) -> tuple:
+        if self._nuts is None:
+            import pytensor
+            from pymc.initial_point import make_initial_point_fns_per_chain
+            from pymc.pytensorf import compile as pm_compile
+
+            m = self.model
+            logp_dlogp = m.logp_dlogp_function(ravel_inputs=True)
+            logp_dlogp.trust_input = True
+            ipfn = make_initial_point_fns_per_chain(model=m, overrides=None, jitter_rvs=set(m.free_RVs), chains=1)[0]
+            trace_vars = m.unobserved_value_vars
+            trace_fn = pm_compile(inputs=[pytensor.In(v, borrow=True) for v in m.value_vars],
+                                  outputs=[pytensor.Out(v, borrow=True) for v in trace_vars], on_unused_input="ignore")
+            trace_fn.trust_input = True
+            values = trace_fn(**m.initial_point())
+            shapes = {v.name: x.shape for v, x in zip(trace_vars, values, strict=True)}
+            dtypes = {v.name: x.dtype for v, x in zip(trace_vars, values, strict=True)}
+            self._nuts = (logp_dlogp, ipfn, trace_vars, trace_fn, shapes, dtypes)
+            self.compiles += 1
+        return self._nuts
+
+    def sample_nuts(self, *, draws: int, tune: int, seed: int, target_accept: float, jitter_max_retries: int = 10):  # noqa: ANN201
+        """One NUTS chain; the same InferenceData as ``pm.sample(..., chains=1, random_seed=seed)``."""
+        import pymc as pm
+        from pymc.backends.ndarray import NDArray
+        from pymc.blocking import DictToArrayBijection
+        from pymc.sampling.mcmc import _iter_sample, _sample_return
+        from pymc.step_methods.hmc import quadpotential
+        from pymc.util import get_random_generator
+
+        logp_dlogp, ipfn, trace_vars, trace_fn, shapes, dtypes = self._nuts_parts()
+        m = self.model
+        rngs = get_random_generator(seed).spawn(1)
+        seed0 = int(rngs[0].integers(2**30))
+        point = _jittered_start(m, ipfn, logp_dlogp, seed0, jitter_max_retries)
+        q = DictToArrayBijection.map(point).data
+        potential = quadpotential.QuadPotentialDiagAdapt(q.size, np.mean([q], axis=0), np.ones_like(q), 10, rng=seed0)
+        step = pm.NUTS(potential=potential, model=m, rng=seed0, initial_point=point, logp_dlogp_func=logp_dlogp,
+                       target_accept=target_accept)
+        start = {k: v for k, v in point.items() if k in {v.name for v in m.value_vars}}
+        trace = NDArray(model=m, vars=trace_vars, fn=trace_fn, var_shapes=shapes, var_dtypes=dtypes)
+        trace.setup(draws + tune, 0, step.stats_dtypes)
+        t0 = time.time()
+        for _ in _iter_sample(draws=draws + tune, step=step, start=start, trace=trace, chain=0, tune=tune, rng=rngs[0], model=m):
+            pass
+        return _sample_return(run=None, traces=[trace], tune=tune, t_sampling=time.time() - t0, discard_tuned_samples=True,
+                              compute_convergence_checks=False, return_inferencedata=True, keep_warning_stat=False,
+                              idata_kwargs={"include_transformed": True}, model=m, quiet=True)
+
+    # -- SMC: pm.sample_smc(chains=1, cores=1, kernel=IMH) on a cached kernel
+    def smc_kernel(self, draws: int):  # noqa: ANN201
+        if draws not in self._smc:
+            self._smc[draws] = _cached_imh_class()(draws=draws, start=None, model=self.model, random_seed=0)
+            self.compiles += 1
+        return self._smc[draws]
+
+    def sample_smc(self, *, draws: int, seed: int) -> dict:
+        """One SMC chain: its final log marginal likelihood and number of stages, as ``pm.sample_smc`` computes them."""
+        from pymc.util import _get_seeds_per_chain
+
+        (chain_seed,) = _get_seeds_per_chain(random_state=seed, chains=1)
+        rng = np.random.default_rng(chain_seed)
+        rng.integers(2**30)  # sample_smc draws the kernel's construction seed from the chain's generator first
+        kernel = self.smc_kernel(draws)
+        kernel.initialize(None, rng)
+        stages = 0
+        while kernel.beta < 1:
+            kernel.update_beta_and_weights()
+            kernel.step()
+            stages += 1
+        return {"log_marginal_likelihood": float(kernel.log_marginal_likelihood), "stages": stages}
+
+    # -- bridge sampling and pointwise log-likelihood
+    def log_density(self) -> Callable[[np.ndarray], np.ndarray]:
+        """Vectorised log p(y, theta) on the unconstrained space (Jacobians included)."""
+        if self._logp is None:
+            self._logp = log_density(self.model)
+            self.compiles += 1
+        return self._logp
+
+    def pointwise_log_likelihood(self, posterior) -> dict[str, np.ndarray]:  # noqa: ANN001
+        """``engine.model.pointwise_log_likelihood`` with its function compiled once."""
+        m = self.model
+        if self._pointwise is None:
+            self._pointwise = m.compile_fn(m.replace_rvs_by_values(m.potentials), inputs=m.value_vars, on_unused_input="ignore")
+            self.compiles += 1
+        pots = m.potentials
+        n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+        values = {v.name: posterior[v.name].values for v in m.value_vars}
+        out = np.empty((len(pots), n_chain, n_draw))
+        for c in range(n_chain):
+            for d in range(n_draw):
+                out[:, c, d] = self._pointwise({k: v[c, d] for k, v in values.items()})
+        return {p.name.removeprefix("ll__"): out[i] for i, p in enumerate(pots)}
+
+
+def _jittered_start(model, ipfn, logp_dlogp, seed: int, max_retries: int) -> dict:  # noqa: ANN001
+    """``pymc.sampling.mcmc._init_jitter`` for one chain, on a cached initial-point function."""
+    from pymc.blocking import DictToArrayBijection
+
+    rng = np.random.default_rng(seed)
+    for i in range(max_retries + 1):
+        point = ipfn(seed)
+        q, _ = DictToArrayBijection.map(point)
+        if np.isfinite(logp_dlogp([q], extra_vars={})[0]):
+            break
+        if i == max_retries:
+            model.check_start_vals(point)
+        seed = rng.integers(2**30, dtype=np.int64)
+    return point
+
+
+_IMH = None
+
+
+def _cached_imh_class():  # noqa: ANN202
+    """PyMC's IMH SMC kernel whose prior-draw function is compiled once and reseeded per chain."""
+    global _IMH
+    if _IMH is None:
+        from pymc.pytensorf import collect_default_updates, reseed_rngs
+        from pymc.pytensorf import compile as pm_compile
+        from pymc.smc.kernels import IMH
+        from pymc.util import _get_seeds_per_chain
+
+        class CachedIMH(IMH):
+            _draw_fn = None
+            _draw_rngs: list = []
+
+            def set_rng(self, rng: np.random.Generator) -> None:
+                # IMH's logp functions hold no random generators; PyMC's set_rng only copies them.
+                self.rng = rng
+
+            def initialize_population(self) -> dict[str, np.ndarray]:
+                # == pymc.draw(self._prior_expression, draws=self.draws, random_seed=self.rng)
+                (seed,) = _get_seeds_per_chain(self.rng, 1)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", category=UserWarning, message="The effect of Potentials")
+                    if self._draw_fn is None:
+                        self._draw_rngs = list(collect_default_updates(inputs=[], outputs=self._prior_expression))
+                        self._draw_fn = pm_compile(inputs=[], outputs=self._prior_expression, random_seed=seed)
+                    else:
+                        reseed_rngs(self._draw_rngs, seed)
+                    values = [np.stack(v) for v in zip(*(self._draw_fn() for _ in range(self.draws)), strict=True)]
+                return dict(zip(self._prior_var_names, values, strict=True))
+
+        _IMH = CachedIMH
+    return _IMH
+
+
+_COMPILED: OrderedDict[tuple, Compiled] = OrderedDict()
+
+
+def compiled_for(case: Case, hid: str, variant: Variant | None = None) -> Compiled:
+    """This process's compiled model for ``hid``'s structure, with ``hid``'s (and the variant's) data set."""
+    from engine.model import structure_key
 
     key = structure_key(case, hid)
-    model = _MODELS.get(key)
-    if model is None:
-        model = _MODELS[key] = build_model(case, hid)
-    with model:
-        pm.set_data(hypothesis_data(case, hid))
-    return model
+    cm = _COMPILED.get(key)
+    if cm is None:
+        cm = _COMPILED[key] = Compiled(case, hid)
+        while len(_COMPILED) > _CACHE_SIZE:
+            _COMPILED.popitem(last=False)
+    _COMPILED.move_to_end(key)
+    return cm.use(case, hid, variant)
 
 
-def task_done(path: Path) -> bool:
-    """A task result is complete when it parses and says it finished."""
+def model_for(case: Case, hid: str, variant: Variant | None = None):  # noqa: ANN201
+    """The model of ``hid`` (shared by every hypothesis of the same structure in this process)."""
+    return compiled_for(case, hid, variant).model
+
+
+def task_done(path: Path, fp: str | None = None, *, draws: int | None = None) -> bool:
+    """A task result is complete when it parses, says it finished, and (if given) matches ``fp``."""
     if not path.exists():
         return False
     if path.suffix == ".json":
         try:
-            return bool(read_json(path).get("ok"))
+            result = read_json(path)
         except RunError:
             return False
+        return bool(isinstance(result, dict) and result.get("ok") and (fp is None or result.get("fingerprint") == fp))
     try:
         import arviz as az
 
         idata = az.from_netcdf(str(path))
-        return "posterior" in idata.groups() and idata.posterior.sizes.get("draw", 0) > 0
+        post = idata.posterior
+        if fp is not None and post.attrs.get("incident_fingerprint") != fp:
+            return False
+        if draws is not None and post.sizes.get("draw", 0) != draws:
+            return False
+        return "sample_stats" in idata.groups() and post.sizes.get("draw", 0) > 0 and all(
+            np.all(np.isfinite(post[v].values)) for v in post.data_vars)
     except Exception:  # noqa: BLE001 - any unreadable file is an incomplete result
         return False
 
 
 def run_task(case: Case, task: Task, run_dir: str, settings: Settings, *deps: Any) -> dict:
     """Run one task (NUTS chain, SMC chain or bridge sampling); write its result; return a summary."""
+    ensure_compiledir()
     _quiet()
-    folder = RunFolder(Path(run_dir))
-    out = folder.task(task.key, task.ext)
-    if task_done(out):
-        return {"key": task.key, "skipped": True}
-    t0 = time.perf_counter()
-    seed = task_seed(settings.seed, task.key)
-    if task.kind == "nuts":
-        summary = _run_nuts(case, task, settings, seed, out)
-    elif task.kind == "smc":
-        summary = _run_smc(case, task, settings, seed, out)
-    else:
-        summary = _run_bridge(case, task, settings, seed, folder, out)
-    summary.update(key=task.key, skipped=False, seconds=round(time.perf_counter() - t0, 3), pid=os.getpid())
-    return summary
+    with _TASK_LOCK:
+        folder = task.folder(RunFolder(Path(run_dir)))
+        out = folder.task(task.key, task.ext)
+        fp = fingerprint(case, settings, task)
+        if task_done(out, fp, draws=settings.draws if task.kind == "nuts" else None):
+            return {"key": task.id, "skipped": True, "pid": os.getpid()}
+        t0 = time.perf_counter()
+        seed = task_seed(settings.seed, task.key)
+        cm = compiled_for(case, task.hid, task.variant)
+        compiles = cm.compiles
+        if task.kind == "nuts":
+            summary = _run_nuts(cm, task, settings, seed, out, fp)
+        elif task.kind == "smc":
+            summary = _run_smc(cm, task, settings, seed, out, fp)
+        else:
+            summary = _run_bridge(cm, task, settings, seed, folder, out, fp)
+        summary.update(key=task.id, skipped=False, seconds=round(time.perf_counter() - t0, 3), pid=os.getpid(),
+                       compiled=cm.compiles > compiles)
+        return summary
 
 
-def _run_nuts(case: Case, task: Task, settings: Settings, seed, out: Path) -> dict:  # noqa: ANN001
-    import pymc as pm
-
-    model = model_for(case, task.hid)
-    with model:
-        idata = pm.sample(
-            draws=settings.draws, tune=settings.tune, chains=1, cores=1, random_seed=_int_seed(seed),
-            target_accept=settings.target_accept, progressbar=False, compute_convergence_checks=False,
-            idata_kwargs={"include_transformed": True},
-        )
+def _run_nuts(cm: Compiled, task: Task, settings: Settings, seed, out: Path, fp: str) -> dict:  # noqa: ANN001
     import xarray as xr
 
-    from engine.model import pointwise_log_likelihood
-
-    loglik = pointwise_log_likelihood(model, idata.posterior)
+    idata = cm.sample_nuts(draws=settings.draws, tune=settings.tune, seed=_int_seed(seed), target_accept=settings.target_accept)
+    loglik = cm.pointwise_log_likelihood(idata.posterior)
     idata.add_groups(log_likelihood=xr.Dataset(
         {"unit_loglik": (("chain", "draw", "unit"), np.stack(list(loglik.values()), axis=-1))},
         coords={"chain": idata.posterior.chain, "draw": idata.posterior.draw, "unit": list(loglik)}))
     idata = idata.assign_coords(chain=[task.chain], groups=["posterior", "sample_stats", "log_likelihood"])
+    idata.posterior.attrs["incident_fingerprint"] = fp
+    idata.posterior.attrs["incident_task"] = task.id
     write_idata(out, idata)
     return {"divergences": int(idata.sample_stats["diverging"].sum())}
 
 
-def _run_smc(case: Case, task: Task, settings: Settings, seed, out: Path) -> dict:  # noqa: ANN001
-    import pymc as pm
-
-    model = model_for(case, task.hid)
-    with model:
-        trace = pm.sample_smc(
-            draws=settings.smc_draws, chains=1, cores=1, random_seed=_int_seed(seed), progressbar=False,
-            compute_convergence_checks=False, return_inferencedata=True,
-        )
-    stages = np.array([float(v) for v in np.ravel(trace.sample_stats["log_marginal_likelihood"].values) if v is not None])
-    finite = stages[np.isfinite(stages)]
-    if finite.size == 0:
+def _run_smc(cm: Compiled, task: Task, settings: Settings, seed, out: Path, fp: str) -> dict:  # noqa: ANN001
+    res = cm.sample_smc(draws=settings.smc_draws, seed=_int_seed(seed))
+    if not np.isfinite(res["log_marginal_likelihood"]):
         raise RunError(f"SMC for hypothesis {task.hid} returned no finite log marginal likelihood")
-    result = {"ok": True, "log_marginal_likelihood": float(finite[-1]), "stages": int(np.ravel(trace.sample_stats["beta"].values).size)}
+    result = {"ok": True, **res, "task": task.id, "fingerprint": fp}
     write_json(out, result)
-    return result
+    return dict(res)
 
 
 def unconstrained_draws(model, idata) -> np.ndarray:  # noqa: ANN001
@@ -205,36 +482,59 @@ def log_density(model):  # noqa: ANN001, ANN201
     return f
 
 
-def _run_bridge(case: Case, task: Task, settings: Settings, seed, folder: RunFolder, out: Path) -> dict:  # noqa: ANN001
+def _run_bridge(cm: Compiled, task: Task, settings: Settings, seed, folder: RunFolder, out: Path, fp: str) -> dict:  # noqa: ANN001
     import arviz as az
 
     from engine.estimate import bridge_log_evidence
 
-    model = model_for(case, task.hid)
-    chains = [az.from_netcdf(str(folder.task(Task("nuts", task.hid, c).key, "nc"))) for c in range(settings.chains)]
+    paths = [folder.task(Task("nuts", task.hid, c).key, "nc") for c in range(settings.chains)]
+    missing = [p.name for p in paths if not p.exists()]
+    if missing:
+        raise RunError(f"bridge sampling for {task.id} needs NUTS results that are missing: {', '.join(missing)}")
+    chains = [az.from_netcdf(str(p)) for p in paths]
     idata = az.concat(chains, dim="chain") if len(chains) > 1 else chains[0]
-    if not model.value_vars:
+    if not cm.model.value_vars:
         raise RunError(f"hypothesis {task.hid}'s model has no free parameters; bridge sampling needs some")
-    est = bridge_log_evidence(unconstrained_draws(model, idata), log_density(model), seed=seed)
-    result = {"ok": True, **est.to_dict()}
+    est = bridge_log_evidence(unconstrained_draws(cm.model, idata), cm.log_density(), seed=seed)
+    result = {"ok": True, **est.to_dict(), "task": task.id, "fingerprint": fp}
     write_json(out, result)
-    return result
+    return {"value": est.value, "se": est.se}
 
 
 # ------------------------------------------------------------------ client side
+@dataclass
+class Execution:
+    """What one execution of a run's tasks did (written to the manifest's ``executions``)."""
+
+    backend: str = "in-process"
+    started: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    finished: str | None = None
+    status: str = "running"
+    total: int = 0
+    already_complete: int = 0
+    computed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "n_computed": len(self.computed)}
+
+
 def new_run_folder(case: Case, out: Path, run_id: str | None, settings: Settings) -> RunFolder:
     rid = run_id or f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-s{settings.seed}"
     root = Path(out) / safe_name(case.id, "case id") / safe_name(rid, "run id")
     if root.exists() and any(root.iterdir()):
-        raise RunError(f"run folder {root} already exists; pick another --run-id or use --resume")
+        raise RunError(f"run folder {root} already exists; pick another --run-id or continue it with --resume {root}")
     return RunFolder(root)
 
 
-def manifest(case: Case, settings: Settings, folder: RunFolder, command: list[str]) -> dict:
+def manifest(case: Case, settings: Settings, folder: RunFolder, command: list[str], variants: tuple[Variant, ...] = ()) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     pkgs = {}
-    for p in ("pymc", "pytensor", "arviz", "numpy", "scipy", "xarray", "dask", "distributed", "pydantic"):
+    for p in ("pymc", "pytensor", "arviz", "numpy", "scipy", "xarray", "dask", "distributed", "dask-jobqueue", "pydantic"):
         try:
             pkgs[p] = version(p)
         except PackageNotFoundError:
@@ -246,12 +546,34 @@ def manifest(case: Case, settings: Settings, folder: RunFolder, command: list[st
         "case": case.id,
         "case_file": case.path,
         "case_sha256": case.digest,
+        "priors_dir": str(Path(case.priors_dir).resolve()) if case.priors_dir else None,
         "run": folder.root.name,
         "settings": asdict(settings),
+        "variants": {v.name: v.to_json() for v in variants},
         "command": command,
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "finished": None,
+        "executions": [],
     }
+
+
+@contextmanager
+def lock_run_folder(folder: RunFolder) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder (released by the OS if this process dies)."""
+    folder.root.mkdir(parents=True, exist_ok=True)
+    path = folder.root / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise RunError(f"run folder {folder.root} is in use by another `incident run` (pid {holder}); wait for it or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def execute(
@@ -262,51 +584,44 @@ def execute(
     *,
     workers: int = 2,
     scheduler: str | None = None,
+    cluster: str = "local",
+    cluster_config: str | Path | None = None,
+    retries: int = 2,
+    no_workers_timeout: float = 120.0,
     on_done: Callable[[dict, int, int], None] | None = None,
     on_start: Callable[[str | None], None] | None = None,
+    execution: Execution | None = None,
 ) -> list[dict]:
-    """Run the tasks: in this process when ``workers == 0``, else on dask."""
-    total = len(tasks)
-    results: list[dict] = []
-    if workers == 0 and scheduler is None:
-        if on_start:
-            on_start(None)
-        for t in tasks:
-            results.append(run_task(case, t, str(folder.root), settings))
-            if on_done:
-                on_done(results[-1], len(results), total)
-        return results
+    """Run the tasks: in this process when ``workers == 0``, else on dask (``engine.cluster``).
 
-    from distributed import Client, LocalCluster, as_completed
+    Tasks whose results are already complete and valid are not submitted. A task that raises
+    is retried up to ``retries`` times (each failure becomes a run warning); a worker that
+    dies has its tasks rescheduled by dask; with no workers for ``no_workers_timeout``
+    seconds the run fails with a ``RunError`` instead of waiting forever.
+    """
+    from engine.cluster import ClusterSpec, TaskLoop
 
-    cluster = None
-    if scheduler is None:
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
-        )
-    client = Client(cluster if cluster is not None else scheduler, timeout="30s")
-    try:
-        if on_start:
-            on_start(client.dashboard_link if cluster is not None else scheduler)
-        futures = {}
-        for t in tasks:
-            if t.kind == "bridge":
-                continue
-            futures[t.key] = client.submit(run_task, case, t, str(folder.root), settings, key=f"{t.key}-{case.digest[:8]}", pure=False, retries=2)
-        for t in tasks:
-            if t.kind == "bridge":
-                deps = [futures[Task("nuts", t.hid, c).key] for c in range(settings.chains)]
-                futures[t.key] = client.submit(run_task, case, t, str(folder.root), settings, *deps, key=f"{t.key}-{case.digest[:8]}", pure=False, retries=2)
-        for fut in as_completed(list(futures.values())):
-            results.append(fut.result())
-            if on_done:
-                on_done(results[-1], len(results), total)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-    return results
+    execution = execution or Execution()
+    spec = ClusterSpec.make(workers=workers, scheduler=scheduler, cluster=cluster, cluster_config=cluster_config,
+                            no_workers_timeout=no_workers_timeout)
+    execution.backend = spec.describe()
+    todo = []
+    for t in tasks:
+        if task_done(t.path(folder), fingerprint(case, settings, t), draws=settings.draws if t.kind == "nuts" else None):
+            execution.skipped.append(t.id)
+        else:
+            todo.append(t)
+    execution.total, execution.already_complete = len(tasks), len(tasks) - len(todo)
+    _clean_temp_files(folder)
+    loop = TaskLoop(case, todo, folder, settings, spec=spec, retries=retries, execution=execution,
+                    on_done=on_done, on_start=on_start, offset=execution.already_complete, total=len(tasks))
+    return loop.run()
+
+
+def _clean_temp_files(folder: RunFolder) -> None:
+    """Remove temporary files left by writers that were killed (only called under the run lock)."""
+    for tmp in folder.root.glob("**/.tmp-*"):
+        tmp.unlink(missing_ok=True)
 
 
 def run_case(
@@ -315,28 +630,142 @@ def run_case(
     settings: Settings = Settings(),
     out: str | Path = "runs",
     run_id: str | None = None,
+    variants: tuple[Variant, ...] | list[Variant] = (),
     workers: int = 2,
     scheduler: str | None = None,
+    cluster: str = "local",
+    cluster_config: str | Path | None = None,
+    retries: int = 2,
+    no_workers_timeout: float = 120.0,
     command: list[str] | None = None,
     on_done: Callable[[dict, int, int], None] | None = None,
     on_start: Callable[[str | None], None] | None = None,
 ) -> Path:
     """Run a case end to end; return the run folder (which holds ``attribution.json``)."""
     ensure_compiledir()
-    folder = new_run_folder(case, Path(out), run_id, settings)
-    from engine.priors import load_priors
-    from engine.store import freeze_inputs
+    variants = tuple(variants)
+    _check_variants(case, variants)
+    from engine.cluster import ClusterSpec
 
-    freeze_inputs(folder, case.text, load_priors(case.priors_dir).texts)
-    man = manifest(case, settings, folder, command or sys.argv)
-    write_json(folder.manifest, man)
-    execute(case, plan(case, settings), folder, settings, workers=workers, scheduler=scheduler, on_done=on_done, on_start=on_start)
+    ClusterSpec.make(workers=workers, scheduler=scheduler, cluster=cluster, cluster_config=cluster_config,
+                     no_workers_timeout=no_workers_timeout)  # bad options fail before a run folder exists
+    folder = new_run_folder(case, Path(out), run_id, settings)
+    with lock_run_folder(folder):
+        from engine.priors import load_priors
+        from engine.store import freeze_inputs
+
+        freeze_inputs(folder, case.text, load_priors(case.priors_dir).texts)
+        man = manifest(case, settings, folder, command or sys.argv, variants)
+        write_json(folder.manifest, man)
+        _execute_and_collect(case, settings, variants, folder, man, workers=workers, scheduler=scheduler, cluster=cluster,
+                             cluster_config=cluster_config, retries=retries, no_workers_timeout=no_workers_timeout,
+                             on_done=on_done, on_start=on_start)
+    return folder.root
+
+
+def resume_run(
+    run_dir: str | Path,
+    *,
+    workers: int = 2,
+    scheduler: str | None = None,
+    cluster: str = "local",
+    cluster_config: str | Path | None = None,
+    retries: int = 2,
+    no_workers_timeout: float = 120.0,
+    command: list[str] | None = None,
+    on_done: Callable[[dict, int, int], None] | None = None,
+    on_start: Callable[[str | None], None] | None = None,
+) -> Path:
+    """Continue a run folder: recompute missing, truncated or corrupt task results, then combine."""
+    ensure_compiledir()
+    folder = RunFolder(Path(run_dir))
+    case, settings, variants, man = open_run(folder)
+    from engine.cluster import ClusterSpec
+
+    ClusterSpec.make(workers=workers, scheduler=scheduler, cluster=cluster, cluster_config=cluster_config,
+                     no_workers_timeout=no_workers_timeout)
+    with lock_run_folder(folder):
+        man.setdefault("executions", [])
+        man["resumed_by"] = man.get("resumed_by", []) + [command or sys.argv]
+        man["finished"] = None
+        _execute_and_collect(case, settings, variants, folder, man, workers=workers, scheduler=scheduler, cluster=cluster,
+                             cluster_config=cluster_config, retries=retries, no_workers_timeout=no_workers_timeout,
+                             on_done=on_done, on_start=on_start)
+    return folder.root
+
+
+def open_run(folder: RunFolder) -> tuple[Case, Settings, tuple[Variant, ...], dict]:
+    """The case, settings, variants and manifest of an existing run folder (for ``--resume``)."""
+    from engine.case import load_case
+
+    if not folder.root.is_dir():
+        raise RunError(f"{folder.root} is not a run folder (runs/<case>/<run>); check the path given to --resume")
+    man = read_json(folder.manifest)
+    if not isinstance(man, dict) or "settings" not in man or "case_sha256" not in man:
+        raise RunError(f"{folder.manifest} is not a run manifest; cannot resume {folder.root}")
+    if not folder.case.exists():
+        raise RunError(f"{folder.case} is missing; cannot resume {folder.root}")
+    priors = folder.priors if folder.priors.is_dir() else man.get("priors_dir")  # the run's frozen priors first
+    case = load_case(folder.case, priors_dir=priors if priors and Path(priors).is_dir() else None)
+    if case.digest != man["case_sha256"]:
+        raise RunError(f"the case or its priors library changed since {folder.root} started (sha256 differs); "
+                       "start a new run instead of resuming this one")
+    try:
+        settings = Settings(**man["settings"])
+        variants = tuple(Variant.of(name, data) for name, data in (man.get("variants") or {}).items())
+    except TypeError as exc:
+        raise RunError(f"{folder.manifest}: unreadable settings ({exc}); start a new run") from None
+    return case, settings, variants, man
+
+
+def _check_variants(case: Case, variants: tuple[Variant, ...]) -> None:
+    """Reject unknown or mis-shaped ``pm.Data`` names before anything is submitted."""
+    names = [v.name for v in variants]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise RunError(f"variant names must be unique; repeated: {', '.join(dupes)}")
+    if not variants:
+        return
+    from engine.model import structure_key
+
+    seen = set()
+    for hid in case.hypotheses:
+        key = structure_key(case, hid)
+        if key in seen:
+            continue
+        seen.add(key)
+        cm = Compiled(case, hid)  # builds the model only; nothing is compiled
+        for v in variants:
+            cm.check(v.data(), f"variant {v.name!r}")
+
+
+def _execute_and_collect(case: Case, settings: Settings, variants: tuple[Variant, ...], folder: RunFolder, man: dict,
+                         **kw: Any) -> None:
     from engine.combine import collect
 
-    collect(case, folder, settings)
+    execution = Execution()
+    man["executions"].append(execution.to_dict())
+    try:
+        execute(case, plan(case, settings, variants), folder, settings, execution=execution, **kw)
+    except BaseException as exc:
+        execution.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        execution.error = str(exc) or type(exc).__name__
+        execution.finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        man["executions"][-1] = execution.to_dict()
+        write_json(folder.manifest, man)
+        raise
+    execution.status = "complete"
+    execution.finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    man["executions"][-1] = execution.to_dict()
+    run_warnings = [w for e in man["executions"] for w in e.get("warnings", [])]
+    for vf in (folder, *(variant_folder(folder, v.name) for v in variants)):
+        collect(case, vf, settings)
+        if run_warnings:  # execution problems (retried tasks) belong in the run's warnings too
+            att = read_json(vf.attribution)
+            att["warnings"] = list(att.get("warnings", [])) + [f"execution: {w}" for w in run_warnings]
+            write_json(vf.attribution, att)
     man["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     write_json(folder.manifest, man)
-    return folder.root
 
 
 def read_attribution(run_dir: str | Path) -> dict:
@@ -348,7 +777,9 @@ def ensure_compiledir() -> None:
     """Point PyTensor at a stable compile cache (shared by this process and its workers).
 
     Also sets ``blas__ldflags`` to empty unless given: the models are scalar-sized, and
-    PyTensor's BLAS probe on pip installs only warns that it found none.
+    PyTensor's BLAS probe on pip installs only warns that it found none. Processes sharing
+    one compile directory serialise on PyTensor's file lock; threads would not, which is why
+    workers run one thread each.
     """
     flags = [f for f in os.environ.get("PYTENSOR_FLAGS", "").split(",") if f]
     if not any(f.startswith("base_compiledir") for f in flags):

@@ -47,14 +47,16 @@ def _diagnostics() -> dict:
                "n_chains": 2, "n_draws": 100, "problems": [],
                "estimators": {"smc": -35.0, "smc_se": 0.04, "bridge": -35.02, "bridge_se": 0.03, "spread": 0.02, "z": 0.4,
                               "agree": True}} for h in HIDS}
-    units = ("item:tail-holes", "item:frags", "item:time", "item:gap")
+    units = ("tail-holes", "frags", "time", "gap")
     return {
         "case": "oracle", "run": "hand", "verdict": "pass", "reasons": [], "hypotheses": per,
-        "predictive": {u: {"family": f, "items": [u.removeprefix("item:")], "p_values": {h: 0.41 for h in HIDS}}
+        "posterior_mcse": {h: 0.0123 for h in HIDS},
+        "predictive": {u: {"family": f, "items": [u], "p_values": {h: 0.41 for h in HIDS}}
                        for u, f in zip(units, ("perforations", "fragments", "timing", "interval"), strict=True)},
         "unexplained": [],
         "contributions": {"leader": "external", "runner_up": "internal",
-                          "units": dict(zip(units, (0.31, -0.12, 0.05, -0.02), strict=True))},
+                          "units": dict(zip(units, (0.31, -0.12, 0.05, -0.02), strict=True)),
+                          "pareto_k": dict(zip(units, (0.1, 0.2, 0.0, 0.3), strict=True))},
     }
 
 
@@ -120,6 +122,13 @@ def test_bayes_factor_is_exp_of_pooled_log_evidence_difference() -> None:
     assert c.prior_odds == pytest.approx(0.5 / 0.3)
 
 
+def test_leader_that_leads_on_its_prior_alone_is_called_out() -> None:
+    att = _attribution()
+    att["hypotheses"]["external"]["log_evidence"]["pooled"] = -36.0  # below internal's -35.5
+    sentences = " ".join(C.comparison_sentences(C.compare_leader(att)))
+    assert "The evidence alone favours internal (Bayes factor 1.65); external leads because of its prior." in sentences
+
+
 def test_unreliable_when_not_converged_or_verdict_fail() -> None:
     att, diag = _attribution(), _diagnostics()
     assert not C.verdict(att, diag).unreliable
@@ -163,11 +172,20 @@ def test_failed_diagnostics_verdict_makes_the_run_unreliable(tmp_path: Path) -> 
 
 def test_unexplained_unit_is_named(tmp_path: Path) -> None:
     diag = _diagnostics()
-    diag["unexplained"] = ["item:frags"]
-    diag["predictive"]["item:frags"]["p_values"] = {h: 0.001 for h in HIDS}
+    diag["unexplained"] = ["frags"]
+    diag["predictive"]["frags"]["p_values"] = {h: 0.001 for h in HIDS}
     text = "\n".join(report_text(make_run(tmp_path / "run", diagnostics=diag), tmp_path))
     assert "none of the hypotheses explains frags" in text
     assert "unexplained" in text
+
+
+def test_claims_without_replicates_and_unreliable_contributions_are_marked(tmp_path: Path) -> None:
+    diag = _diagnostics()
+    diag["predictive"]["gap"]["p_values"]["internal"] = None
+    diag["contributions"]["pareto_k"]["frags"] = 0.93
+    text = "\n".join(report_text(make_run(tmp_path / "run", diagnostics=diag), tmp_path))
+    assert "n/a" in text
+    assert "Hatched bars are unreliable estimates (Pareto k above 0.7): frags (k = 0.93)" in " ".join(text.split())
 
 
 def test_sections_missing_from_diagnostics_say_not_available(tmp_path: Path) -> None:
@@ -205,6 +223,14 @@ def test_case_differing_from_the_one_run_is_noted(hand_run: Path, tmp_path: Path
     manifest["case_sha256"] = load_run(hand_run).case.digest
     write_json(hand_run / "manifest.json", manifest)
     assert "case sha256 mismatch" not in "\n".join(report_text(hand_run, tmp_path))
+
+
+def test_case_is_resolved_against_the_runs_frozen_priors(tmp_path: Path) -> None:
+    text = (CASES / "oracle.yaml").read_text(encoding="utf-8") + "priors: ../no-such-priors\n"
+    root = make_run(tmp_path / "run", case_text=text)
+    shutil.copytree(Path(__file__).resolve().parent.parent / "priors", root / "priors")
+    run = load_run(root)
+    assert run.case is not None and run.case.id == "oracle"
 
 
 def test_folder_without_attribution_is_a_run_error(tmp_path: Path) -> None:
@@ -245,9 +271,9 @@ def _long_case(n_items: int = 24) -> str:
 
 def test_long_text_and_many_items_fit_the_pages(tmp_path: Path) -> None:
     diag = _diagnostics()
-    long_units = {f"item:extraordinarily-long-evidence-identifier-{i:02d}": (-1) ** i * 0.1 * i for i in range(24)}
-    diag["contributions"]["units"] = long_units
-    diag["predictive"] = {u: {"family": "fragments", "items": [u[5:]], "p_values": {h: 0.5 for h in HIDS}} for u in long_units}
+    long_units = {f"extraordinarily-long-evidence-identifier-{i:02d}": (-1) ** i * 0.1 * i for i in range(24)}
+    diag["contributions"].update(units=long_units, pareto_k={u: 0.9 for u in list(long_units)[::5]})
+    diag["predictive"] = {u: {"family": "fragments", "items": [u], "p_values": {h: 0.5 for h in HIDS}} for u in long_units}
     diag["unexplained"] = list(long_units)[:2]
     att = _attribution()
     att.update(converged=False, warnings=[f"warning number {i}: " + "tail ESS below 400 " * 4 for i in range(20)])

@@ -86,7 +86,8 @@ def comparison_sentences(c: Comparison) -> list[str]:
         f"Bayes factor {c.leader} vs {c.runner_up}: {ratio(c.bf)} (log10 {num(c.log_bf / math.log(10), 2)}; "
         f"Monte Carlo range {ratio(low)} to {ratio(high)}), from the pooled log evidence.",
         f"Posterior odds {c.leader} : {c.runner_up} = {ratio(c.posterior_odds)} (prior odds {ratio(c.prior_odds)}).",
-    ]
+    ] + ([f"The evidence alone favours {c.runner_up} (Bayes factor {ratio(1 / c.bf)}); {c.leader} leads because of its prior."]
+         if c.bf < 1 else [])
 
 
 @dataclass(frozen=True)
@@ -203,11 +204,15 @@ def evidence_rows(case: Any, raw: dict) -> list[list[str]]:
 
 
 # ---------------------------------------------------------------- contributions
+PARETO_K_MAX = 0.7  # above this, a PSIS-LOO contribution is unreliable
+
+
 @dataclass(frozen=True)
 class Contributions:
     leader: str
     runner_up: str
     units: tuple[tuple[str, float], ...]  # (label, log10 BF), largest first
+    doubtful: tuple[tuple[str, float], ...] = ()  # (label, Pareto k) of terms whose estimate is unreliable
 
 
 def contributions(diagnostics: dict) -> Contributions | None:
@@ -218,17 +223,24 @@ def contributions(diagnostics: dict) -> Contributions | None:
     units = [(unit_label(u), float(v)) for u, v in c["units"].items() if is_number(v) and math.isfinite(v)]
     if not units:
         return None
+    ks = c.get("pareto_k") if isinstance(c.get("pareto_k"), dict) else {}
+    doubtful = tuple((unit_label(u), float(k)) for u, k in ks.items() if is_number(k) and k > PARETO_K_MAX)
     return Contributions(str(c.get("leader", "leader")), str(c.get("runner_up", "runner-up")),
-                         tuple(sorted(units, key=lambda kv: -kv[1])))
+                         tuple(sorted(units, key=lambda kv: -kv[1])), doubtful)
 
 
 def contributions_note(c: Contributions, comparison: Comparison | None) -> str:
     total = sum(v for _, v in c.units)
-    text = f"Bars to the right favour {c.leader}, to the left {c.runner_up}. Sum of the bars: {num(total, 2)}"
+    text = (f"log10 Bayes factor contributed by each evidence item or group, {c.leader} vs {c.runner_up}: bars to the right "
+            f"favour {c.leader}, to the left {c.runner_up}. Sum of the bars: {num(total, 2)}")
     if comparison is not None and {comparison.leader, comparison.runner_up} == {c.leader, c.runner_up}:
         sign = 1 if comparison.leader == c.leader else -1
         text += f"; overall log10 Bayes factor from the pooled log evidence: {num(sign * comparison.log_bf / math.log(10), 2)}"
-    return text + "."
+    text += "."
+    if c.doubtful:
+        listed = ", ".join(f"{u} (k = {k:.2f})" for u, k in c.doubtful)
+        text += f" Hatched bars are unreliable estimates (Pareto k above {PARETO_K_MAX}): {listed}."
+    return text
 
 
 # ---------------------------------------------------------------- diagnostics
@@ -284,8 +296,15 @@ def predictive(attribution: dict, diagnostics: dict) -> Predictive | None:
         p = (u.get("p_values") or {}) if isinstance(u, dict) else {}
         status = "unexplained" if uid in unexplained else ""
         rows.append((unit_label(uid), clean(u.get("family", NA)) if isinstance(u, dict) else NA,
-                     *(num(p.get(h), 3) for h in hids), status))
+                     *(_p_value(p, h) for h in hids), status))
     return Predictive(hids, tuple(rows), unexplained)
+
+
+def _p_value(p: dict, hid: str) -> str:
+    """A p-value; "n/a" when the hypothesis has nothing to replicate, "not available" when absent."""
+    if hid not in p:
+        return NA
+    return "n/a" if p[hid] is None else num(p[hid], 3)
 
 
 def unexplained_sentences(diagnostics: dict) -> list[str]:

@@ -140,7 +140,8 @@ def _predictive(flow: Flow, run: RunData) -> None:
         cols = [Column("unit", 1.5), Column("family", 0.9), *(Column(h, share, "right") for h in pred.hids), Column("status", 0.9)]
         flow.table(cols, [list(r) for r in pred.rows], styles=["alert" if r[-1] else "normal" for r in pred.rows],
                    caption="Monte Carlo p-value (1 + #{T_rep ≥ T_obs}) / (N + 1) of each evidence unit under each "
-                           "hypothesis's posterior predictive distribution.")
+                           "hypothesis's posterior predictive distribution; n/a: nothing to replicate (claims, elicited "
+                           "probabilities).")
     sentences = C.unexplained_sentences(run.diagnostics)
     for s in sentences:
         flow.paragraph(f"• {s}", weight="bold", color=ALERT)

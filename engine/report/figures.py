@@ -47,7 +47,13 @@ def draw_contributions(fig: Figure, rect: tuple[float, float, float, float], c: 
     ax = fig.add_axes((left + label_in / PAGE_W, bottom + bottom_in / PAGE_H,
                        width - label_in / PAGE_W, height - (top_in + bottom_in) / PAGE_H))
     y = np.arange(len(values))[::-1]
-    ax.barh(y, values, color=[FAVOURS_LEADER if v >= 0 else FAVOURS_RUNNER for v in values], height=0.6)
+    doubtful = {u for u, _ in c.doubtful}
+    bars = ax.barh(y, values, color=[FAVOURS_LEADER if v >= 0 else FAVOURS_RUNNER for v in values], height=0.6)
+    for bar, (unit, _) in zip(bars, c.units, strict=True):
+        if unit in doubtful:
+            bar.set_hatch("////")
+            bar.set_edgecolor("white")
+            bar.set_alpha(0.55)
     ax.axvline(0.0, color="#333333", linewidth=0.8)
     ax.set_yticks(y, labels, fontsize=BAR_FONT)
     ax.set_ylim(-0.6, len(values) - 0.4)

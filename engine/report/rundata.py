@@ -2,7 +2,8 @@
 
 The report reads nothing but the run folder: ``attribution.json`` (required),
 ``diagnostics.json`` and ``manifest.json`` (optional: missing parts print as "not
-available"), ``case.yaml`` and ``posterior/<hid>.nc``.
+available"), ``case.yaml`` with the run's frozen ``priors/`` (if any) and
+``posterior/<hid>.nc``.
 """
 
 from __future__ import annotations
@@ -61,10 +62,12 @@ def _optional_json(path: Path) -> tuple[dict, str]:
     return (data, "") if isinstance(data, dict) else ({}, f"{path.name} is not a JSON object")
 
 
-def _read_case(path: Path, manifest: dict) -> tuple[Case | None, dict, str]:
-    """The resolved case if ``load_case`` accepts the frozen copy, else the raw YAML for titles."""
+def _read_case(folder: RunFolder, manifest: dict) -> tuple[Case | None, dict, str]:
+    """The resolved case (the frozen case.yaml against the run's own priors/ when it has one, else
+    against the priors its ``priors:`` key names); failing that, the raw YAML for titles."""
+    path = folder.case
     try:
-        case = load_case(path)
+        case = load_case(path, priors_dir=folder.priors if folder.priors.is_dir() else None)
     except EngineError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         try:
@@ -90,7 +93,7 @@ def load_run(run_dir: str | Path) -> RunData:
         raise RunError(f"{folder.attribution} has no hypotheses; rerun the case to recompute it")
     diagnostics, _ = _optional_json(folder.diagnostics)
     manifest, _ = _optional_json(folder.manifest)
-    case, raw, note = (None, {}, "case.yaml not found in the run folder") if not folder.case.exists() else _read_case(folder.case, manifest)
+    case, raw, note = (None, {}, "case.yaml not found in the run folder") if not folder.case.exists() else _read_case(folder, manifest)
     return RunData(root, attribution, diagnostics, manifest, case, raw, note)
 
 
