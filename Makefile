@@ -13,9 +13,12 @@ $(BIN)/incident: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
+DEMO_RUN := demo-$(shell date -u +%Y%m%dT%H%M%SZ)
+
 demo: $(BIN)/incident
 	$(BIN)/incident validate cases/azal8243-2024.yaml cases/il20-2018.yaml
-	$(BIN)/incident run cases/azal8243-2024.yaml --seed 20241225
+	$(BIN)/incident run cases/azal8243-2024.yaml --seed 20241225 --run-id $(DEMO_RUN)
+	$(BIN)/incident report runs/azal8243-2024/$(DEMO_RUN)
 
 test: $(BIN)/incident
 	$(BIN)/python -m pytest -q --durations=15

@@ -224,6 +224,24 @@ def diagnose(
         raise typer.Exit(4)
 
 
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder, runs/<case>/<run>.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="PDF path (default reports/<case>-<run>.pdf).")] = None,
+) -> None:
+    """Write the PDF attribution report of a run."""
+    try:
+        from engine.combine import read_diagnostics
+        from engine.report import write_report
+
+        read_diagnostics(run_dir)  # recomputed if missing, so the report has its diagnostics
+        path = write_report(run_dir, output)
+    except EngineError as exc:
+        _fail(exc)
+        return
+    typer.echo(f"report: {path}")
+
+
 def _print_diagnostics(diag: dict) -> None:
     from rich.console import Console
     from rich.table import Table

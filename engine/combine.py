@@ -55,9 +55,9 @@ def collect(case: Case, folder: RunFolder, settings: Settings) -> dict:
     leader, runner_up = hids[order[0]], hids[order[1]]
 
     predictive, unexplained = predictive_checks(case, posteriors, seed=settings.seed)
-    contrib = contributions(posteriors, leader, runner_up)
+    contrib = contributions(case, posteriors, leader, runner_up)
     mcse_by = {h: float(mcse[i]) for i, h in enumerate(hids)}
-    status, fail, warn = verdict(diag, mcse_by, unexplained, contrib["pareto_k"])
+    status, fail, warn = verdict(diag, mcse_by, unexplained)
 
     result = {
         "case": case.id,

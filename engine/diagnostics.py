@@ -100,36 +100,67 @@ def predictive_checks(case, posteriors: dict, *, seed: int) -> tuple[dict, list[
     return out, unexplained
 
 
-def contributions(posteriors: dict, leader: str, runner_up: str) -> dict:
-    """log10 Bayes factor of each unit given all the other evidence (PSIS-LOO), leader vs runner-up.
+def unit_log_evidence(case, hid: str, items, posterior) -> float:  # noqa: ANN001
+    """log p(y_u | H, shared parameters' posterior): one unit's evidence under one hypothesis.
 
-    For unit u: log10 p(y_u | y_-u, leader) - log10 p(y_u | y_-u, runner-up), each from
-    ArviZ's Pareto-smoothed importance sampling over the unit log-likelihoods stored with
-    the NUTS draws; Pareto k above 0.7 marks an unreliable term.
+    The unit's own parameters are integrated out in closed form (each family's
+    ``closed_form``; timing and claims are analytic given their shared parameters); the
+    parameters it shares with other units (source reliabilities, assertion rates, clock
+    errors) are averaged over their posterior draws:
+    log mean_d [ r_d p(y_u | H, d) + (1 - r_d) p_bg(y_u | d) ].
     """
-    import warnings
+    from scipy.special import logsumexp
 
-    import arviz as az
+    from engine.evidence import FAMILY_MODULES
+    from engine.model import _generic
 
-    loo, khat = {}, {}
-    for hid in (leader, runner_up):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = az.loo(posteriors[hid], pointwise=True, var_name="unit_loglik")
-        ll = posteriors[hid].log_likelihood["unit_loglik"]
-        # a unit whose likelihood does not depend on the parameters has an exact LOO term
-        const = (ll.max(("chain", "draw")) - ll.min(("chain", "draw"))).values < 1e-10
-        loo[hid] = np.where(const, ll.isel(chain=0, draw=0).values, res.loo_i.values)
-        khat[hid] = np.where(const, 0.0, res.pareto_k.values)
-    units = [str(u) for u in posteriors[leader].log_likelihood["unit"].values]
-    diff = (loo[leader] - loo[runner_up]) / np.log(10)
-    kmax = np.maximum(khat[leader], khat[runner_up])
-    return {"leader": leader, "runner_up": runner_up,
-            "units": {u: float(d) for u, d in zip(units, diff, strict=True)},
-            "pareto_k": {u: float(k) for u, k in zip(units, kmax, strict=True)}}
+    n = posterior.sizes["chain"] * posterior.sizes["draw"]
+
+    def draws(name: str, fixed: float) -> np.ndarray:
+        return posterior[name].values.reshape(n) if name in posterior else np.full(n, fixed)
+
+    fam_name, spec = items[0].family, items[0].params[hid]
+    fam = FAMILY_MODULES[fam_name]
+    keep = np.ones(n)
+    for src in sorted({it.source for it in items}):
+        rel = case.sources[src].reliability
+        keep *= 1 - draws(f"reliability__{src}", rel.mean())
+    r = 1 - keep
+    if fam_name == "timing":
+        theta = {"in_window": np.full(n, spec["in_window"].mean()),
+                 "clock_sd": [draws(f"{it.id}__clock_sd", it.observed.clock_sd_min.mean()) for it in items]}
+        lz = fam.logp_np(items, fam.observed(items), theta)
+        bg = fam.logp_np(items, fam.observed(items), {**theta, "in_window": np.zeros(n)})
+    elif fam_name == "claim":
+        interest = items[0].observed.interest
+        with np.errstate(divide="ignore"):
+            lz = np.full(n, np.log(max(spec["holds"].mean(), 1e-9)))
+        bg = np.log(draws(f"assertion_rate__{interest}", case.assertion_rates[interest].mean()))
+    else:
+        lz = np.full(n, fam.closed_form(items, spec))
+        bg = np.full(n, fam.background(items, _generic(case, items), {}))
+    with np.errstate(divide="ignore"):
+        mix = np.logaddexp(np.log(r) + lz, np.log1p(-r) + bg)
+    return float(logsumexp(mix) - np.log(n))
 
 
-def verdict(per_hypothesis: dict, posterior_mcse: dict, unexplained: list[str], pareto_k: dict) -> tuple[str, list[str], list[str]]:
+def contributions(case, posteriors: dict, leader: str, runner_up: str) -> dict:  # noqa: ANN001
+    """log10 Bayes factor of each unit, leader vs runner-up (``unit_log_evidence`` of each).
+
+    These are per-unit Bayes factors given the posterior of the shared parameters; they need
+    not add up to the overall Bayes factor when units share sources.
+    """
+    from engine.model import unit_id
+
+    units = {}
+    for _, items in case.units():
+        la = unit_log_evidence(case, leader, items, posteriors[leader].posterior)
+        lb = unit_log_evidence(case, runner_up, items, posteriors[runner_up].posterior)
+        units[unit_id(items)] = float((la - lb) / np.log(10))
+    return {"leader": leader, "runner_up": runner_up, "units": units}
+
+
+def verdict(per_hypothesis: dict, posterior_mcse: dict, unexplained: list[str]) -> tuple[str, list[str], list[str]]:
     """pass / warn / fail with reasons. Fail means the attribution must not be relied on."""
     fail, warn = [], []
     for hid, d in per_hypothesis.items():
@@ -146,6 +177,5 @@ def verdict(per_hypothesis: dict, posterior_mcse: dict, unexplained: list[str], 
         if e > 0.05:
             fail.append(f"{hid}: Monte Carlo error of the posterior probability is {e:.3f} (> 0.05)")
     warn += [f"none of the hypotheses explains {u} (predictive p < {ALPHA})" for u in unexplained]
-    warn += [f"{u}: evidence contribution unreliable (Pareto k {k:.2f} > 0.7)" for u, k in pareto_k.items() if k > 0.7]
     warn = [w for w in warn if w not in fail]
     return ("fail" if fail else "warn" if warn else "pass"), fail, warn

@@ -69,6 +69,23 @@ def hypothesis_data(case: Case, hid: str) -> dict[str, np.ndarray]:
     return {k: v for k, (_, v) in hyper(case, hid).items()}
 
 
+def observation_data(case: Case) -> dict[str, np.ndarray]:
+    """The observed numbers of every unit (``obs__<unit>__<name>``) and the log background
+    density of units whose background is a number (``bg__<unit>``), for ``pm.set_data``:
+    a simulated incident with the same design reuses the compiled model."""
+    out: dict[str, np.ndarray] = {}
+    for _, items in case.units():
+        uid, fam = unit_id(items), FAMILY_MODULES[items[0].family]
+        if hasattr(fam, "data"):
+            out.update({f"obs__{uid}__{k}": v for k, v in fam.data(items).items()})
+        if items[0].family not in _TENSOR_BACKGROUND:
+            out[f"bg__{uid}"] = np.asarray(fam.background(items, _generic(case, items), {}), dtype=float)
+    return out
+
+
+_TENSOR_BACKGROUND = ("timing", "claim")  # their background depends on parameters
+
+
 def log_mix(w, log_a, log_b):  # noqa: ANN001, ANN201
     """log(w e^a + (1 - w) e^b), stable, with finite gradients when w is 0 or 1."""
     top = pt.maximum(log_a, log_b)
@@ -98,6 +115,7 @@ def _generic(case: Case, items: tuple[ResolvedItem, ...]) -> dict[str, Dist]:
 def build_model(case: Case, hid: str) -> pm.Model:
     """The PyMC model of hypothesis ``hid``: priors of its parameters, one potential per unit."""
     hp = hyper(case, hid)
+    obs = observation_data(case)
     with pm.Model(coords={}) as model:
         used = {it.source for it in case.items}
         reliability = {s: _param(f"reliability__{s}", case.sources[s].reliability) for s in sorted(used)}
@@ -110,13 +128,16 @@ def build_model(case: Case, hid: str) -> pm.Model:
                 kind, value = hp[f"hp__{uid}__{pname}"]
                 data = pm.Data(f"hp__{uid}__{pname}", value)
                 theta[pname] = data if kind == "const" else _RV[kind](f"{uid}__{pname}", data)
+            if hasattr(fam, "data"):
+                theta["data"] = {k: pm.Data(f"obs__{uid}__{k}", obs[f"obs__{uid}__{k}"]) for k in fam.data(items)}
             if items[0].family == "timing":
                 theta["clock_sd"] = [_param(f"{it.id}__clock_sd", it.observed.clock_sd_min) for it in items]
             if items[0].family == "claim":
                 theta["assertion_rate"] = rates[items[0].observed.interest]
                 theta["holds"] = pt.clip(theta["holds"], 1e-9, 1.0)
             ll_h = fam.loglik(items, theta)
-            ll_bg = fam.background(items, _generic(case, items), theta)
+            ll_bg = (fam.background(items, _generic(case, items), theta) if items[0].family in _TENSOR_BACKGROUND
+                     else pm.Data(f"bg__{uid}", obs[f"bg__{uid}"]))
             sources = sorted({it.source for it in items})
             r = 1 - reduce(lambda acc, s: acc * (1 - reliability[s]), sources, pt.constant(1.0))
             use = pm.Data(f"use__{uid}", np.asarray(1.0))  # 0 drops the unit (evidence ablation) without recompiling

@@ -66,3 +66,17 @@ def test_ambiguous_case_is_not_decided_by_a_mode(tmp_path):
     assert abs(result["hypotheses"]["a"]["posterior"] - p[0]) < 0.01, (result, p)
     assert abs(result["hypotheses"]["a"]["log_evidence"]["pooled"] - la) < 0.1
     assert abs(result["hypotheses"]["b"]["log_evidence"]["pooled"] - lb) < 0.1
+
+
+@pytest.mark.slow
+def test_unit_contributions_add_up_when_units_share_nothing(oracle_run):
+    """With fixed reliabilities every unit's evidence is its own: contributions sum to the Bayes factor."""
+    import json
+
+    root, result = oracle_run
+    contrib = json.loads((root / "diagnostics.json").read_text())["contributions"]
+    truth = oracle_truth()
+    lead, runner = contrib["leader"], contrib["runner_up"]
+    total = sum(contrib["units"].values())
+    assert total == pytest.approx((truth[lead] - truth[runner]) / np.log(10), abs=1e-9)
+    assert set(contrib["units"]) == {"tail-holes", "frags", "time", "gap"}

@@ -129,6 +129,12 @@ def test_leader_that_leads_on_its_prior_alone_is_called_out() -> None:
     assert "The evidence alone favours internal (Bayes factor 1.65); external leads because of its prior." in sentences
 
 
+def test_missing_log_evidence_leaves_the_bayes_factor_not_available() -> None:
+    att = _attribution()
+    del att["hypotheses"]["internal"]["log_evidence"]
+    assert "Bayes factor external vs internal: not available" in C.comparison_sentences(C.compare_leader(att))[0]
+
+
 def test_unreliable_when_not_converged_or_verdict_fail() -> None:
     att, diag = _attribution(), _diagnostics()
     assert not C.verdict(att, diag).unreliable
@@ -238,6 +244,10 @@ def test_folder_without_attribution_is_a_run_error(tmp_path: Path) -> None:
     (root / "attribution.json").unlink()
     with pytest.raises(RunError, match="attribution.json"):
         write_report(root, tmp_path / "x.pdf")
+    write_json(root / "attribution.json", {"case": "oracle", "hypotheses": {"external": {"prior": 1.0}}})
+    with pytest.raises(RunError, match="posterior probabilities"):
+        write_report(root, tmp_path / "x.pdf")
+    assert not (tmp_path / "x.pdf").exists()
 
 
 def test_default_output_is_reports_case_run_pdf_under_cwd(hand_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

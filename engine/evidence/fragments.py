@@ -13,6 +13,8 @@ import numpy as np
 import pymc as pm
 from scipy import stats
 
+from engine.evidence.common import observed_tensors
+
 SAMPLED = ("alpha",)
 
 
@@ -24,9 +26,13 @@ def _counts(items) -> np.ndarray:  # noqa: ANN001
     return np.asarray(list(items[0].observed.counts.values()), dtype=int)
 
 
+def data(items) -> dict[str, np.ndarray]:  # noqa: ANN001
+    return {"counts": _counts(items)}
+
+
 def loglik(items, theta):  # noqa: ANN001, ANN201
-    counts = _counts(items)
-    return pm.logp(pm.Multinomial.dist(n=int(counts.sum()), p=theta["alpha"]), counts)
+    counts = observed_tensors(theta, data(items))["counts"]
+    return pm.logp(pm.Multinomial.dist(n=counts.sum(), p=theta["alpha"]), counts)
 
 
 def closed_form(items, spec) -> float:  # noqa: ANN001

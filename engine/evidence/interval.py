@@ -18,12 +18,18 @@ import numpy as np
 import pymc as pm
 from scipy import stats
 
+from engine.evidence.common import observed_tensors
+
 SAMPLED = ("log_median",)
 
 
+def data(items) -> dict[str, np.ndarray]:  # noqa: ANN001
+    return {"log_d": np.asarray(math.log(items[0].observed.seconds))}
+
+
 def loglik(items, theta):  # noqa: ANN001, ANN201
-    d = items[0].observed.seconds
-    return pm.logp(pm.Normal.dist(theta["log_median"], theta["log_sd"]), math.log(d)) - math.log(d)
+    log_d = observed_tensors(theta, data(items))["log_d"]
+    return pm.logp(pm.Normal.dist(theta["log_median"], theta["log_sd"]), log_d) - log_d
 
 
 def closed_form(items, spec) -> float:  # noqa: ANN001

@@ -25,6 +25,8 @@ import numpy as np
 import pymc as pm
 from scipy import stats
 
+from engine.evidence.common import observed_tensors
+
 SAMPLED = ("hole_rate", "inward_fraction", "log_size_mean")
 
 
@@ -34,14 +36,25 @@ def _obs(items):  # noqa: ANN001, ANN202 - a group reports one latent observatio
     return o, assessed
 
 
-def loglik(items, theta):  # noqa: ANN001, ANN201
+def data(items) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """The observed numbers, which the model holds as ``pm.Data`` (replaceable without recompiling)."""
     o, assessed = _obs(items)
-    ll = pm.logp(pm.Poisson.dist(theta["hole_rate"] * o.exposure), o.holes)
-    if o.inward is not None and assessed > 0:
-        ll = ll + pm.logp(pm.Binomial.dist(n=assessed, p=theta["inward_fraction"]), o.inward)
+    out = {"holes": np.asarray(o.holes), "assessed": np.asarray(assessed)}
+    if o.inward is not None:
+        out["inward"] = np.asarray(o.inward)
     if o.sizes_mm:
-        logs = np.log(np.asarray(o.sizes_mm, dtype=float))
-        ll = ll + pm.logp(pm.Normal.dist(theta["log_size_mean"], theta["log_size_sd"]), logs).sum() - logs.sum()
+        out["logs"] = np.log(np.asarray(o.sizes_mm, dtype=float))
+    return out
+
+
+def loglik(items, theta):  # noqa: ANN001, ANN201
+    o, _ = _obs(items)
+    y = observed_tensors(theta, data(items))
+    ll = pm.logp(pm.Poisson.dist(theta["hole_rate"] * o.exposure), y["holes"])
+    if "inward" in y:
+        ll = ll + pm.logp(pm.Binomial.dist(n=y["assessed"], p=theta["inward_fraction"]), y["inward"])
+    if "logs" in y:
+        ll = ll + pm.logp(pm.Normal.dist(theta["log_size_mean"], theta["log_size_sd"]), y["logs"]).sum() - y["logs"].sum()
     return ll
 
 

@@ -31,6 +31,8 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from engine.evidence.common import observed_tensors
+
 SAMPLED = ()
 _STD = pm.Normal.dist(0.0, 1.0)
 
@@ -44,7 +46,7 @@ def _log_prob_between(lo, hi):  # noqa: ANN001, ANN202
 
 def log_uniform_conv(times, sds, lo: float, hi: float):  # noqa: ANN001, ANN201
     """log of (1/(hi-lo)) * integral over [lo, hi] of prod_i N(t_i; T, s_i) dT."""
-    t = pt.as_tensor_variable(np.asarray(times, dtype=float))
+    t = times if isinstance(times, pt.TensorVariable) else pt.as_tensor_variable(np.asarray(times, dtype=float))
     s2 = pt.stack([pt.as_tensor_variable(s) for s in sds]) ** 2
     v = 1.0 / pt.sum(1.0 / s2)
     m = v * pt.sum(t / s2)
@@ -53,9 +55,13 @@ def log_uniform_conv(times, sds, lo: float, hi: float):  # noqa: ANN001, ANN201
     return log_c + _log_prob_between((lo - m) / sv, (hi - m) / sv) - math.log(hi - lo)
 
 
+def data(items) -> dict[str, np.ndarray]:  # noqa: ANN001
+    return {"times": np.asarray([it.observed.time for it in items], dtype=float)}
+
+
 def _parts(items, theta):  # noqa: ANN001, ANN202
     o = items[0].observed
-    times = [it.observed.time for it in items]
+    times = observed_tensors(theta, data(items))["times"]
     sds = [pt.sqrt(sd**2 + it.observed.rounding_min**2 / 12.0) for sd, it in zip(theta["clock_sd"], items, strict=True)]
     return log_uniform_conv(times, sds, *o.window), log_uniform_conv(times, sds, *o.period)
 

@@ -59,7 +59,11 @@ class Comparison:
 
 
 def _exp(x: float) -> float:
-    return math.exp(x) if x < 709 else math.inf
+    return math.nan if math.isnan(x) else math.exp(x) if x < 709 else math.inf
+
+
+def _float(x: Any) -> float:
+    return float(x) if is_number(x) else math.nan
 
 
 def _ratio(a: float, b: float) -> float:
@@ -75,13 +79,16 @@ def compare_leader(attribution: dict) -> Comparison | None:
         return None
     runner = max(others, key=lambda h: hyps[h]["posterior"])
     a, b = hyps[leader], hyps[runner]
-    log_bf = a["log_evidence"]["pooled"] - b["log_evidence"]["pooled"]
-    se = math.hypot(a.get("log_evidence_se") or 0.0, b.get("log_evidence_se") or 0.0)
+    log_bf = _float((a.get("log_evidence") or {}).get("pooled")) - _float((b.get("log_evidence") or {}).get("pooled"))
+    se = math.hypot(_float(a.get("log_evidence_se")), _float(b.get("log_evidence_se")))
     return Comparison(leader, runner, log_bf, se, _ratio(a["posterior"], b["posterior"]), _ratio(a.get("prior", 0), b.get("prior", 0)))
 
 
 def comparison_sentences(c: Comparison) -> list[str]:
     low, high = c.bf_range
+    if math.isnan(c.log_bf):
+        return [f"Bayes factor {c.leader} vs {c.runner_up}: {NA} (pooled log evidence missing from attribution.json).",
+                f"Posterior odds {c.leader} : {c.runner_up} = {ratio(c.posterior_odds)} (prior odds {ratio(c.prior_odds)})."]
     return [
         f"Bayes factor {c.leader} vs {c.runner_up}: {ratio(c.bf)} (log10 {num(c.log_bf / math.log(10), 2)}; "
         f"Monte Carlo range {ratio(low)} to {ratio(high)}), from the pooled log evidence.",
@@ -116,8 +123,8 @@ def verdict(attribution: dict, diagnostics: dict) -> Verdict:
 
 def verdict_sentence(v: Verdict) -> str:
     text = f"Diagnostic verdict: {v.verdict.upper()}." if v.verdict else "Diagnostic verdict: not available."
-    if v.converged is not None:
-        text += " Convergence checks " + ("passed." if v.converged else "FAILED.")
+    if v.converged is False:
+        text += " The run is marked as not converged."
     return text
 
 
@@ -155,7 +162,7 @@ def observation_summary(family: str, obs: Any) -> str:
     if family == "fragments":
         return ", ".join(f"{k} {v}" for k, v in obs.counts.items())
     if family == "timing":
-        return (f"at {obs.time:g} min; {obs.window_label} window {_range(*obs.window, 'min')}; "
+        return (f"damage at {obs.time:g} min; {obs.window_label} window {_range(*obs.window, 'min')}; "
                 f"period {_range(*obs.period, 'min')}; clock s.d. {obs.clock_sd_min.describe()} min")
     if family == "interval":
         return f"{obs.seconds:g} s" + (f" ({obs.what})" if obs.what else "")
@@ -232,7 +239,8 @@ def contributions(diagnostics: dict) -> Contributions | None:
 def contributions_note(c: Contributions, comparison: Comparison | None) -> str:
     total = sum(v for _, v in c.units)
     text = (f"log10 Bayes factor contributed by each evidence item or group, {c.leader} vs {c.runner_up}: bars to the right "
-            f"favour {c.leader}, to the left {c.runner_up}. Sum of the bars: {num(total, 2)}")
+            f"favour {c.leader}, to the left {c.runner_up}. Each bar weighs one unit given the rest of the evidence, so the "
+            f"bars need not add up to the overall Bayes factor. Sum of the bars: {num(total, 2)}")
     if comparison is not None and {comparison.leader, comparison.runner_up} == {c.leader, c.runner_up}:
         sign = 1 if comparison.leader == c.leader else -1
         text += f"; overall log10 Bayes factor from the pooled log evidence: {num(sign * comparison.log_bf / math.log(10), 2)}"

@@ -42,14 +42,20 @@ def _title(flow: Flow, run: RunData, generated: dt.datetime) -> None:
     flow.paragraph(f"engine version {engine_version}  ·  generated {generated:%Y-%m-%d %H:%M} UTC", size=9, color=MUTED, after=0.1)
 
 
+def _capped(reasons: list[str] | tuple[str, ...]) -> list[str]:
+    """At most ``MAX_REASONS_PAGE1`` bullets for page 1; the full list is in section 4."""
+    out = [f"• {r}" for r in reasons[:MAX_REASONS_PAGE1]]
+    if len(reasons) > MAX_REASONS_PAGE1:
+        out.append(f"… and {len(reasons) - MAX_REASONS_PAGE1} more (see section 4)")
+    return out
+
+
 def _summary(flow: Flow, run: RunData) -> None:
     att, verdict = run.attribution, C.verdict(run.attribution, run.diagnostics)
+    unexplained = C.unexplained_sentences(run.diagnostics)
     flow.heading(SECTIONS[0])
     if verdict.unreliable:
-        reasons = list(verdict.reasons[:MAX_REASONS_PAGE1])
-        if len(verdict.reasons) > MAX_REASONS_PAGE1:
-            reasons.append(f"… and {len(verdict.reasons) - MAX_REASONS_PAGE1} more (see section 4)")
-        flow.banner("UNRELIABLE: these probabilities are not trustworthy", ["Reasons:", *[f"• {r}" for r in reasons]])
+        flow.banner("UNRELIABLE: these probabilities are not trustworthy", ["Reasons:", *_capped(verdict.reasons)])
     rows = C.summary_rows(att)
     flow.table([Column("hypothesis", 2.2), Column("prior", 0.8, "right"), Column("posterior", 0.9, "right"),
                 Column("interval (± 2 MCSE)", 1.7, "right"), Column("probability term", 1.8)],
@@ -61,11 +67,12 @@ def _summary(flow: Flow, run: RunData) -> None:
     for sentence in C.comparison_sentences(comparison) if comparison else ["Only one hypothesis: no Bayes factor."]:
         flow.paragraph(sentence)
     flow.paragraph(C.verdict_sentence(verdict), weight="bold", color=ALERT if verdict.unreliable else "#111111")
-    if not verdict.unreliable and verdict.reasons:
-        for r in verdict.reasons[:MAX_REASONS_PAGE1]:
-            flow.paragraph(f"• {r}", size=8.5, indent=0.15, after=0.0)
+    if not verdict.unreliable:
+        # unexplained units get their own caution line below
+        for line in _capped([r for r in verdict.reasons if not r.startswith("none of the hypotheses explains")]):
+            flow.paragraph(line, size=8.5, indent=0.15, after=0.0)
         flow.skip(0.06)
-    for sentence in C.unexplained_sentences(run.diagnostics):
+    for sentence in unexplained:
         flow.paragraph(f"Caution: {sentence}", weight="bold", color=ALERT)
 
 
@@ -99,6 +106,11 @@ def _diagnostics(flow: Flow, run: RunData) -> None:
     flow.heading(SECTIONS[3])
     if not run.diagnostics.get("hypotheses"):
         flow.paragraph(f"Convergence diagnostics: {NA} (diagnostics.json missing or empty).")
+    verdict = C.verdict(run.attribution, run.diagnostics)
+    flow.paragraph(C.verdict_sentence(verdict), weight="bold", color=ALERT if verdict.unreliable else "#111111")
+    for r in verdict.reasons:
+        flow.paragraph(f"• {r}", size=8.5, indent=0.15, after=0.0)
+    flow.skip(0.08)
     flow.table([Column("hypothesis", 1.4), Column("chains × draws", 0.9, "right"), Column("r-hat max", 0.75, "right"),
                 Column("bulk ESS min", 0.75, "right"), Column("tail ESS min", 0.75, "right"), Column("divergent", 0.8, "right"),
                 Column("BFMI min", 0.65, "right"), Column("problems", 2.0)],
@@ -111,22 +123,21 @@ def _diagnostics(flow: Flow, run: RunData) -> None:
 
 def _rank_plots(flow: Flow, run: RunData, hid: str) -> None:
     role = "leader" if hid == run.attribution.get("leader") else "runner-up"
+    flow.heading(f"Rank plots: {hid} ({role})", level=2)
     idata = load_posterior(run.posterior_path(hid))
     if idata is None or "posterior" not in idata.groups():
-        flow.heading(f"Rank plots: {hid} ({role})", level=2)
         flow.paragraph(f"Posterior draws of {hid}: {NA} (posterior/{hid}.nc missing or unreadable).")
         return
     panels, total = C.rank_panels(idata, max_panels=RANK_PANELS)
-    if not panels.data_vars:
-        flow.heading(f"Rank plots: {hid} ({role})", level=2)
+    n = len(panels.data_vars)
+    if not n:
         flow.paragraph(f"{hid}'s model has no parameters to plot.")
         return
-    n = len(panels.data_vars)
-    flow.heading(f"Rank plots: {hid} ({role})", level=2)
+    height = rank_height(n, idata.posterior.sizes["chain"])
     which = f"all {total} parameters" if n == total else f"the {n} of {total} parameters with the highest r-hat"
     flow.paragraph(f"Showing {which}. Each chain's ranks should look uniform; bars far from the dashed line mean poor mixing.",
-                   size=8.5, color=MUTED, keep=rank_height(n))
-    flow.block(rank_height(n), lambda fig, rect: draw_rank(fig, rect, panels))
+                   size=8.5, color=MUTED, keep=height)
+    flow.block(height, lambda fig, rect: draw_rank(fig, rect, panels))
 
 
 def _predictive(flow: Flow, run: RunData) -> None:

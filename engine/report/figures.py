@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from engine.report.content import Contributions
 from engine.report.layout import PAGE_H, PAGE_W, line_height, printable, text_width, truncate, wrap
@@ -72,11 +73,12 @@ def draw_contributions(fig: Figure, rect: tuple[float, float, float, float], c: 
 
 
 RANK_COLS = 2
-RANK_ROW_IN = 1.3
 
 
-def rank_height(n_panels: int) -> float:
-    return RANK_ROW_IN * math.ceil(max(n_panels, 1) / RANK_COLS)
+def rank_height(n_panels: int, n_chains: int) -> float:
+    """Inches needed by ``draw_rank``: rows of two panels, taller with more chains."""
+    row = 1.0 + 0.1 * min(max(n_chains, 1), 8)
+    return row * math.ceil(max(n_panels, 1) / RANK_COLS)
 
 
 def draw_rank(fig: Figure, rect: tuple[float, float, float, float], panels: Any) -> None:
@@ -107,3 +109,4 @@ def draw_rank(fig: Figure, rect: tuple[float, float, float, float], panels: Any)
         ax.set_xlabel("rank (all chains)", fontsize=6.5)
         ax.set_ylabel("chain", fontsize=6.5)
         ax.tick_params(labelsize=6.5)
+        ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))

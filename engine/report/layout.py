@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import matplotlib
-from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties, findfont
-from matplotlib.ft2font import FT2Font
+from matplotlib.ft2font import FT2Font, LoadFlags
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.transforms import Bbox
@@ -31,7 +31,7 @@ LEADING = 1.35  # line height / font size
 SANS, MONO = "DejaVu Sans", "DejaVu Sans Mono"
 INK, MUTED, ALERT, RULE, SHADE = "#111111", "#555555", "#b00020", "#9a9a9a", "#e9e9e9"
 STYLE = {"pdf.fonttype": 42, "ps.fonttype": 42, "font.family": SANS, "axes.unicode_minus": True,
-         "svg.fonttype": "none", "figure.max_open_warning": 0}
+         "text.hinting": "no_hinting"}  # unhinted: the layout check measures what the PDF shows
 
 
 @contextlib.contextmanager
@@ -42,9 +42,9 @@ def report_style() -> Iterator[None]:
 
 
 # ---------------------------------------------------------------- text measurement
-@lru_cache(maxsize=4)
-def _renderer() -> RendererAgg:
-    return RendererAgg(10, 10, 72)  # at 72 dpi one pixel is one point
+@lru_cache(maxsize=8)
+def _font(family: str, weight: str) -> FT2Font:
+    return FT2Font(findfont(FontProperties(family=family, weight=weight)))
 
 
 @lru_cache(maxsize=4)
@@ -58,17 +58,15 @@ def printable(text: str, mono: bool = False) -> str:
     return "".join(c if ord(c) in chars or c in " \n" else "?" for c in text)
 
 
-def _props(size: float, weight: str, mono: bool) -> FontProperties:
-    return FontProperties(family=MONO if mono else SANS, size=size, weight=weight)
-
-
 @lru_cache(maxsize=20000)
 def text_width(text: str, size: float, weight: str = "normal", mono: bool = False) -> float:
-    """Width of one line of text in inches."""
+    """Width of one line of text in inches, from the font's unhinted advances (as the PDF sets it)."""
     if not text:
         return 0.0
-    w, _, _ = _renderer().get_text_width_height_descent(text, _props(size, weight, mono), ismath=False)
-    return w / 72.0
+    font = _font(MONO if mono else SANS, weight)
+    font.set_size(size, 72)
+    font.set_text(text, 0.0, flags=LoadFlags.NO_HINTING)
+    return font.get_width_height()[0] / 64.0 / 72.0
 
 
 BREAK_AFTER = "-_/.,:;=&"
@@ -94,7 +92,7 @@ def _split_word(word: str, width: float, size: float, weight: str, mono: bool) -
 
 def wrap(text: str, width: float, size: float, weight: str = "normal", mono: bool = False) -> list[str]:
     """Greedy word wrap to ``width`` inches; words longer than a line are broken."""
-    width *= 0.97  # headroom for differences between the Agg and PDF metrics
+    width *= 0.99  # headroom for rounding
     lines: list[str] = []
     for para in printable(str(text), mono).split("\n"):
         cur = ""
@@ -116,7 +114,7 @@ def truncate(lines: list[str], max_lines: int, width: float, size: float, weight
     if len(lines) <= max_lines:
         return lines
     last = lines[max_lines - 1]
-    while last and text_width(last + " …", size, weight, mono) > width * 0.97:
+    while last and text_width(last + " …", size, weight, mono) > width * 0.99:
         last = last[:-1]
     return [*lines[: max_lines - 1], last.rstrip() + " …"]
 
@@ -157,7 +155,7 @@ def column_widths(columns: list[Column], rows: list[list[str]], size: float, tot
     for j, c in enumerate(columns):
         head = max((text_width(w, size, "bold") for w in _pieces(c.header)), default=0.0)
         cells = max((text_width(w, size, "bold", c.mono) for r in rows for w in str(r[j]).split()), default=0.0)
-        mins.append(max(head, min(cells, MAX_MIN_WIDTH)) / 0.97 + 2 * PAD_X + 0.01)
+        mins.append(max(head, min(cells, MAX_MIN_WIDTH)) / 0.99 + 2 * PAD_X + 0.01)
     if sum(mins) >= total:
         return [total * m / sum(mins) for m in mins]
     fixed: set[int] = set()
@@ -390,7 +388,7 @@ def _label(t: object) -> str:
 def page_problems(fig: Figure, *, tol: float = 0.5) -> list[str]:
     """Layout problems of one page, in points: content outside the page or overlapping."""
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
-    canvas.draw()
+    fig.draw_without_rendering()  # lays out ticks and labels without painting pixels
     renderer = canvas.get_renderer()
     page = fig.bbox
     texts = [(t, t.get_window_extent(renderer)) for t in fig.texts if t.get_visible() and t.get_text().strip()]

@@ -15,6 +15,7 @@ from typing import Any
 
 from engine.case import Case, load_case
 from engine.errors import EngineError, RunError
+from engine.report.fmt import is_number
 from engine.store import RunFolder, read_json
 from engine.yamlio import read_yaml
 
@@ -89,8 +90,9 @@ def load_run(run_dir: str | Path) -> RunData:
     if not root.is_dir():
         raise RunError(f"{root} is not a folder; pass a run folder, runs/<case>/<run>")
     attribution = read_json(folder.attribution)
-    if not isinstance(attribution, dict) or not isinstance(attribution.get("hypotheses"), dict):
-        raise RunError(f"{folder.attribution} has no hypotheses; rerun the case to recompute it")
+    hyps = attribution.get("hypotheses") if isinstance(attribution, dict) else None
+    if not isinstance(hyps, dict) or not hyps or not all(isinstance(h, dict) and is_number(h.get("posterior")) for h in hyps.values()):
+        raise RunError(f"{folder.attribution} has no hypotheses with posterior probabilities; rerun the case to recompute it")
     diagnostics, _ = _optional_json(folder.diagnostics)
     manifest, _ = _optional_json(folder.manifest)
     case, raw, note = (None, {}, "case.yaml not found in the run folder") if not folder.case.exists() else _read_case(folder, manifest)
