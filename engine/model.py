@@ -139,7 +139,9 @@ def build_model(case: Case, hid: str) -> pm.Model:
             ll_bg = (fam.background(items, _generic(case, items), theta) if items[0].family in _TENSOR_BACKGROUND
                      else pm.Data(f"bg__{uid}", obs[f"bg__{uid}"]))
             sources = sorted({it.source for it in items})
-            r = 1 - reduce(lambda acc, s: acc * (1 - reliability[s]), sources, pt.constant(1.0))
+            # inc__<unit>__<source> (1; 0 drops that source's reports of the unit, for ablation)
+            inc = {s: pm.Data(f"inc__{uid}__{s}", np.asarray(1.0)) for s in sources}
+            r = 1 - reduce(lambda acc, s: acc * (1 - inc[s] * reliability[s]), sources, pt.constant(1.0))
             use = pm.Data(f"use__{uid}", np.asarray(1.0))  # 0 drops the unit (evidence ablation) without recompiling
             pm.Potential(f"ll__{uid}", use * log_mix(r, ll_h, ll_bg))
     return model

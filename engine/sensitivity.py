@@ -44,3 +44,106 @@ def coincidence_test(time: float, window: tuple[float, float], period: tuple[flo
     p = (1 + int(np.sum(distance(rep) <= d_obs))) / (n + 1)
     exact_inside = (hi - lo) / (period[1] - period[0])  # chance of landing in the window with no clock error
     return {"distance": d_obs, "p_value": p, "window_share_of_period": exact_inside, "n": n}
+
+
+# ------------------------------------------------------------------ variants: ablation, reliability, waterfall
+K_CONCENTRATION = 2000.0  # a Beta(q K, (1 - q) K) pins a reliability at q without changing the model's shape
+ALARM_SHIFT = 0.3
+
+
+def plan_variants(case, *, quantiles: tuple[float, float] = (0.1, 0.9)) -> dict[str, dict]:  # noqa: ANN001
+    """Sensitivity variants of a case: name -> {"kind", "label", "overrides"} (pm.Data values).
+
+    * ``drop-<unit>``: leave one item or dependency group out (``use__<unit>`` = 0);
+    * ``drop-<item>`` for each report inside a group: remove that report's source from the
+      group (``inc__<unit>__<source>`` = 0) unless another report of the group has the same
+      source, in which case nothing changes and the variant has no overrides;
+    * ``rel-<source>-lo`` / ``-hi``: the source's reliability pinned at its prior's quantiles;
+    * ``first-<k>``: only the first k units in case order (the evidence waterfall).
+    """
+    from scipy import stats
+
+    from engine.model import unit_id
+
+    units = case.units()
+    out: dict[str, dict] = {}
+    for _, items in units:
+        uid = unit_id(items)
+        out[f"drop-{uid}"] = {"kind": "ablation", "label": uid, "overrides": {f"use__{uid}": 0.0}}
+        if len(items) > 1:
+            for it in items:
+                others = {o.source for o in items if o.id != it.id}
+                ov = {} if it.source in others else {f"inc__{uid}__{it.source}": 0.0}
+                out[f"drop-{it.id}"] = {"kind": "ablation-item", "label": f"{it.id} (in {uid})", "overrides": ov}
+    used = sorted({it.source for it in case.items})
+    for s in used:
+        rel = case.sources[s].reliability
+        if rel.kind != "beta":
+            continue
+        for tag, q in zip(("lo", "hi"), quantiles, strict=True):
+            value = float(stats.beta.ppf(q, *rel.args))
+            out[f"rel-{s}-{tag}"] = {"kind": "reliability", "label": s, "value": value,
+                                      "overrides": {f"hp__reliability__{s}": [value * K_CONCENTRATION, (1 - value) * K_CONCENTRATION]}}
+    ids = [unit_id(items) for _, items in units]
+    for k in range(len(ids)):
+        out[f"first-{k}"] = {"kind": "waterfall", "label": ", ".join(ids[:k]) or "(priors only)",
+                             "overrides": {f"use__{u}": 0.0 for u in ids[k:]}}
+    return out
+
+
+def summarize(case, base: dict, variants: dict[str, dict], results: dict[str, dict]) -> dict:  # noqa: ANN001
+    """sensitivity.json: break-even priors, ablation with the single-leg alarm, reliability
+    tornado, waterfall and the timing coincidence tests, from the variants' attributions."""
+    leader = base["leader"]
+    post = {h: v["posterior"] for h, v in base["hypotheses"].items()}
+    prior = {h: v["prior"] for h, v in base["hypotheses"].items()}
+    log_z = {h: v["log_evidence"]["pooled"] for h, v in base["hypotheses"].items()}
+
+    def row(name: str) -> dict:
+        res = results[name]
+        p = res["hypotheses"][leader]["posterior"]
+        return {"variant": name, "label": variants[name]["label"], "leader": res["leader"],
+                "leader_posterior": p, "shift": p - post[leader], "mcse": res["hypotheses"][leader]["posterior_mcse"]}
+
+    ablation = [row(n) for n, v in variants.items() if v["kind"].startswith("ablation")]
+    alarms = [f"single-leg: dropping {r['label']} " + (f"makes {r['leader']} the leader" if r["leader"] != leader
+              else f"moves P({leader}) by {r['shift']:+.2f}")
+              for r in ablation if r["leader"] != leader or abs(r["shift"]) > ALARM_SHIFT]
+    tornado: dict[str, dict] = {}
+    for n, v in variants.items():
+        if v["kind"] == "reliability":
+            tornado.setdefault(v["label"], {})[n.rsplit("-", 1)[1]] = {**row(n), "reliability": v["value"]}
+    waterfall = [{"step": int(n.split("-")[1]), **row(n),
+                  "posteriors": {h: results[n]["hypotheses"][h]["posterior"] for h in post}}
+                 for n, v in variants.items() if v["kind"] == "waterfall"]
+    waterfall.sort(key=lambda r: r["step"])
+    waterfall.append({"step": len(waterfall), "variant": "base", "label": "all evidence", "leader": leader,
+                      "leader_posterior": post[leader], "shift": 0.0, "posteriors": post})
+    timing = {}
+    for it in case.items:
+        if it.family == "timing":
+            o = it.observed
+            timing[it.id] = coincidence_test(o.time, o.window, o.period, o.clock_sd_min.mean(), o.rounding_min)
+    return {"case": base["case"], "run": base["run"], "leader": leader,
+            "break_even": break_even_priors(prior, log_z, leader), "ablation": ablation, "alarms": alarms,
+            "reliability": tornado, "waterfall": waterfall, "coincidence": timing}
+
+
+def run_sensitivity(run_dir, **execution) -> dict:  # noqa: ANN001, ANN003
+    """Add the sensitivity variants to a finished run, run them (dask tasks; the base tasks
+    are complete and skipped) and write ``sensitivity.json``."""
+    from pathlib import Path
+
+    from engine.runner import open_run, read_attribution, resume_run, variant_folder
+    from engine.store import RunFolder, read_json, write_json
+
+    folder = RunFolder(Path(run_dir))
+    case, _, _, man = open_run(folder)
+    variants = plan_variants(case)
+    man["variants"] = {**(man.get("variants") or {}), **{n: v["overrides"] for n, v in variants.items()}}
+    write_json(folder.manifest, man)
+    resume_run(folder.root, **execution)
+    results = {n: read_json(variant_folder(folder, n).attribution) for n in variants}
+    out = summarize(case, read_attribution(folder.root), variants, results)
+    write_json(folder.root / "sensitivity.json", out)
+    return out

@@ -26,7 +26,8 @@ SECTIONS = (
     "4. Convergence diagnostics",
     "5. Predictive checks",
     "6. Estimator agreement",
-    "7. Reproducibility",
+    "7. Sensitivity",
+    "8. Reproducibility",
 )
 MAX_REASONS_PAGE1 = 8
 RANK_PANELS = 6
@@ -169,8 +170,52 @@ def _estimators(flow: Flow, run: RunData) -> None:
                        "on the NUTS draws, their inverse-variance pool, and their spread in nats and in standard errors.")
 
 
-def _reproducibility(flow: Flow, run: RunData) -> None:
+def _sensitivity(flow: Flow, run: RunData) -> None:
     flow.heading(SECTIONS[6])
+    sens = run.sensitivity
+    if not sens:
+        flow.paragraph("Not run for this report: `incident sensitivity RUN` adds break-even priors, evidence ablation "
+                       "with the single-leg alarm, a source-reliability sweep and the evidence waterfall.")
+        return
+    leader = sens["leader"]
+    for alarm in sens.get("alarms", []):
+        flow.paragraph(f"• {alarm}", weight="bold", color=ALERT)
+    if not sens.get("alarms"):
+        flow.paragraph(f"No single-leg alarm: dropping any one item or group leaves {leader} the leader and moves its "
+                       "probability by at most 0.3.")
+    be = sens.get("break_even", {})
+    if be:
+        c = C.Contributions(leader, "", tuple(sorted(((alt, r["log10_bf_leader_vs_alt"]) for alt, r in be.items()),
+                                                     key=lambda t: -t[1])))
+        flow.table([Column("alternative", 2.0), Column("prior now", 1.0, "right"), Column("break-even prior", 1.3, "right"),
+                    Column(f"log10 BF {leader} vs it", 1.6, "right")],
+                   [[alt, num(r["prior"], 3), num(r["break_even_prior"], 3), num(r["log10_bf_leader_vs_alt"], 2)]
+                    for alt, r in be.items()],
+                   caption=f"Prior robustness: the prior an alternative would need (other priors rescaled) to draw level with {leader}.")
+        flow.block(contributions_height(c), lambda fig, rect: draw_contributions(
+            fig, rect, c, xlabel=f"log10 Bayes factor of {leader} against each alternative (the prior odds needed to reverse it)"))
+    rows = [[r["label"], num(r["leader_posterior"], 3), f"{r['shift']:+.3f}", r["leader"]] for r in sens.get("ablation", [])]
+    if rows:
+        flow.table([Column("left out", 3.0), Column(f"P({leader})", 1.0, "right"), Column("shift", 0.9, "right"),
+                    Column("leader then", 1.6)], rows, caption="Evidence ablation: each item or dependency group left out in turn.")
+    rel = [[src, num(d.get("lo", {}).get("reliability"), 2), num(d.get("lo", {}).get("leader_posterior"), 3),
+            num(d.get("hi", {}).get("reliability"), 2), num(d.get("hi", {}).get("leader_posterior"), 3)]
+           for src, d in sens.get("reliability", {}).items()]
+    if rel:
+        flow.table([Column("source", 2.0), Column("low r", 0.8, "right"), Column(f"P({leader})", 1.0, "right"),
+                    Column("high r", 0.8, "right"), Column(f"P({leader})", 1.0, "right")], rel,
+                   caption="Source-reliability sweep: each source's reliability pinned at the 10% and 90% quantiles of its prior.")
+    wf = [[str(w["step"]), w["label"], num(w["leader_posterior"], 3)] for w in sens.get("waterfall", [])]
+    if wf:
+        flow.table([Column("step", 0.5, "right"), Column("evidence included", 4.5), Column(f"P({leader})", 1.0, "right")], wf,
+                   caption="Evidence waterfall: the leader's posterior as units are added in case order.")
+    for item, t in sens.get("coincidence", {}).items():
+        flow.paragraph(f"Coincidence test for {item}: a damage time this close to the activity window arises by chance "
+                       f"with probability {num(t['p_value'], 3)} (Monte Carlo, {t['n']} draws).")
+
+
+def _reproducibility(flow: Flow, run: RunData) -> None:
+    flow.heading(SECTIONS[7])
     flow.table([Column("item", 1.3), Column("value", 6.0, max_lines=8, mono=True)],
                C.reproducibility_rows(run.manifest, run.case_note), size=7.5)
 
@@ -183,7 +228,7 @@ def build_report(run: RunData, *, generated: dt.datetime | None = None) -> list[
     with report_style():
         _title(flow, run, generated)
         _summary(flow, run)
-        for section in (_case_tables, _contributions, _diagnostics, _predictive, _estimators, _reproducibility):
+        for section in (_case_tables, _contributions, _diagnostics, _predictive, _estimators, _sensitivity, _reproducibility):
             section(flow, run)
     return flow.finish()
 

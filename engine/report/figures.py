@@ -36,8 +36,10 @@ def _pad_limits(lo: float, hi: float, label_in: float, axes_in: float) -> tuple[
     return lo - extra, hi + extra
 
 
-def draw_contributions(fig: Figure, rect: tuple[float, float, float, float], c: Contributions) -> None:
-    """Horizontal bars: log10 Bayes factor of each evidence unit, leader vs runner-up."""
+def draw_contributions(fig: Figure, rect: tuple[float, float, float, float], c: Contributions, *,
+                       xlabel: str | None = None) -> None:
+    """Horizontal bars: log10 Bayes factor of each evidence unit, leader vs runner-up
+    (or any signed quantity per label, with ``xlabel``)."""
     left, bottom, width, height = rect
     max_label = 0.45 * width * PAGE_W
     labels = [truncate(wrap(lab, max_label, BAR_FONT), 1, max_label, BAR_FONT)[0] for lab, _ in c.units]
@@ -63,7 +65,7 @@ def draw_contributions(fig: Figure, rect: tuple[float, float, float, float], c: 
         ax.text(v, yi, f" {v:+.2f} " if v >= 0 else f" {v:+.2f} ", va="center", ha="left" if v >= 0 else "right",
                 fontsize=BAR_FONT - 0.5, parse_math=False)
     ax.tick_params(axis="x", labelsize=BAR_FONT)
-    ax.set_xlabel(printable(f"log10 Bayes factor, {c.leader} vs {c.runner_up}"), fontsize=8, parse_math=False)
+    ax.set_xlabel(printable(xlabel or f"log10 Bayes factor, {c.leader} vs {c.runner_up}"), fontsize=8, parse_math=False)
     ax.set_title(printable(f"← favours {c.runner_up}"), loc="left", fontsize=8, color=FAVOURS_RUNNER, parse_math=False)
     ax.set_title(printable(f"favours {c.leader} →"), loc="right", fontsize=8, color=FAVOURS_LEADER, parse_math=False)
     ax.grid(axis="x", color="#dddddd", linewidth=0.5)

@@ -31,6 +31,7 @@ class RunData:
     case: Case | None = None
     case_raw: dict = field(default_factory=dict)
     case_note: str = ""  # why the case could not be resolved, or that it differs from the run's
+    sensitivity: dict = field(default_factory=dict)  # sensitivity.json, when `incident sensitivity` was run
 
     @property
     def case_id(self) -> str:
@@ -95,8 +96,9 @@ def load_run(run_dir: str | Path) -> RunData:
         raise RunError(f"{folder.attribution} has no hypotheses with posterior probabilities; rerun the case to recompute it")
     diagnostics, _ = _optional_json(folder.diagnostics)
     manifest, _ = _optional_json(folder.manifest)
+    sensitivity, _ = _optional_json(folder.root / "sensitivity.json")
     case, raw, note = (None, {}, "case.yaml not found in the run folder") if not folder.case.exists() else _read_case(folder, manifest)
-    return RunData(root, attribution, diagnostics, manifest, case, raw, note)
+    return RunData(root, attribution, diagnostics, manifest, case, raw, note, sensitivity)
 
 
 def load_posterior(path: Path) -> Any | None:
