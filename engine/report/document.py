@@ -185,7 +185,7 @@ def _sensitivity(flow: Flow, run: RunData) -> None:
                        "probability by at most 0.3.")
     be = sens.get("break_even", {})
     if be:
-        c = C.Contributions(leader, "", tuple(sorted(((alt, r["log10_bf_leader_vs_alt"]) for alt, r in be.items()),
+        c = C.Contributions(leader, "the alternative", tuple(sorted(((alt, r["log10_bf_leader_vs_alt"]) for alt, r in be.items()),
                                                      key=lambda t: -t[1])))
         flow.table([Column("alternative", 2.0), Column("prior now", 1.0, "right"), Column("break-even prior", 1.3, "right"),
                     Column(f"log10 BF {leader} vs it", 1.6, "right")],
