@@ -78,14 +78,14 @@ def schema() -> None:
 @app.command()
 def run(
     case_file: Annotated[Path | None, typer.Argument(help="The case file (YAML); omit it with --resume.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Run seed; every task's seed derives from it. [default: 20181017]")] = None,
+    seed: Annotated[int | None, typer.Option(help="Run seed; every task's seed derives from it. (default 20181017)")] = None,
     out: Annotated[Path, typer.Option(help="Folder that receives runs/<case>/<run>.")] = Path("runs"),
     run_id: Annotated[str | None, typer.Option(help="Name of the run folder (default: time and seed).")] = None,
-    draws: Annotated[int | None, typer.Option(min=50, help="NUTS draws per chain. [default: 1000]")] = None,
-    tune: Annotated[int | None, typer.Option(min=50, help="NUTS tuning steps per chain. [default: 1000]")] = None,
-    chains: Annotated[int | None, typer.Option(min=1, help="NUTS chains per hypothesis. [default: 4]")] = None,
-    smc_draws: Annotated[int | None, typer.Option(min=100, help="SMC particles per chain. [default: 1000]")] = None,
-    smc_chains: Annotated[int | None, typer.Option(min=2, help="SMC chains per hypothesis. [default: 4]")] = None,
+    draws: Annotated[int | None, typer.Option(min=50, help="NUTS draws per chain. (default 1000)")] = None,
+    tune: Annotated[int | None, typer.Option(min=50, help="NUTS tuning steps per chain. (default 1000)")] = None,
+    chains: Annotated[int | None, typer.Option(min=1, help="NUTS chains per hypothesis. (default 4)")] = None,
+    smc_draws: Annotated[int | None, typer.Option(min=100, help="SMC particles per chain. (default 1000)")] = None,
+    smc_chains: Annotated[int | None, typer.Option(min=2, help="SMC chains per hypothesis. (default 4)")] = None,
     variants: Annotated[Path | None, typer.Option(help="YAML file {variant name: {pm.Data name: value}}: extra runs "
                                                    "with those data overrides (sensitivity sweeps), in variants/<name>/.")] = None,
     workers: Annotated[int, typer.Option(min=0, help="Worker processes: local dask workers (0: run in this process), "
@@ -192,15 +192,20 @@ def show(
     """Print the attribution of a finished run."""
     from engine.runner import read_attribution
 
+    _read_and_print(read_attribution, run_dir, json_out, _print_table)
+
+
+def _read_and_print(read, run_dir: Path, json_out: bool, printer) -> dict:  # noqa: ANN001
+    """Read one result of a run folder and print it as JSON or through ``printer``."""
     try:
-        result = read_attribution(run_dir)
+        data = read(run_dir)
     except EngineError as exc:
         _fail(exc)
-        return
     if json_out:
-        typer.echo(json.dumps(result, indent=2))
+        typer.echo(json.dumps(data, indent=2))
     else:
-        _print_table(result)
+        printer(data)
+    return data
 
 
 @app.command()
@@ -211,15 +216,7 @@ def diagnose(
     """Convergence, estimator agreement and predictive checks of a run; exit 4 if the verdict is 'fail'."""
     from engine.combine import read_diagnostics
 
-    try:
-        diag = read_diagnostics(run_dir)
-    except EngineError as exc:
-        _fail(exc)
-        return
-    if json_out:
-        typer.echo(json.dumps(diag, indent=2))
-    else:
-        _print_diagnostics(diag)
+    diag = _read_and_print(read_diagnostics, run_dir, json_out, _print_diagnostics)
     if diag["verdict"] == "fail":
         raise typer.Exit(4)
 
