@@ -319,55 +319,6 @@ def _print_table(result: dict) -> None:
         console.print(f"warning: {w}")
 
 
-@app.command()
-def calibrate(
-    template: Annotated[Path, typer.Argument(help="Case template (YAML): hypotheses, sources and the evidence design.")],
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of simulated incidents.")] = 200,
-    seed: Annotated[int, typer.Option(help="Run seed; incident i uses SeedSequence(seed, spawn_key=(i,)).")] = 1,
-    draws: Annotated[int, typer.Option(min=10, help="NUTS draws per chain.")] = 500,
-    tune: Annotated[int, typer.Option(min=0, help="NUTS tuning steps per chain.")] = 500,
-    chains: Annotated[int, typer.Option(min=1, help="NUTS chains per hypothesis.")] = 2,
-    smc_draws: Annotated[int, typer.Option(min=50, help="SMC particles per chain.")] = 500,
-    smc_chains: Annotated[int, typer.Option(min=1, help="SMC chains per hypothesis.")] = 2,
-    estimator: Annotated[str, typer.Option(help="engine, or a deliberately broken control: sign-error, mixture.")] = "engine",
-    workers: Annotated[int, typer.Option(min=0, help="Local dask worker processes (0: run in this process).")] = 2,
-    scheduler: Annotated[str | None, typer.Option(help="Address of an existing dask scheduler (tcp://host:port).")] = None,
-    out: Annotated[Path, typer.Option(help="Folder that receives calibration/<template>/<run>.")] = Path("runs"),
-    run_id: Annotated[str | None, typer.Option(help="Name of the run folder (default s<seed>-n<N>-<estimator>); "
-                                               "an existing one is continued.")] = None,
-    ece_max: Annotated[float, typer.Option(help="Exit 4 when the class-wise ECE is above this.")] = 0.03,
-    brier_gap_max: Annotated[float, typer.Option(help="Exit 4 when Brier exceeds the exact posterior's by more.")] = 0.01,
-    json_out: Annotated[bool, typer.Option("--json", help="Print summary.json instead of the text report.")] = False,
-) -> None:
-    """Simulate incidents from TEMPLATE's prior predictive, attribute each, and score the calibration."""
-    from engine.calibrate import CalibrationSettings, calibration_folder, format_summary, run_calibration, verdict, write_report
-    from engine.case import load_case
-
-    try:
-        case = load_case(template)
-        settings = CalibrationSettings(seed=seed, n=n, draws=draws, tune=tune, chains=chains, smc_draws=smc_draws,
-                                       smc_chains=smc_chains, estimator=estimator)
-        folder = calibration_folder(out, case, settings, run_id)
-        t0 = time.monotonic()
-
-        def done(rec: dict, k: int, total: int) -> None:
-            if k == total or k % 10 == 0:
-                typer.echo(f"incidents {k}/{total}, elapsed {time.monotonic() - t0:.0f} s", err=True)
-
-        run_ = run_calibration(case, settings, workers=workers, scheduler=scheduler, out=folder, on_done=done)
-        summary = write_report(run_, folder)
-    except EngineError as exc:
-        _fail(exc)
-        return
-    typer.echo(json.dumps(summary, indent=2) if json_out else format_summary(summary))
-    typer.echo(f"calibration folder: {folder}")
-    problems = verdict(summary, ece_max=ece_max, brier_gap_max=brier_gap_max)
-    for p in problems:
-        typer.echo(f"calibration check failed: {p}", err=True)
-    if problems:
-        raise typer.Exit(4)
-
-
 def main() -> None:
     """Console entry point: turn any unexpected exception into one line (exit 1)."""
     try:
