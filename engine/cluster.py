@@ -29,7 +29,8 @@ from engine.errors import RunError
 SLURM_KEYS: dict[str, tuple[type, ...]] = {
     "queue": (str,), "account": (str,), "walltime": (str,), "cores": (int,), "memory": (str,),
     "job_extra_directives": (list,), "job_script_prologue": (list,), "interface": (str,), "scheduler_host": (str,),
-    "local_directory": (str,), "log_directory": (str,), "compiledir": (str,), "python": (str,), "death_timeout": (int, float),
+    "local_directory": (str,), "log_directory": (str,), "compiledir": (str,), "compiledir_per_node": (bool,), "python": (str,),
+    "death_timeout": (int, float),
 }
 _ADDRESS = re.compile(r"^(?:(tcp|tls|ucx|inproc)://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 
@@ -60,7 +61,7 @@ def load_cluster_config(path: str | Path) -> dict[str, Any]:
         raise RunError(f"cluster config {p}: unknown keys {', '.join(map(str, unknown))}; known: {', '.join(SLURM_KEYS)}")
     for key, value in raw.items():
         types = SLURM_KEYS[key]
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             want = " or ".join(t.__name__ for t in types)
             raise RunError(f"cluster config {p}: {key} = {value!r} should be a {want}")
         if key == "cores" and value < 1:
@@ -111,12 +112,26 @@ class ClusterSpec:
             return cls("slurm", workers, None, config, no_workers_timeout)
         return cls("inprocess" if workers == 0 else "local", workers, None, {}, no_workers_timeout)
 
+    def preflight(self, timeout: float = 5.0) -> None:
+        """Fail fast (before a run folder is made) when an existing scheduler cannot be reached."""
+        if self.kind != "scheduler" or not self.address.startswith("tcp://"):
+            return
+        import socket
+
+        host, port = self.address.removeprefix("tcp://").rsplit(":", 1)
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise RunError(f"cannot reach the dask scheduler at {self.address} ({reason}); "
+                           "start one with `dask scheduler` or check --scheduler") from None
+
     def describe(self) -> str:
         return {"inprocess": "in-process", "local": f"local cluster, {self.workers} workers",
                 "scheduler": f"dask scheduler {self.address}", "slurm": f"SLURM, {self.workers} workers"}[self.kind]
 
 
-def _slurm_cluster(spec: ClusterSpec):  # noqa: ANN202
+def _slurm_cluster(spec: ClusterSpec, log_directory: Path | None):  # noqa: ANN202
     import dask
     from dask_jobqueue import SLURMCluster
 
@@ -127,7 +142,8 @@ def _slurm_cluster(spec: ClusterSpec):  # noqa: ANN202
     base = cfg.pop("compiledir", None) or next(
         (f.split("=", 1)[1] for f in os.environ.get("PYTENSOR_FLAGS", "").split(",") if f.startswith("base_compiledir=")),
         str(Path.home() / ".cache" / "incident-engine" / "pytensor"))
-    flags.insert(0, f"base_compiledir={base}/node-$(hostname -s)")
+    per_node = cfg.pop("compiledir_per_node", True)
+    flags.insert(0, f"base_compiledir={base}/node-$(hostname -s)" if per_node else f"base_compiledir={base}")
     prologue = [f'export PYTENSOR_FLAGS="{",".join(flags)}"', *cfg.pop("job_script_prologue", [])]
     host = cfg.pop("scheduler_host", None)
     kwargs: dict[str, Any] = {
@@ -135,6 +151,7 @@ def _slurm_cluster(spec: ClusterSpec):  # noqa: ANN202
         "python": cfg.pop("python", None) or sys.executable,
         "job_script_prologue": prologue,
         "death_timeout": cfg.pop("death_timeout", 60),
+        "log_directory": cfg.pop("log_directory", None) or (str(log_directory) if log_directory else None),
         "scheduler_options": {"dashboard_address": ":0", **({"host": host} if host else {})},
         **cfg,
     }
@@ -148,7 +165,7 @@ def _slurm_cluster(spec: ClusterSpec):  # noqa: ANN202
 
 
 @contextmanager
-def connect(spec: ClusterSpec) -> Iterator[tuple[Any, str | None]]:
+def connect(spec: ClusterSpec, *, log_directory: Path | None = None) -> Iterator[tuple[Any, str | None]]:
     """A dask client for ``spec`` and the dashboard address (None when there is none)."""
     from distributed import Client, LocalCluster
 
@@ -159,7 +176,7 @@ def connect(spec: ClusterSpec) -> Iterator[tuple[Any, str | None]]:
                                    dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL)
             client = Client(cluster, timeout="60s")
         elif spec.kind == "slurm":
-            cluster = _slurm_cluster(spec)
+            cluster = _slurm_cluster(spec, log_directory)
             client = Client(cluster, timeout="60s")
         else:
             try:
@@ -208,6 +225,9 @@ class TaskLoop:
     def _finished(self, summary: dict) -> None:
         self.results.append(summary)
         (self.execution.skipped if summary.get("skipped") else self.execution.computed).append(summary["key"])
+        if not summary.get("skipped") and summary.get("process"):
+            by = self.execution.tasks_by_process
+            by[summary["process"]] = by.get(summary["process"], 0) + 1
         self.done += 1
         if self.on_done:
             self.on_done(summary, self.done, self.total)
@@ -250,7 +270,7 @@ class TaskLoop:
     def _run_dask(self) -> list[dict]:
         from distributed import wait
 
-        with connect(self.spec) as (client, dashboard):
+        with connect(self.spec, log_directory=self.folder.root / "slurm-logs") as (client, dashboard):
             self._started(dashboard)
             token = uuid.uuid4().hex[:8]
             futures: dict[Any, Any] = {}
@@ -312,15 +332,23 @@ class _Watchdog:
         self.client, self.spec, self.folder, self.execution = client, spec, folder, execution
         self.since: float | None = None
         self.known: set[str] = set()
+        self.checked: set[str] = set()
         self.last = 0.0
 
-    def check_workers(self) -> None:
+    def check_workers(self, workers: list[str] | None = None) -> None:
         """Workers must run this engine's version; more than one thread per worker is reported."""
         try:
-            infos = self.client.run(_worker_engine)
+            infos = self.client.run(_worker_engine, workers=workers, on_error="return" if workers else "raise")
         except Exception as exc:  # noqa: BLE001 - e.g. ModuleNotFoundError raised on a worker
             raise RunError(f"dask workers cannot run the engine ({type(exc).__name__}: {exc}); "
                            "install incident-engine in the workers' environment") from None
+        for addr, info in list(infos.items()):
+            if isinstance(info, BaseException):
+                if isinstance(info, ImportError):
+                    raise RunError(f"worker {addr} cannot run the engine ({type(info).__name__}: {info}); "
+                                   "install incident-engine in the workers' environment")
+                infos.pop(addr)  # e.g. a worker that left again at once
+        self.checked.update(infos)
         from engine.runner import ENGINE_VERSION
 
         for addr, info in infos.items():
@@ -345,6 +373,9 @@ class _Watchdog:
             self.execution.events.append(f"{_stamp()} worker {gone} left; its tasks are rescheduled")
         for new in sorted(workers - self.known):
             self.execution.events.append(f"{_stamp()} worker {new} joined")
+        unchecked = sorted(workers - self.checked)
+        if unchecked:
+            self.check_workers(unchecked)
         self.known = workers
         if workers:
             self.since = None

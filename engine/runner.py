@@ -31,10 +31,12 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import functools
 import hashlib
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -150,11 +152,35 @@ def _int_seed(ss: np.random.SeedSequence) -> int:
 
 
 def fingerprint(case: Case, settings: Settings, task: Task) -> str:
-    """What a task's result depends on; a stored result with another fingerprint is stale."""
+    """What a task's result depends on; a stored result with another fingerprint is stale.
+
+    That is the case and its priors, the settings and seed, the task and its variant, and the
+    code that computes it (the model, evidence families, estimators and samplers, and the
+    versions of PyMC, PyTensor and NumPy): results made by other code are recomputed on resume.
+    """
     blob = json.dumps({"case": case.digest, "settings": asdict(settings), "task": task.key,
-                       "variant": task.variant.to_json() if task.variant else None, "engine": ENGINE_VERSION},
+                       "variant": task.variant.to_json() if task.variant else None, "code": code_digest()},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """sha256 of the engine modules that determine a task's numbers, and of the numeric packages' versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256(ENGINE_VERSION.encode())
+    files = [here / n for n in ("runner.py", "model.py", "dists.py", "estimate.py", "case.py")] + sorted((here / "evidence").glob("*.py"))
+    for f in files:
+        if f.exists():
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+    for pkg in ("pymc", "pytensor", "numpy", "scipy"):
+        try:
+            h.update(f"{pkg}={version(pkg)}".encode())
+        except PackageNotFoundError:
+            pass
+    return h.hexdigest()[:16]
 
 
 # ------------------------------------------------------------------ worker side
@@ -416,7 +442,7 @@ def run_task(case: Case, task: Task, run_dir: str, settings: Settings, *deps: An
         out = folder.task(task.key, task.ext)
         fp = fingerprint(case, settings, task)
         if task_done(out, fp, draws=settings.draws if task.kind == "nuts" else None):
-            return {"key": task.id, "skipped": True, "pid": os.getpid()}
+            return {"key": task.id, "skipped": True, "process": f"{socket.gethostname()}:{os.getpid()}"}
         t0 = time.perf_counter()
         seed = task_seed(settings.seed, task.key)
         cm = compiled_for(case, task.hid, task.variant)
@@ -427,8 +453,8 @@ def run_task(case: Case, task: Task, run_dir: str, settings: Settings, *deps: An
             summary = _run_smc(cm, task, settings, seed, out, fp)
         else:
             summary = _run_bridge(cm, task, settings, seed, folder, out, fp)
-        summary.update(key=task.id, skipped=False, seconds=round(time.perf_counter() - t0, 3), pid=os.getpid(),
-                       compiled=cm.compiles > compiles)
+        summary.update(key=task.id, skipped=False, seconds=round(time.perf_counter() - t0, 3), compiled=cm.compiles > compiles,
+                       process=f"{socket.gethostname()}:{os.getpid()}")
         return summary
 
 
@@ -507,6 +533,7 @@ class Execution:
     """What one execution of a run's tasks did (written to the manifest's ``executions``)."""
 
     backend: str = "in-process"
+    code_digest: str = field(default_factory=lambda: code_digest())
     started: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     finished: str | None = None
     status: str = "running"
@@ -516,6 +543,7 @@ class Execution:
     skipped: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    tasks_by_process: dict[str, int] = field(default_factory=dict)  # "host:pid" -> tasks computed there
     error: str | None = None
 
     def to_dict(self) -> dict:
@@ -549,6 +577,7 @@ def manifest(case: Case, settings: Settings, folder: RunFolder, command: list[st
         "priors_dir": str(Path(case.priors_dir).resolve()) if case.priors_dir else None,
         "run": folder.root.name,
         "settings": asdict(settings),
+        "code_digest": code_digest(),
         "variants": {v.name: v.to_json() for v in variants},
         "command": command,
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -648,7 +677,7 @@ def run_case(
     from engine.cluster import ClusterSpec
 
     ClusterSpec.make(workers=workers, scheduler=scheduler, cluster=cluster, cluster_config=cluster_config,
-                     no_workers_timeout=no_workers_timeout)  # bad options fail before a run folder exists
+                     no_workers_timeout=no_workers_timeout).preflight()  # bad options fail before a run folder exists
     folder = new_run_folder(case, Path(out), run_id, settings)
     with lock_run_folder(folder):
         from engine.priors import load_priors
@@ -683,7 +712,7 @@ def resume_run(
     from engine.cluster import ClusterSpec
 
     ClusterSpec.make(workers=workers, scheduler=scheduler, cluster=cluster, cluster_config=cluster_config,
-                     no_workers_timeout=no_workers_timeout)
+                     no_workers_timeout=no_workers_timeout).preflight()
     with lock_run_folder(folder):
         man.setdefault("executions", [])
         man["resumed_by"] = man.get("resumed_by", []) + [command or sys.argv]
@@ -745,6 +774,7 @@ def _execute_and_collect(case: Case, settings: Settings, variants: tuple[Variant
 
     execution = Execution()
     man["executions"].append(execution.to_dict())
+    write_json(folder.manifest, man)  # a run killed from here on shows as "running" in its manifest
     try:
         execute(case, plan(case, settings, variants), folder, settings, execution=execution, **kw)
     except BaseException as exc:
