@@ -29,6 +29,28 @@ def _fail(exc: EngineError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
+# TLS to an existing scheduler: the same three options on every command that takes --scheduler
+TlsCa = Annotated[Path | None, typer.Option("--tls-ca", metavar="FILE", help="CA certificate (PEM) that signed the "
+                                            "certificates of a tls:// scheduler and its workers.")]
+TlsCert = Annotated[Path | None, typer.Option("--tls-cert", metavar="FILE", help="This client's certificate (PEM), "
+                                              "signed by that CA; with --scheduler tls://HOST:PORT.")]
+TlsKey = Annotated[Path | None, typer.Option("--tls-key", metavar="FILE", help="The private key (PEM) of --tls-cert "
+                                             "(omit it if the certificate file holds the key).")]
+
+
+def _tls(scheduler: str | None, ca: Path | None, cert: Path | None, key: Path | None):  # noqa: ANN202 - TLSFiles | None
+    """The --tls-* options, checked against --scheduler (``OptionError``, exit 2, when they do not fit).
+
+    With none given, a tls:// scheduler uses the certificates of the dask config
+    (distributed.comm.tls.*), which this also checks.
+    """
+    from engine.cluster import TLSFiles, check_tls
+
+    tls = TLSFiles.of(ca, cert, key)
+    check_tls(scheduler, tls)
+    return tls
+
+
 def _version(value: bool) -> None:
     if value:
         from engine import __version__
@@ -90,7 +112,7 @@ def run(
                                                    "with those data overrides (sensitivity sweeps), in variants/<name>/.")] = None,
     workers: Annotated[int, typer.Option(min=0, help="Worker processes: local dask workers (0: run in this process), "
                                          "or SLURM worker processes with --cluster slurm.")] = 2,
-    scheduler: Annotated[str | None, typer.Option(help="Address of an existing dask scheduler (tcp://host:port).")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Address of an existing dask scheduler (tcp://host:port; tls://host:port with --tls-*).")] = None,
     cluster: Annotated[str, typer.Option(help="local: an embedded LocalCluster; slurm: workers as SLURM jobs (dask-jobqueue).")] = "local",
     cluster_config: Annotated[Path | None, typer.Option(help="YAML file of SLURM settings (queue, account, cores, memory, "
                                                         "walltime, ...); default: dask's jobqueue.slurm config.")] = None,
@@ -98,6 +120,9 @@ def run(
                                                 "or corrupt task results.", metavar="RUN")] = None,
     retries: Annotated[int, typer.Option(min=0, help="Retries of a task that raises (each is a run warning).")] = 2,
     no_workers_timeout: Annotated[float, typer.Option(min=1, help="Fail after this many seconds without any dask worker.")] = 120.0,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print attribution.json instead of the table.")] = False,
 ) -> None:
     """Run a case: estimate every hypothesis's evidence two ways and attribute."""
@@ -113,6 +138,7 @@ def run(
                 raise RunError(f"--resume continues a run with the case and settings in its folder; drop {extra}")
         elif case_file is None:
             raise RunError("give a case file (incident run CASE.yaml) or a run folder to continue (--resume RUN)")
+        tls = _tls(scheduler, tls_ca, tls_cert, tls_key)
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -120,7 +146,7 @@ def run(
 
         console = Console(stderr=True)
         execution = {"workers": workers, "scheduler": scheduler, "cluster": cluster, "cluster_config": cluster_config,
-                     "retries": retries, "no_workers_timeout": no_workers_timeout}
+                     "retries": retries, "no_workers_timeout": no_workers_timeout, "tls": tls}
         plain = {"last": 0.0, "t0": time.monotonic()}
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True,
@@ -244,13 +270,17 @@ def sensitivity(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder, runs/<case>/<run>.")],
     workers: Annotated[int, typer.Option(min=0, help="Local dask worker processes (0: run in this process).")] = 2,
     scheduler: Annotated[str | None, typer.Option(help="Address of an existing dask scheduler.")] = None,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print sensitivity.json.")] = False,
 ) -> None:
     """Break-even priors, evidence ablation (single-leg alarm), reliability sweep, waterfall."""
     try:
         from engine.sensitivity import run_sensitivity
 
-        result = run_sensitivity(run_dir, workers=workers, scheduler=scheduler, command=sys.argv)
+        tls = _tls(scheduler, tls_ca, tls_cert, tls_key)
+        result = run_sensitivity(run_dir, workers=workers, scheduler=scheduler, tls=tls, command=sys.argv)
     except EngineError as exc:
         _fail(exc)
         return
@@ -317,6 +347,61 @@ def _print_table(result: dict) -> None:
     console.print(f"leader: {result['leader']} ({status})")
     for w in result["warnings"]:
         console.print(f"warning: {w}")
+
+
+@app.command()
+def calibrate(
+    template: Annotated[Path, typer.Argument(help="Case template (YAML): hypotheses, sources and the evidence design.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of simulated incidents.")] = 200,
+    seed: Annotated[int, typer.Option(help="Run seed; incident i uses SeedSequence(seed, spawn_key=(i,)).")] = 1,
+    draws: Annotated[int, typer.Option(min=10, help="NUTS draws per chain.")] = 500,
+    tune: Annotated[int, typer.Option(min=0, help="NUTS tuning steps per chain.")] = 500,
+    chains: Annotated[int, typer.Option(min=1, help="NUTS chains per hypothesis.")] = 2,
+    smc_draws: Annotated[int, typer.Option(min=50, help="SMC particles per chain.")] = 500,
+    smc_chains: Annotated[int, typer.Option(min=1, help="SMC chains per hypothesis.")] = 2,
+    estimator: Annotated[str, typer.Option(help="engine, or a deliberately broken control: sign-error, mixture.")] = "engine",
+    workers: Annotated[int, typer.Option(min=0, help="Local dask worker processes (0: run in this process).")] = 2,
+    scheduler: Annotated[str | None, typer.Option(help="Address of an existing dask scheduler (tcp://host:port).")] = None,
+    tls_ca: TlsCa = None,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
+    out: Annotated[Path, typer.Option(help="Folder that receives calibration/<template>/<run>.")] = Path("runs"),
+    run_id: Annotated[str | None, typer.Option(help="Name of the run folder (default s<seed>-n<N>-<estimator>); "
+                                               "an existing one is continued.")] = None,
+    ece_max: Annotated[float, typer.Option(help="Exit 4 when the class-wise ECE is above this.")] = 0.03,
+    brier_gap_max: Annotated[float, typer.Option(help="Exit 4 when Brier exceeds the exact posterior's by more.")] = 0.01,
+    json_out: Annotated[bool, typer.Option("--json", help="Print summary.json instead of the text report.")] = False,
+) -> None:
+    """Simulate incidents from TEMPLATE's prior predictive, attribute each, and score the calibration."""
+    from engine.calibrate import CalibrationSettings, calibration_folder, format_summary, run_calibration, verdict, write_report
+    from engine.case import load_case
+    from engine.cluster import tls_config
+
+    try:
+        tls = _tls(scheduler, tls_ca, tls_cert, tls_key)
+        case = load_case(template)
+        settings = CalibrationSettings(seed=seed, n=n, draws=draws, tune=tune, chains=chains, smc_draws=smc_draws,
+                                       smc_chains=smc_chains, estimator=estimator)
+        folder = calibration_folder(out, case, settings, run_id)
+        t0 = time.monotonic()
+
+        def done(rec: dict, k: int, total: int) -> None:
+            if k == total or k % 10 == 0:
+                typer.echo(f"incidents {k}/{total}, elapsed {time.monotonic() - t0:.0f} s", err=True)
+
+        with tls_config(tls):  # calibrate's cluster reads the certificates from the dask config
+            run_ = run_calibration(case, settings, workers=workers, scheduler=scheduler, out=folder, on_done=done)
+        summary = write_report(run_, folder)
+    except EngineError as exc:
+        _fail(exc)
+        return
+    typer.echo(json.dumps(summary, indent=2) if json_out else format_summary(summary))
+    typer.echo(f"calibration folder: {folder}")
+    problems = verdict(summary, ece_max=ece_max, brier_gap_max=brier_gap_max)
+    for p in problems:
+        typer.echo(f"calibration check failed: {p}", err=True)
+    if problems:
+        raise typer.Exit(4)
 
 
 def main() -> None:

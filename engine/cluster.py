@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,8 @@ SLURM_KEYS: dict[str, tuple[type, ...]] = {
     "local_directory": (str,), "log_directory": (str,), "compiledir": (str,), "compiledir_per_node": (bool,), "python": (str,),
     "death_timeout": (int, float),
 }
+TLS_CONFIG = {"ca": "distributed.comm.tls.ca-file", "cert": "distributed.comm.tls.client.cert",
+              "key": "distributed.comm.tls.client.key"}
 _ADDRESS = re.compile(r"^(?:(tcp|tls|ucx|inproc)://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 
 
@@ -78,6 +80,128 @@ def normalise_address(address: str) -> str:
     return f"{m.group(1) or 'tcp'}://{m.group(2)}:{m.group(3)}"
 
 
+class OptionError(RunError):
+    """Options that do not fit together, or point at unusable files: a usage error (exit 2)."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """The client's certificates for a ``tls://`` scheduler (``--tls-ca``, ``--tls-cert``, ``--tls-key``).
+
+    Paths to PEM files: the CA that signed the cluster's certificates, this client's certificate
+    and its private key (``key`` may be left out when the certificate file holds the key too).
+    """
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    @classmethod
+    def of(cls, ca: str | Path | None, cert: str | Path | None, key: str | Path | None) -> TLSFiles | None:
+        """The given options (``None`` when none is given); paths are made absolute."""
+        files = [None if x is None else str(Path(x).expanduser().absolute()) for x in (ca, cert, key)]
+        return cls(*files) if any(files) else None
+
+    def security(self):  # noqa: ANN201 - a distributed.security.Security
+        """The client's ``Security``: mutual TLS with these files, plain TCP refused."""
+        from distributed.security import Security
+
+        return Security(tls_ca_file=self.ca, tls_client_cert=self.cert, tls_client_key=self.key, require_encryption=True)
+
+    def dask_config(self) -> dict[str, Any]:
+        """The same settings as dask config keys (read by ``Security()`` when no object is passed)."""
+        return {TLS_CONFIG["ca"]: self.ca, TLS_CONFIG["cert"]: self.cert, TLS_CONFIG["key"]: self.key,
+                "distributed.comm.require-encryption": True}
+
+
+def tls_config(tls: TLSFiles | None) -> AbstractContextManager:
+    """Put ``tls`` into the dask config for the duration of a ``with`` block (for code that
+    builds its own ``ClusterSpec`` without a ``tls`` argument; ``ClusterSpec.make`` honours it)."""
+    if tls is None:
+        return nullcontext()
+    import dask
+
+    return dask.config.set(tls.dask_config())
+
+
+def check_tls(address: str | None, tls: TLSFiles | None) -> str | None:
+    """Check the TLS options against the scheduler address; return where the client's
+    certificates come from ("options", "dask config", "security loader") or None (no TLS).
+
+    A ``tls://`` scheduler needs certificates from the options or, when none is given, from
+    the dask config (``distributed.comm.tls.ca-file`` and ``distributed.comm.tls.client.cert``
+    / ``.key``, which ``distributed.security.Security()`` reads, or a
+    ``distributed.client.security-loader``). Options with a ``tcp://`` scheduler, or with no
+    scheduler at all, are refused rather than ignored. Files must exist, be readable and hold
+    what they should (the CA parses, the certificate matches its key).
+    """
+    scheme = normalise_address(address).split("://")[0] if address is not None else None
+    if tls is not None:
+        given = next(f"--tls-{k}" for k in ("ca", "cert", "key") if getattr(tls, k))
+        if scheme is None:
+            raise OptionError(f"{given} secures the connection to an existing scheduler; add --scheduler tls://HOST:PORT "
+                              "or drop the --tls-* options")
+        if scheme != "tls":
+            raise OptionError(f"{given} is given but the scheduler address {address} is {scheme}:// (unencrypted); "
+                              "use --scheduler tls://HOST:PORT or drop the --tls-* options")
+        missing = [f"--tls-{k}" for k in ("ca", "cert") if not getattr(tls, k)]
+        if missing:
+            raise OptionError(f"--scheduler {address} with {given} needs {' and '.join(missing)} too: the cluster's CA "
+                              "certificate (--tls-ca) and this client's certificate and key (--tls-cert, --tls-key)")
+        _check_tls_files({f"--tls-{k}": getattr(tls, k) for k in ("ca", "cert", "key")}, "give")
+        return "options"
+    if scheme != "tls":
+        return None
+    import dask
+
+    if dask.config.get("distributed.client.security-loader", None):
+        return "security loader"
+    conf = {TLS_CONFIG[k]: dask.config.get(TLS_CONFIG[k], None) for k in ("ca", "cert", "key")}
+    if not conf[TLS_CONFIG["ca"]] or not conf[TLS_CONFIG["cert"]]:
+        raise OptionError(f"--scheduler {address} needs client certificates: give --tls-ca, --tls-cert and --tls-key "
+                          f"(or set {TLS_CONFIG['ca']}, {TLS_CONFIG['cert']} and {TLS_CONFIG['key']} in the dask config)")
+    _check_tls_files({f"{k} (dask config)": v for k, v in conf.items()}, "set")
+    return "dask config"
+
+
+def _check_tls_files(files: dict[str, str | None], verb: str) -> None:
+    """Each file exists and is readable; the CA parses; the certificate and key belong together."""
+    import ssl
+
+    (ca_opt, ca), (cert_opt, cert), (key_opt, key) = files.items()
+    for opt, value in files.items():
+        if not value or "\n" in value:  # absent, or PEM text held in the dask config itself
+            continue
+        try:
+            with open(value, "rb") as fh:
+                fh.read(1)
+        except FileNotFoundError:
+            raise OptionError(f"{opt} {value}: file not found; {verb} the path of an existing PEM file") from None
+        except OSError as exc:
+            raise OptionError(f"{opt} {value}: cannot be read ({exc.strerror or type(exc).__name__}); "
+                              f"fix its permissions or {verb} another file") from None
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, **({"cadata": ca} if "\n" in ca else {"cafile": ca}))
+    except (ssl.SSLError, ValueError) as exc:
+        shown = "(PEM text)" if "\n" in ca else ca
+        raise OptionError(f"{ca_opt} {shown} holds no PEM CA certificate "
+                          f"({_ssl_reason(exc)}); {verb} the CA certificate that signed the cluster's certificates") from None
+    if "\n" in cert or (key and "\n" in key):
+        return  # in-memory PEM text: distributed checks it when it connects
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (ssl.SSLError, ValueError) as exc:
+        what = f"{cert_opt} {cert}" + (f" with {key_opt} {key}" if key else f" (no {key_opt})")
+        raise OptionError(f"{what} is not a PEM certificate and its private key ({_ssl_reason(exc)}); "
+                          f"{verb} this client's certificate and the key that belongs to it") from None
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    return getattr(exc, "reason", None) or str(exc).strip() or type(exc).__name__
+
+
 @dataclass(frozen=True)
 class ClusterSpec:
     """Validated execution options (no connection is made here)."""
@@ -87,10 +211,12 @@ class ClusterSpec:
     address: str | None = None
     slurm: dict = field(default_factory=dict)
     no_workers_timeout: float = 120.0
+    tls: TLSFiles | None = None  # None with a tls:// scheduler: the dask config's certificates
 
     @classmethod
     def make(cls, *, workers: int = 2, scheduler: str | None = None, cluster: str = "local",
-             cluster_config: str | Path | None = None, no_workers_timeout: float = 120.0) -> ClusterSpec:
+             cluster_config: str | Path | None = None, no_workers_timeout: float = 120.0,
+             tls: TLSFiles | None = None) -> ClusterSpec:
         if cluster not in ("local", "slurm"):
             raise RunError(f"--cluster {cluster!r} is not known; use local or slurm (or --scheduler tcp://HOST:PORT)")
         if workers < 0:
@@ -99,10 +225,11 @@ class ClusterSpec:
             raise RunError(f"--no-workers-timeout {no_workers_timeout} must be positive (seconds)")
         if cluster_config is not None and cluster != "slurm":
             raise RunError("--cluster-config applies to --cluster slurm only")
+        if scheduler is not None and cluster == "slurm":
+            raise RunError("--scheduler and --cluster slurm exclude each other; pick one")
+        check_tls(scheduler, tls)
         if scheduler is not None:
-            if cluster == "slurm":
-                raise RunError("--scheduler and --cluster slurm exclude each other; pick one")
-            return cls("scheduler", workers, normalise_address(scheduler), {}, no_workers_timeout)
+            return cls("scheduler", workers, normalise_address(scheduler), {}, no_workers_timeout, tls)
         if cluster == "slurm":
             if workers < 1:
                 raise RunError("--cluster slurm needs --workers 1 or more (worker processes to start as SLURM jobs)")
@@ -114,11 +241,11 @@ class ClusterSpec:
 
     def preflight(self, timeout: float = 5.0) -> None:
         """Fail fast (before a run folder is made) when an existing scheduler cannot be reached."""
-        if self.kind != "scheduler" or not self.address.startswith("tcp://"):
+        if self.kind != "scheduler" or not self.address.startswith(("tcp://", "tls://")):
             return
         import socket
 
-        host, port = self.address.removeprefix("tcp://").rsplit(":", 1)
+        host, port = self.address.split("://", 1)[1].rsplit(":", 1)
         try:
             socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
         except OSError as exc:
@@ -179,9 +306,16 @@ def connect(spec: ClusterSpec, *, log_directory: Path | None = None) -> Iterator
             cluster = _slurm_cluster(spec, log_directory)
             client = Client(cluster, timeout="60s")
         else:
+            security = spec.tls.security() if spec.tls is not None else None  # None: Client reads the dask config
             try:
-                client = Client(spec.address, timeout="10s")
+                client = Client(spec.address, timeout="10s", security=security)
             except (OSError, TimeoutError) as exc:
+                if spec.address.startswith("tls://"):
+                    ssl_reason = re.search(r"\[SSL: (\w+)\]", str(exc))
+                    why = type(exc).__name__ + (f": {ssl_reason.group(1)}" if ssl_reason else "")
+                    raise RunError(f"no TLS connection to the dask scheduler at {spec.address} ({why}); check "
+                                   "that it runs with --protocol tls and that the CA given to --tls-ca signed its certificate "
+                                   "and --tls-cert") from None
                 raise RunError(f"cannot reach the dask scheduler at {spec.address} ({type(exc).__name__}); "
                                f"start one with `dask scheduler` or check --scheduler") from None
     except BaseException:

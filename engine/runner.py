@@ -47,13 +47,16 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.case import Case
 from engine.errors import RunError
 from engine.store import RunFolder, read_json, safe_name, write_idata, write_json
+
+if TYPE_CHECKING:
+    from engine.cluster import TLSFiles
 
 ENGINE_VERSION = "0.1.0"
 
@@ -205,10 +208,10 @@ class Compiled:
     variant's), so nothing a previous task set can leak into the next.
     """
 
-    def __init__(self, case: Case, hid: str) -> None:
+    def __init__(self, case: Case | None, hid: str | None, *, model=None) -> None:  # noqa: ANN001 - a pm.Model
         from engine.model import build_model
 
-        self.model = build_model(case, hid)
+        self.model = model if model is not None else build_model(case, hid)
         self.defaults = {v.name: np.array(v.get_value(borrow=False)) for v in self.model.data_vars}
         self._nuts: tuple | None = None
         self._smc: dict[int, Any] = {}
@@ -225,10 +228,16 @@ class Compiled:
             if np.shape(value) != self.defaults[name].shape:
                 raise RunError(f"{what}: {name} needs shape {self.defaults[name].shape}, got {np.shape(value)}")
 
-    def use(self, case: Case, hid: str, variant: Variant | None = None) -> Compiled:
-        from engine.model import hypothesis_data
+    def use(self, case: Case, hid: str, variant: Variant | None = None, *, observed: Case | None = None) -> Compiled:
+        """Set hypothesis ``hid``'s hyper-parameters, then ``observed``'s observations (a case of
+        the same design, e.g. a simulated incident), then the variant's data."""
+        from engine.model import hypothesis_data, observation_data
 
         data = {**self.defaults, **hypothesis_data(case, hid)}
+        if observed is not None:
+            obs = observation_data(observed)
+            self.check(obs, f"case {observed.id!r}")
+            data.update(obs)
         if variant is not None:
             self.check(variant.data(), f"variant {variant.name!r}")
             data.update(variant.data())
@@ -453,8 +462,13 @@ def run_task(case: Case, task: Task, run_dir: str, settings: Settings, *deps: An
             summary = _run_smc(cm, task, settings, seed, out, fp)
         else:
             summary = _run_bridge(cm, task, settings, seed, folder, out, fp)
+        from engine.model import structure_key
+
+        # compiled: this task compiled something; compiles: how many function sets (NUTS set, pointwise
+        # log-likelihood, SMC kernel, bridge log density) it compiled; structure: which cached model it used
         summary.update(key=task.id, skipped=False, seconds=round(time.perf_counter() - t0, 3), compiled=cm.compiles > compiles,
-                       process=f"{socket.gethostname()}:{os.getpid()}")
+                       process=f"{socket.gethostname()}:{os.getpid()}", kind=task.kind, compiles=cm.compiles - compiles,
+                       structure=hashlib.sha256(repr(structure_key(case, task.hid)).encode()).hexdigest()[:12])
         return summary
 
 
@@ -559,7 +573,10 @@ def new_run_folder(case: Case, out: Path, run_id: str | None, settings: Settings
 
 
 def manifest(case: Case, settings: Settings, folder: RunFolder, command: list[str], variants: tuple[Variant, ...] = ()) -> dict:
+    """The run's manifest; ``inputs`` holds the sha256 of each input frozen in ``folder`` (write them first)."""
     from importlib.metadata import PackageNotFoundError, version
+
+    from engine.store import input_hashes
 
     pkgs = {}
     for p in ("pymc", "pytensor", "arviz", "numpy", "scipy", "xarray", "dask", "distributed", "dask-jobqueue", "pydantic"):
@@ -574,6 +591,7 @@ def manifest(case: Case, settings: Settings, folder: RunFolder, command: list[st
         "case": case.id,
         "case_file": case.path,
         "case_sha256": case.digest,
+        "inputs": input_hashes(folder),
         "priors_dir": str(Path(case.priors_dir).resolve()) if case.priors_dir else None,
         "run": folder.root.name,
         "settings": asdict(settings),
@@ -589,9 +607,14 @@ def manifest(case: Case, settings: Settings, folder: RunFolder, command: list[st
 @contextmanager
 def lock_run_folder(folder: RunFolder) -> Iterator[None]:
     """Hold an exclusive lock on the run folder (released by the OS if this process dies)."""
-    folder.root.mkdir(parents=True, exist_ok=True)
+    from engine.store import fs_error, make_folder
+
+    make_folder(folder.root)
     path = folder.root / ".lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise fs_error(exc, f"write {path}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -617,6 +640,7 @@ def execute(
     cluster_config: str | Path | None = None,
     retries: int = 2,
     no_workers_timeout: float = 120.0,
+    tls: TLSFiles | None = None,
     on_done: Callable[[dict, int, int], None] | None = None,
     on_start: Callable[[str | None], None] | None = None,
     execution: Execution | None = None,
@@ -632,7 +656,7 @@ def execute(
 
     execution = execution or Execution()
     spec = ClusterSpec.make(workers=workers, scheduler=scheduler, cluster=cluster, cluster_config=cluster_config,
-                            no_workers_timeout=no_workers_timeout)
+                            no_workers_timeout=no_workers_timeout, tls=tls)
     execution.backend = spec.describe()
     todo = []
     for t in tasks:
@@ -666,29 +690,44 @@ def run_case(
     cluster_config: str | Path | None = None,
     retries: int = 2,
     no_workers_timeout: float = 120.0,
+    tls: TLSFiles | None = None,
     command: list[str] | None = None,
     on_done: Callable[[dict, int, int], None] | None = None,
     on_start: Callable[[str | None], None] | None = None,
 ) -> Path:
-    """Run a case end to end; return the run folder (which holds ``attribution.json``)."""
+    """Run a case end to end; return the run folder (which holds ``attribution.json``).
+
+    Bad options and an unwritable or full ``out`` fail before anything is written; a run whose
+    set-up fails (inputs and manifest not all written) leaves no run folder behind.
+    """
     ensure_compiledir()
     variants = tuple(variants)
     _check_variants(case, variants)
     from engine.cluster import ClusterSpec
 
     ClusterSpec.make(workers=workers, scheduler=scheduler, cluster=cluster, cluster_config=cluster_config,
-                     no_workers_timeout=no_workers_timeout).preflight()  # bad options fail before a run folder exists
-    folder = new_run_folder(case, Path(out), run_id, settings)
-    with lock_run_folder(folder):
-        from engine.priors import load_priors
-        from engine.store import freeze_inputs
+                     no_workers_timeout=no_workers_timeout, tls=tls).preflight()  # bad options fail before a run folder exists
+    from engine.priors import load_priors
+    from engine.store import clear_folder, freeze_inputs, make_folder, remove_empty
 
-        freeze_inputs(folder, case.text, load_priors(case.priors_dir).texts)
-        man = manifest(case, settings, folder, command or sys.argv, variants)
-        write_json(folder.manifest, man)
-        _execute_and_collect(case, settings, variants, folder, man, workers=workers, scheduler=scheduler, cluster=cluster,
-                             cluster_config=cluster_config, retries=retries, no_workers_timeout=no_workers_timeout,
-                             on_done=on_done, on_start=on_start)
+    folder = new_run_folder(case, Path(out), run_id, settings)
+    created = make_folder(folder.root)  # an unwritable --out fails here, naming the folder
+    try:
+        with lock_run_folder(folder):
+            try:
+                freeze_inputs(folder, case.text, load_priors(case.priors_dir).texts)
+                man = manifest(case, settings, folder, command or sys.argv, variants)
+                write_json(folder.manifest, man)
+            except BaseException:  # e.g. no space left for the inputs or the manifest: leave nothing half-written
+                clear_folder(folder.root)
+                raise
+            # from here on the folder is a run that --resume can continue
+            _execute_and_collect(case, settings, variants, folder, man, workers=workers, scheduler=scheduler, cluster=cluster,
+                                 cluster_config=cluster_config, retries=retries, no_workers_timeout=no_workers_timeout,
+                                 tls=tls, on_done=on_done, on_start=on_start)
+    except BaseException:
+        remove_empty(created)  # only the folders this run created and left empty
+        raise
     return folder.root
 
 
@@ -701,6 +740,7 @@ def resume_run(
     cluster_config: str | Path | None = None,
     retries: int = 2,
     no_workers_timeout: float = 120.0,
+    tls: TLSFiles | None = None,
     command: list[str] | None = None,
     on_done: Callable[[dict, int, int], None] | None = None,
     on_start: Callable[[str | None], None] | None = None,
@@ -712,14 +752,14 @@ def resume_run(
     from engine.cluster import ClusterSpec
 
     ClusterSpec.make(workers=workers, scheduler=scheduler, cluster=cluster, cluster_config=cluster_config,
-                     no_workers_timeout=no_workers_timeout).preflight()
+                     no_workers_timeout=no_workers_timeout, tls=tls).preflight()
     with lock_run_folder(folder):
         man.setdefault("executions", [])
         man["resumed_by"] = man.get("resumed_by", []) + [command or sys.argv]
         man["finished"] = None
         _execute_and_collect(case, settings, variants, folder, man, workers=workers, scheduler=scheduler, cluster=cluster,
                              cluster_config=cluster_config, retries=retries, no_workers_timeout=no_workers_timeout,
-                             on_done=on_done, on_start=on_start)
+                             tls=tls, on_done=on_done, on_start=on_start)
     return folder.root
 
 
@@ -734,9 +774,10 @@ def open_run(folder: RunFolder) -> tuple[Case, Settings, tuple[Variant, ...], di
         raise RunError(f"{folder.manifest} is not a run manifest; cannot resume {folder.root}")
     if not folder.case.exists():
         raise RunError(f"{folder.case} is missing; cannot resume {folder.root}")
+    _check_inputs(folder, man)
     priors = folder.priors if folder.priors.is_dir() else man.get("priors_dir")  # the run's frozen priors first
     case = load_case(folder.case, priors_dir=priors if priors and Path(priors).is_dir() else None)
-    if case.digest != man["case_sha256"]:
+    if "inputs" not in man and case.digest != man["case_sha256"]:
         raise RunError(f"the case or its priors library changed since {folder.root} started (sha256 differs); "
                        "start a new run instead of resuming this one")
     try:
@@ -745,6 +786,25 @@ def open_run(folder: RunFolder) -> tuple[Case, Settings, tuple[Variant, ...], di
     except TypeError as exc:
         raise RunError(f"{folder.manifest}: unreadable settings ({exc}); start a new run") from None
     return case, settings, variants, man
+
+
+def _check_inputs(folder: RunFolder, man: dict) -> None:
+    """Refuse a run folder whose frozen inputs differ from the sha256 in its manifest, naming the files.
+
+    Manifests written before per-file hashes existed only have ``case_sha256`` (case text and
+    priors together); ``open_run`` compares that after loading the case.
+    """
+    from engine.store import changed_inputs
+
+    recorded = man.get("inputs")
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
+        raise RunError(f"{folder.manifest}: 'inputs' is not a mapping of file to sha256; start a new run")
+    changed = changed_inputs(folder, recorded)
+    if changed:
+        raise RunError(f"inputs of {folder.root} changed since the run started: {', '.join(changed)} (sha256 differs from "
+                       "manifest.json); restore them or start a new run instead of resuming this one")
 
 
 def _check_variants(case: Case, variants: tuple[Variant, ...]) -> None:
@@ -782,7 +842,10 @@ def _execute_and_collect(case: Case, settings: Settings, variants: tuple[Variant
         execution.error = str(exc) or type(exc).__name__
         execution.finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         man["executions"][-1] = execution.to_dict()
-        write_json(folder.manifest, man)
+        try:
+            write_json(folder.manifest, man)
+        except RunError:  # e.g. the disk is still full: the original error says more
+            pass
         raise
     execution.status = "complete"
     execution.finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

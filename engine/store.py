@@ -10,14 +10,23 @@
     diagnostics.json     convergence and estimator agreement
 
 Every file is written to a temporary name in the same folder and renamed into place, so a
-reader never sees half a file and a crash leaves at most a stray ``.tmp-*`` file.
+reader never sees half a file and a crash leaves at most a stray ``.tmp-*`` file. A write that
+fails (no space left, permission denied, read-only file system) removes its temporary file and
+raises a one-line ``RunError`` naming the path.
+
+The manifest's ``inputs`` hold the sha256 of every input file frozen into the run folder
+(``case.yaml`` and ``priors/<file>``); ``changed_inputs`` compares them with the folder's
+current files, which is how ``--resume`` refuses a run whose inputs were edited.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -37,27 +46,97 @@ def safe_name(name: str, what: str) -> str:
     return name
 
 
+def fs_error(exc: OSError, action: str) -> RunError:
+    """A one-line ``RunError`` for a failed file-system ``action`` ("write PATH"), with the fix."""
+    text = " ".join(str(exc).split())
+    reason = exc.strerror or text or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text or "quota exceeded" in text:
+        fix = "free space there or choose another --out folder"
+    else:
+        fix = "choose a writable --out folder"
+    return RunError(f"cannot {action}: {reason}; {fix}")
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` then rename ``tmp`` to ``path``; clean up on failure."""
+    """Call ``write(tmp)`` then rename ``tmp`` to ``path``; on any failure remove ``tmp``.
+
+    File-system errors (``OSError``: ENOSPC, EACCES, EROFS, ...) become a ``RunError``
+    naming the path; nothing is left behind, and an existing ``path`` is untouched.
+    """
     path = Path(path)
+    tmp_path: Path | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-        os.close(fd)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are meant to be shared
-    except OSError as exc:
-        raise RunError(f"cannot write in {path.parent}: {exc.strerror}; choose a writable --out folder") from None
-    tmp_path = Path(tmp)
-    try:
-        write(tmp_path)
-        os.replace(tmp_path, path)
-    except OSError as exc:
-        tmp_path.unlink(missing_ok=True)
-        raise RunError(f"cannot write {path}: {exc.strerror}; free space or choose another --out folder") from None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
+            tmp_path = Path(tmp)
+            os.close(fd)
+            os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are meant to be shared
+        except OSError as exc:
+            raise fs_error(exc, f"write in {path.parent}") from None
+        try:
+            write(tmp_path)
+            os.replace(tmp_path, path)
+        except OSError as exc:
+            raise fs_error(exc, f"write {path}") from None
     except BaseException:
-        tmp_path.unlink(missing_ok=True)
+        if tmp_path is not None:
+            try:
+                tmp_path.unlink(missing_ok=True)
+            except OSError:
+                pass
         raise
     return path
+
+
+def make_folder(path: Path) -> list[Path]:
+    """Create ``path`` and its missing parents; return the folders created (outermost first).
+
+    A folder that cannot be created (an unwritable, read-only or full file system, or a
+    parent that is a file) raises a one-line ``RunError`` naming it, after removing the
+    folders this call created.
+    """
+    path = Path(path)
+    missing = []
+    p = path
+    while not p.is_dir() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    created: list[Path] = []
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:
+            if d.is_dir():  # made meanwhile by another run
+                continue
+            remove_empty(created)
+            raise RunError(f"cannot create folder {d}: a file of that name is in the way; choose another --out folder") from None
+        except OSError as exc:
+            remove_empty(created)
+            raise fs_error(exc, f"create folder {d}") from None
+        created.append(d)
+    return created
+
+
+def clear_folder(root: Path) -> None:
+    """Remove everything in ``root`` (what a run set-up that failed had written)."""
+    for child in Path(root).iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            try:
+                child.unlink()
+            except OSError:
+                pass
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (as ``make_folder`` returned them) innermost first, each only if empty."""
+    for d in reversed(folders):
+        try:
+            d.rmdir()
+        except OSError:  # not empty (e.g. another run's folder is in it) or already gone
+            pass
 
 
 def write_json(path: Path, obj: Any) -> Path:
@@ -70,7 +149,22 @@ def write_text(path: Path, text: str) -> Path:
 
 
 def write_idata(path: Path, idata: Any) -> Path:
-    return atomic_write(path, lambda p: idata.to_netcdf(str(p), engine="h5netcdf"))
+    """Write an ArviZ InferenceData as netCDF4 (what ``az.from_netcdf`` reads), zlib-compressed as ArviZ does.
+
+    The file is made in memory and written with plain writes: HDF5 writing straight into a
+    full file system can crash the process (h5py 3.16 / h5netcdf 1.8 segfault after ENOSPC,
+    in the write or later when the half-closed file is collected), while a plain write fails
+    with an ``OSError`` that ``atomic_write`` turns into a ``RunError``.
+    """
+    import dask
+
+    encoding = {f"/{group}": {name: {"zlib": True} for name, var in getattr(idata, group).variables.items()
+                              if var.dtype.kind in "biuf"} for group in idata.groups()}
+    # In a dask worker xarray would guard the write with a distributed lock named after the target,
+    # which an in-memory target cannot name; the data are in memory, so a local lock is right.
+    with dask.config.set(scheduler="synchronous"):
+        data = idata.to_datatree().to_netcdf(None, engine="h5netcdf", encoding=encoding)
+    return atomic_write(path, lambda p: p.write_bytes(data))
 
 
 def read_json(path: Path) -> Any:
@@ -130,3 +224,34 @@ def freeze_inputs(folder: RunFolder, case_text: str, priors_texts: dict[str, str
     write_text(folder.case, case_text)
     for name, text in priors_texts.items():
         write_text(folder.priors / name, text)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def input_hashes(folder: RunFolder) -> dict[str, str]:
+    """{path relative to the run folder: sha256} of its frozen inputs: ``case.yaml`` and every file under ``priors/``."""
+    files = [folder.case] if folder.case.exists() else []
+    if folder.priors.is_dir():
+        files += sorted(p for p in folder.priors.rglob("*") if p.is_file() and not p.name.startswith(".tmp-"))
+    return {p.relative_to(folder.root).as_posix(): file_sha256(p) for p in files}
+
+
+def changed_inputs(folder: RunFolder, recorded: dict[str, str]) -> list[str]:
+    """The input files whose sha256 differs from ``recorded`` (the manifest's ``inputs``), and
+    those missing from or added to the run folder since, e.g. ``["priors/sources.yaml", "case.yaml (missing)"]``."""
+    current = input_hashes(folder)
+    out = []
+    for name in sorted(set(recorded) | set(current)):
+        if name not in current:
+            out.append(f"{name} (missing)")
+        elif name not in recorded:
+            out.append(f"{name} (added)")
+        elif current[name] != recorded[name]:
+            out.append(name)
+    return out

@@ -46,11 +46,16 @@ def test_smc_pooling_is_log_mean_exp():
     assert 0 < est.se < 0.2
 
 
-def test_combine_flags_disagreement_and_widens_the_error():
-    ok = combine([LogEvidence("a", -5.0, 0.05, {}), LogEvidence("b", -5.04, 0.02, {})])
-    assert ok.agree and -5.04 < ok.value < -5.0
-    bad = combine([LogEvidence("a", -5.0, 0.01, {}), LogEvidence("b", -6.0, 0.01, {})])
-    assert not bad.agree and bad.se >= 0.5
+def test_combine_leads_with_bridge_sampling_flags_disagreement_and_widens_the_error():
+    smc, bridge = LogEvidence("smc", -5.04, 0.01, {}), LogEvidence("bridge", -5.0, 0.05, {})
+    ok = combine([smc, bridge])
+    # bridge's value even though SMC states the smaller error; its error widened by half the spread
+    assert ok.agree and ok.value == -5.0 and ok.se == pytest.approx(np.hypot(0.05, 0.02))
+    bad = combine([LogEvidence("smc", -6.0, 0.01, {}), LogEvidence("bridge", -5.0, 0.01, {})])
+    assert not bad.agree and bad.value == -5.0 and bad.se >= 0.5
+    # without a finite bridge estimate the first estimator leads
+    alone = combine([LogEvidence("smc", -6.0, 0.02, {}), LogEvidence("bridge", float("nan"), float("nan"), {})])
+    assert alone.value == -6.0
 
 
 def test_attribute_is_bayes_rule_and_mcse_matches_simulation():

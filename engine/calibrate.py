@@ -1,0 +1,478 @@
+"""Calibration on simulated incidents: does the engine's "80 %" come true 80 % of the time?
+
+``run_calibration(template, settings)`` simulates ``n`` incidents from a case template's prior
+predictive (``engine.simulate``), attributes each one with the engine's own estimators
+(SMC and bridge sampling per hypothesis, pooled as in ``engine.estimate``) as one dask task
+per incident, and ``summarize`` scores the stated probabilities against the simulated truth
+(``engine.calibration_metrics``): reliability table, ECE (with its noise floor), Brier and
+log scores; next to them the exact posterior's scores where it exists (``engine.closedform``),
+SBC ranks of the true hypothesis's parameters, the estimators' errors against the exact log
+evidence and the rate at which the two estimators disagree beyond their stated errors.
+
+Seeds: incident ``i`` simulates with ``SeedSequence(seed, spawn_key=(i,))`` and its samplers
+use ``spawn_key=(i, 1 + hypothesis index, estimator, chain)``, so results do not depend on the
+number of workers or on which worker ran what. Each worker compiles the template's model once
+(``engine.runner.Compiled``, the same samplers as a case run) and resets its ``pm.Data`` per
+incident and hypothesis.
+
+``estimator`` selects what is scored: ``engine`` (the real thing) or a negative control that
+must fail the test (``engine.broken``): ``sign-error`` (one unit's log likelihood enters with
+the wrong sign) or ``mixture`` (the marginalised mixture of all hypotheses sampled by NUTS).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.case import Case
+from engine.errors import RunError
+
+ESTIMATORS = ("engine", "sign-error", "mixture")
+_KIND = {"nuts": 1, "smc": 2, "bridge": 3, "sbc": 4}
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """Sampling settings per incident and hypothesis (cheaper than a case run's defaults)."""
+
+    seed: int = 1
+    n: int = 200
+    draws: int = 500
+    tune: int = 500
+    chains: int = 2
+    smc_draws: int = 500
+    smc_chains: int = 2
+    target_accept: float = 0.9
+    sbc_draws: int = 99  # thinned NUTS draws the true parameters are ranked among
+    estimator: str = "engine"
+
+    def __post_init__(self) -> None:
+        if self.estimator not in ESTIMATORS:
+            raise RunError(f"estimator {self.estimator!r} is not known; use one of {', '.join(ESTIMATORS)}")
+        if self.n < 1 or self.draws < 10 or self.tune < 0 or self.chains < 1 or self.smc_draws < 50 or self.smc_chains < 1:
+            raise RunError(f"calibration settings out of range: {self}")
+        if self.sbc_draws >= self.draws * self.chains:
+            raise RunError(f"sbc_draws={self.sbc_draws} must be below the {self.draws * self.chains} NUTS draws kept")
+
+
+def sampler_seed(seed: int, index: int, hyp: int, kind: str, chain: int = 0) -> int:
+    """Integer seed of one sampler run: a function of the run seed and the indices only."""
+    ss = np.random.SeedSequence(seed, spawn_key=(index, 1 + hyp, _KIND[kind], chain))
+    return int(ss.generate_state(1, dtype=np.uint32)[0])
+
+
+def _quiet() -> None:
+    for name in ("pymc", "pymc.sampling", "pymc.smc", "pymc.stats", "pytensor"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+# ------------------------------------------------------------------ one incident (worker side)
+def run_incident(template: Case, index: int, settings: CalibrationSettings) -> dict:
+    """Simulate incident ``index`` and attribute it; a JSON-able record (worker side)."""
+    from engine.closedform import exact_posterior, has_exact
+    from engine.runner import ensure_compiledir
+    from engine.simulate import incident_seed, simulate_incident
+
+    ensure_compiledir()
+    _quiet()
+    t0 = time.perf_counter()
+    inc = simulate_incident(template, index, np.random.default_rng(incident_seed(settings.seed, index)))
+    hids = list(template.hypotheses)
+    record: dict[str, Any] = {
+        "index": index, "truth": inc.hypothesis, "faithful": inc.faithful,
+        "observed": {it.id: _observed_json(it.observed) for it in inc.case.items},
+        "prior": [template.hypotheses[h].prior for h in hids], "hypotheses": hids,
+    }
+    if has_exact(inc.case) is None:
+        _, log_z, post = exact_posterior(inc.case)
+        record["exact"] = {"log_z": log_z.tolist(), "posterior": post.tolist()}
+    if settings.estimator == "mixture":
+        from engine.broken import mixture_posterior
+
+        record["estimated"] = mixture_posterior(template, inc.case, index, settings)
+    else:
+        record["estimated"] = _engine_estimates(template, inc, settings)
+    record["seconds"] = round(time.perf_counter() - t0, 3)
+    record["process"] = os.getpid()
+    return record
+
+
+def _observed_json(obs: Any) -> dict:
+    keep = {"holes", "assessed", "inward", "counts", "time", "seconds"}
+    return {k: getattr(obs, k) for k in type(obs).model_fields if k in keep}
+
+
+def hypothesis_estimates(template: Case, case: Case, hid: str, index: int, settings: CalibrationSettings,
+                         variant: Any = None) -> tuple[dict, Any]:
+    """log Z of ``hid`` on ``case`` (a dataset of ``template``'s design) by SMC, bridge sampling and
+    the engine's combination, on this process's compiled model (``engine.runner.Compiled``, the
+    same code path as a case run); also the NUTS posterior (InferenceData)."""
+    import arviz as az
+
+    from engine.estimate import bridge_log_evidence, combine, smc_log_evidence
+    from engine.runner import compiled_for, unconstrained_draws
+
+    j = list(template.hypotheses).index(hid)
+    cm = compiled_for(template, hid).use(template, hid, variant, observed=case)
+    chains = [cm.sample_nuts(draws=settings.draws, tune=settings.tune, seed=sampler_seed(settings.seed, index, j, "nuts", c),
+                             target_accept=settings.target_accept) for c in range(settings.chains)]
+    idata = az.concat(chains, dim="chain") if len(chains) > 1 else chains[0]
+    smc = smc_log_evidence(np.array([cm.sample_smc(draws=settings.smc_draws, seed=sampler_seed(settings.seed, index, j, "smc", c))
+                                     ["log_marginal_likelihood"] for c in range(settings.smc_chains)]))
+    bridge = bridge_log_evidence(unconstrained_draws(cm.model, idata), cm.log_density(),
+                                 seed=sampler_seed(settings.seed, index, j, "bridge"))
+    pooled = combine([smc, bridge])
+    est = {"smc": smc.value, "smc_se": smc.se, "smc_chains": smc.detail["chains"], "bridge": bridge.value, "bridge_se": bridge.se,
+           "pooled": pooled.value, "pooled_se": pooled.se, "agree": pooled.agree, "z": pooled.z,
+           "divergences": int(idata.sample_stats["diverging"].sum())}
+    return est, idata
+
+
+def _engine_estimates(template: Case, inc, settings: CalibrationSettings) -> dict:  # noqa: ANN001
+    from engine.estimate import attribute
+
+    hids = list(template.hypotheses)
+    variant = None
+    if settings.estimator == "sign-error":
+        from engine.broken import sign_error_data
+        from engine.runner import Variant
+
+        variant = Variant.of("sign-error", sign_error_data(template))
+    per: dict[str, dict] = {}
+    sbc: dict[str, list[int]] = {}
+    for j, hid in enumerate(hids):
+        per[hid], idata = hypothesis_estimates(template, inc.case, hid, inc.index, settings, variant)
+        if hid == inc.hypothesis:
+            sbc = _sbc_ranks(idata.posterior, inc, settings, j)
+    prior = np.array([template.hypotheses[h].prior for h in hids])
+    out: dict[str, Any] = {"log_z": per, "sbc": sbc, "sbc_draws": settings.sbc_draws}
+    for name, key in (("engine", "pooled"), ("smc", "smc"), ("bridge", "bridge")):
+        se = np.array([per[h][f"{key}_se"] for h in hids])
+        p, mcse = attribute(prior, np.array([per[h][key] for h in hids]), np.nan_to_num(se, nan=0.0))
+        out[name] = {"posterior": p.tolist(), "mcse": mcse.tolist()}
+    return out
+
+
+def fixed_case_estimates(case: Case, hid: str, replicate: int, settings: CalibrationSettings) -> dict:
+    """Estimators against the exact log evidence on a fixed (oracle) case; replicate r uses seeds of index r."""
+    from engine.closedform import exact_log_evidence
+    from engine.runner import ensure_compiledir
+
+    ensure_compiledir()
+    _quiet()
+    t0 = time.perf_counter()
+    est, _ = hypothesis_estimates(case, case, hid, replicate, settings)
+    return {"case": case.id, "hypothesis": hid, "replicate": replicate, "exact": exact_log_evidence(case, hid), **est,
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _sbc_ranks(posterior, inc, settings: CalibrationSettings, hyp: int) -> dict[str, list[int]]:  # noqa: ANN001
+    """Ranks of the true parameter values among ``sbc_draws`` thinned posterior draws."""
+    from engine.calibration_metrics import sbc_rank
+
+    n = posterior.sizes["chain"] * posterior.sizes["draw"]
+    keep = np.linspace(0, n - 1, settings.sbc_draws).round().astype(int)
+    rng = np.random.default_rng(sampler_seed(settings.seed, inc.index, hyp, "sbc"))
+    ranks: dict[str, list[int]] = {}
+    for name in posterior.data_vars:
+        uid, _, pname = str(name).rpartition("__")
+        truth = inc.theta.get(uid, {}).get(pname)
+        if truth is None:
+            continue
+        values = posterior[name].values
+        draws = values.reshape(n, -1)[keep]
+        truth = np.atleast_1d(truth)
+        for k in range(truth.size):
+            ranks[str(name) if truth.size == 1 else f"{name}[{k}]"] = [sbc_rank(float(truth[k]), draws[:, k], rng)]
+    return ranks
+
+
+# ------------------------------------------------------------------ many incidents (client side)
+@dataclass
+class CalibrationRun:
+    template: str
+    settings: CalibrationSettings
+    records: list[dict]
+    seconds: float  # wall time of this invocation
+    backend: str
+    folder: str | None = None
+    computed: int = 0  # incidents computed by this invocation (the others were read back from ``folder``)
+
+
+def _record_path(folder: Path, index: int) -> Path:
+    return folder / "incidents" / f"{index:05d}.json"
+
+
+def _settings_key(template: Case, settings: CalibrationSettings) -> str:
+    import hashlib
+
+    blob = json.dumps({"template": template.digest, **asdict(settings), "n": None}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_calibration(
+    template: Case,
+    settings: CalibrationSettings,
+    *,
+    workers: int = 2,
+    scheduler: str | None = None,
+    out: str | Path | None = None,
+    on_done: Callable[[dict, int, int], None] | None = None,
+    no_workers_timeout: float = 120.0,
+) -> CalibrationRun:
+    """Simulate and attribute ``settings.n`` incidents (dask tasks, or in this process with ``workers=0``).
+
+    With ``out``, each incident's record is written to ``out/incidents/<i>.json`` as it
+    finishes, and records already there (same template and settings) are reused: an
+    interrupted calibration continues where it stopped.
+    """
+    from engine.cluster import ClusterSpec, connect
+    from engine.runner import ensure_compiledir
+    from engine.simulate import check_design
+    from engine.store import read_json, write_json
+
+    check_design(template)
+    ensure_compiledir()
+    spec = ClusterSpec.make(workers=workers, scheduler=scheduler, no_workers_timeout=no_workers_timeout)
+    folder = Path(out) if out is not None else None
+    key = _settings_key(template, settings)
+    records: dict[int, dict] = {}
+    if folder is not None:
+        write_json(folder / "settings.json", {"template": template.path, "template_sha256": template.digest, "key": key,
+                                              **asdict(settings), "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+        for i in range(settings.n):
+            p = _record_path(folder, i)
+            if p.exists():
+                try:
+                    rec = read_json(p)
+                except RunError:
+                    continue
+                if rec.get("key") == key:
+                    records[i] = rec
+    todo = [i for i in range(settings.n) if i not in records]
+    t0 = time.perf_counter()
+
+    def finished(rec: dict) -> None:
+        rec["key"] = key
+        records[rec["index"]] = rec
+        if folder is not None:
+            write_json(_record_path(folder, rec["index"]), rec)
+        if on_done:
+            on_done(rec, len(records), settings.n)
+
+    if spec.kind == "inprocess":
+        for i in todo:
+            finished(run_incident(template, i, settings))
+    elif todo:
+        import dask
+        from distributed import as_completed
+
+        with dask.config.set({"distributed.scheduler.no-workers-timeout": f"{no_workers_timeout}s"}), connect(spec) as (client, _):
+            futures = [client.submit(run_incident, template, i, settings, key=f"incident-{key}-{i}", pure=False, retries=1)
+                       for i in todo]
+            for fut in as_completed(futures):
+                finished(fut.result())
+                fut.release()
+    ordered = [records[i] for i in range(settings.n)]
+    return CalibrationRun(template.path, settings, ordered, time.perf_counter() - t0, spec.describe(),
+                          str(folder) if folder is not None else None, len(todo))
+
+
+# ------------------------------------------------------------------ scores
+def _arrays(records: list[dict], forecaster: str) -> tuple[np.ndarray, np.ndarray]:
+    hids = records[0]["hypotheses"]
+    truth = np.array([hids.index(r["truth"]) for r in records])
+    if forecaster == "exact":
+        prob = np.array([r["exact"]["posterior"] for r in records])
+    else:
+        prob = np.array([r["estimated"][forecaster]["posterior"] for r in records])
+    return prob, truth
+
+
+def score(prob: np.ndarray, truth: np.ndarray, *, n_bins: int = 10) -> dict:
+    """ECE (class-wise equal-width, equal-mass; top-label), Brier and log score, and the reliability table."""
+    from engine.calibration_metrics import brier, ece, log_score, reliability_table
+
+    table = reliability_table(prob, truth, n_bins=n_bins)
+    return {
+        "ece": ece(prob, truth, n_bins=n_bins),
+        "ece_equal_mass": ece(prob, truth, n_bins=n_bins, binning="equal-mass"),
+        "ece_top_label": ece(prob, truth, n_bins=n_bins, kind="top-label"),
+        "brier": brier(prob, truth),
+        "log_score": log_score(prob, truth),
+        "accuracy": float(np.mean(prob.argmax(axis=1) == truth)),
+        "reliability": {k: np.asarray(v).tolist() for k, v in table.items()},
+    }
+
+
+def summarize(run: CalibrationRun | list[dict], *, n_bins: int = 10, seed: int = 0) -> dict:
+    """Every number the calibration reports, as JSON-able data (see the module docstring)."""
+    from engine.calibration_metrics import brier_each, brier_excess, ece, ece_null, sbc_uniformity
+
+    records = run.records if isinstance(run, CalibrationRun) else run
+    hids = records[0]["hypotheses"]
+    forecasters = [f for f in ("engine", "smc", "bridge", "mixture") if f in records[0]["estimated"]]
+    out: dict[str, Any] = {"n": len(records), "hypotheses": hids,
+                           "truth_counts": {h: sum(r["truth"] == h for r in records) for h in hids}}
+    if isinstance(run, CalibrationRun):
+        out.update(template=run.template, settings=asdict(run.settings), seconds=round(run.seconds, 1), backend=run.backend,
+                   computed=run.computed)
+    out["scores"] = {f: score(*_arrays(records, f), n_bins=n_bins) for f in forecasters}
+    main = "engine" if "engine" in forecasters else forecasters[0]
+    prob, truth = _arrays(records, main)
+    null = ece_null(prob, rng=np.random.default_rng(seed), reps=1000, n_bins=n_bins)
+    out["ece_noise_floor"] = {"mean": float(null.mean()), "q95": float(np.quantile(null, 0.95))}
+    if all("exact" in r for r in records):
+        ex, _ = _arrays(records, "exact")
+        out["scores"]["exact"] = score(ex, truth, n_bins=n_bins)
+        diff = brier_each(prob, truth) - brier_each(ex, truth)
+        err = np.abs(prob - ex)
+        out["versus_exact"] = {
+            "forecaster": main,
+            "brier_difference": float(diff.mean()), "brier_difference_se": float(diff.std(ddof=1) / np.sqrt(len(diff))),
+            "brier_excess_expected": brier_excess(prob, ex),
+            "ece_expected": ece(prob, ex, n_bins=n_bins),
+            "posterior_abs_error_mean": float(err.mean()), "posterior_abs_error_max": float(err.max()),
+        }
+        if main == "engine":
+            out["log_evidence_errors"] = _log_z_errors(records)
+    if main == "engine":
+        out["disagreement"] = _disagreement(records)
+        out["sbc"] = _sbc(records, sbc_uniformity)
+    out["seconds_per_incident"] = float(np.mean([r["seconds"] for r in records]))
+    return out
+
+
+def _log_z_errors(records: list[dict]) -> dict:
+    """Each estimator's error against the exact log evidence, over every incident and hypothesis."""
+    out = {}
+    for est in ("smc", "bridge", "pooled"):
+        errs, zs = [], []
+        for r in records:
+            for j, h in enumerate(r["hypotheses"]):
+                e = r["estimated"]["log_z"][h]
+                errs.append(e[est] - r["exact"]["log_z"][j])
+                se = e[f"{est}_se"]
+                zs.append(abs(errs[-1]) / se if se and np.isfinite(se) and se > 0 else np.inf)
+        a = np.abs(errs)
+        out[est] = {"n": len(errs), "median_abs": float(np.median(a)), "q90_abs": float(np.quantile(a, 0.9)),
+                    "max_abs": float(a.max()), "mean": float(np.mean(errs)),
+                    "beyond_2se_rate": float(np.mean(np.asarray(zs) > 2))}
+    return out
+
+
+def _disagreement(records: list[dict]) -> dict:
+    """How often SMC and bridge sampling disagree beyond their stated errors."""
+    z = np.array([r["estimated"]["log_z"][h]["z"] for r in records for h in r["hypotheses"]])
+    agree = np.array([r["estimated"]["log_z"][h]["agree"] for r in records for h in r["hypotheses"]])
+    return {"n": int(z.size), "beyond_2se_rate": float(np.mean(z > 2)), "beyond_4se_rate": float(np.mean(z > 4)),
+            "engine_flag_rate": float(np.mean(~agree))}
+
+
+def _sbc(records: list[dict], uniformity) -> dict:  # noqa: ANN001
+    """Rank histograms and uniformity tests per (true hypothesis, parameter)."""
+    ranks: dict[str, list[int]] = {}
+    n_draws = 0
+    for r in records:
+        n_draws = r["estimated"].get("sbc_draws", n_draws)
+        for name, vals in r["estimated"].get("sbc", {}).items():
+            ranks.setdefault(f"{r['truth']}:{name}", []).extend(vals)
+    return {name: {**uniformity(np.array(vals), n_draws, n_bins=5), "ranks": vals} for name, vals in sorted(ranks.items())}
+
+
+def format_summary(summary: dict) -> str:
+    """A plain-text report of ``summarize``'s numbers."""
+    lines = [f"calibration: {summary['n']} simulated incidents"
+             + (f" from {summary['template']}" if "template" in summary else "")]
+    if "seconds" in summary:
+        lines.append(f"wall time {summary['seconds']:.0f} s ({summary['backend']}) for {summary['computed']} incidents computed now "
+                     f"({summary['n'] - summary['computed']} read back); {summary['seconds_per_incident']:.1f} s per incident per worker")
+    lines.append("truth: " + ", ".join(f"{h} {n}" for h, n in summary["truth_counts"].items()))
+    lines.append(f"{'forecaster':<10} {'ECE':>7} {'ECE(mass)':>9} {'ECE(top)':>9} {'Brier':>7} {'log score':>9} {'accuracy':>8}")
+    for f, s in summary["scores"].items():
+        lines.append(f"{f:<10} {s['ece']:7.4f} {s['ece_equal_mass']:9.4f} {s['ece_top_label']:9.4f} {s['brier']:7.4f} "
+                     f"{s['log_score']:9.4f} {s['accuracy']:8.3f}")
+    nf = summary["ece_noise_floor"]
+    lines.append(f"ECE noise floor of a calibrated forecaster at this N: mean {nf['mean']:.4f}, 95% {nf['q95']:.4f}")
+    if "versus_exact" in summary:
+        v = summary["versus_exact"]
+        lines.append(f"{v['forecaster']} - exact: Brier {v['brier_difference']:+.4f} ± {v['brier_difference_se']:.4f} "
+                     f"(expected excess E|P - P_exact|^2 {v['brier_excess_expected']:.5f}), "
+                     f"|P - P_exact| mean {v['posterior_abs_error_mean']:.4f}, max {v['posterior_abs_error_max']:.4f}")
+        lines.append(f"expected ECE (outcomes replaced by their exact probabilities; 0 for the exact posterior): "
+                     f"{v['ece_expected']:.4f}")
+    if "log_evidence_errors" in summary:
+        for est, e in summary["log_evidence_errors"].items():
+            lines.append(f"log Z error {est:<7} median {e['median_abs']:.4f}  90% {e['q90_abs']:.4f}  max {e['max_abs']:.4f} nat  "
+                         f"(mean {e['mean']:+.4f}; beyond 2 s.e.: {e['beyond_2se_rate']:.1%})")
+    if "disagreement" in summary:
+        d = summary["disagreement"]
+        lines.append(f"SMC vs bridge beyond 2 s.e.: {d['beyond_2se_rate']:.1%}, beyond 4 s.e.: {d['beyond_4se_rate']:.1%}, "
+                     f"flagged by the engine (> 0.25 nat and > 4 s.e.): {d['engine_flag_rate']:.1%} of {d['n']}")
+    if summary.get("sbc"):
+        lines.append("SBC rank uniformity (chi-square p-value, n):")
+        for name, s in summary["sbc"].items():
+            lines.append(f"  {name:<40} p = {s['p_value']:.3f}  n = {s['n']}  counts {s['counts']}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ output folder
+def calibration_folder(out: str | Path, template: Case, settings: CalibrationSettings, run_id: str | None = None) -> Path:
+    """``<out>/calibration/<template id>/<run id>``; the default run id names seed, N and estimator."""
+    from engine.store import safe_name
+
+    rid = run_id or f"s{settings.seed}-n{settings.n}-{settings.estimator}"
+    return Path(out) / "calibration" / safe_name(template.id, "template id") / safe_name(rid, "run id")
+
+
+def write_report(run: CalibrationRun, folder: str | Path, *, plot: bool = True) -> dict:
+    """Write ``summary.json``, ``summary.txt`` and (``plot``) ``reliability.png`` into ``folder``; return the summary."""
+    from engine.store import atomic_write, write_json, write_text
+
+    folder = Path(folder)
+    summary = summarize(run)
+    write_json(folder / "summary.json", summary)
+    write_text(folder / "summary.txt", format_summary(summary) + "\n")
+    if plot:
+        from engine.report.calibration_plot import reliability_figure
+
+        fig = reliability_figure(summary, forecasters=("engine", "exact", "mixture"))
+        atomic_write(folder / "reliability.png", lambda p: fig.savefig(p, format="png", dpi=120))
+    return summary
+
+
+def verdict(summary: dict, *, ece_max: float = 0.03, brier_gap_max: float = 0.01, brier_excess_max: float | None = None,
+            ece_expected_max: float | None = None) -> list[str]:
+    """Problems found by the calibration criteria (empty: passed).
+
+    The main forecaster's class-wise ECE must be at most ``ece_max`` and, where the exact
+    posterior exists, its Brier score at most ``brier_gap_max`` above the exact posterior's on
+    the same incidents. The noise-free versions (for small N): the expected Brier excess
+    E||p - p_exact||^2 at most ``brier_excess_max`` and the expected ECE at most ``ece_expected_max``.
+    """
+    main = "engine" if "engine" in summary["scores"] else next(iter(summary["scores"]))
+    problems = []
+    ece_value = summary["scores"][main]["ece"]
+    if not ece_value <= ece_max:
+        problems.append(f"{main} ECE {ece_value:.4f} above {ece_max}")
+    v = summary.get("versus_exact")
+    if v is not None:
+        if not v["brier_difference"] <= brier_gap_max:
+            problems.append(f"{main} Brier {v['brier_difference']:+.4f} above the exact posterior's (allowed {brier_gap_max})")
+        if brier_excess_max is not None and not v["brier_excess_expected"] <= brier_excess_max:
+            problems.append(f"{main} expected Brier excess {v['brier_excess_expected']:.4f} above {brier_excess_max}")
+        if ece_expected_max is not None and not v["ece_expected"] <= ece_expected_max:
+            problems.append(f"{main} expected ECE {v['ece_expected']:.4f} above {ece_expected_max}")
+    elif brier_excess_max is not None or ece_expected_max is not None:
+        problems.append("no exact posterior: the expected criteria cannot be checked")
+    return problems
