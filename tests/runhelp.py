@@ -122,6 +122,17 @@ class DaskProcesses:
             os.kill(p.pid, signal.SIGKILL)
             p.wait(10)
 
+    def running(self, *workers: str):  # noqa: ANN201 - a generator for pytest fixtures
+        """Start the scheduler and ``workers``, wait until all are connected, yield ``self``, stop them all."""
+        try:
+            self.start_scheduler()
+            for w in workers:
+                self.start_worker(w)
+            wait_for(lambda: self.n_workers() == len(workers), 120, f"{len(workers)} dask worker(s) connected")
+            yield self
+        finally:
+            self.stop()
+
     def stop(self) -> None:
         for name in reversed(list(self.procs)):
             p = self.procs[name]

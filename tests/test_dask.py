@@ -209,15 +209,7 @@ def test_variants_run_in_their_own_folders_without_disturbing_the_base_run(tmp_p
 
 @pytest.fixture(scope="module")
 def dask_cluster(tmp_path_factory):
-    procs = runhelp.DaskProcesses(tmp_path_factory.mktemp("dask"))
-    try:
-        procs.start_scheduler()
-        procs.start_worker("w1")
-        procs.start_worker("w2")
-        runhelp.wait_for(lambda: procs.n_workers() == 2, 120, "two dask workers")
-        yield procs
-    finally:
-        procs.stop()
+    yield from runhelp.DaskProcesses(tmp_path_factory.mktemp("dask")).running("w1", "w2")
 
 
 @pytest.mark.slow

@@ -102,14 +102,7 @@ class TLSDaskProcesses(runhelp.DaskProcesses):
 
 @pytest.fixture(scope="module")
 def tls_cluster(certs, tmp_path_factory):
-    procs = TLSDaskProcesses(tmp_path_factory.mktemp("dask-tls"), certs)
-    try:
-        procs.start_scheduler()
-        procs.start_worker("tls-w1")
-        runhelp.wait_for(lambda: procs.n_workers() == 1, 120, "a dask worker connected over TLS")
-        yield procs
-    finally:
-        procs.stop()
+    yield from TLSDaskProcesses(tmp_path_factory.mktemp("dask-tls"), certs).running("tls-w1")
 
 
 # ------------------------------------------------------------------ a run over TLS
