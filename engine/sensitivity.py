@@ -93,7 +93,8 @@ def plan_variants(case, *, quantiles: tuple[float, float] = (0.1, 0.9)) -> dict[
 
 def summarize(case, base: dict, variants: dict[str, dict], results: dict[str, dict]) -> dict:  # noqa: ANN001
     """sensitivity.json: break-even priors, ablation with the single-leg alarm, reliability
-    tornado, waterfall and the timing coincidence tests, from the variants' attributions."""
+    sweep (by source, and as a tornado sorted by swing), waterfall and the timing coincidence
+    tests, from the variants' attributions."""
     leader = base["leader"]
     post = {h: v["posterior"] for h, v in base["hypotheses"].items()}
     prior = {h: v["prior"] for h, v in base["hypotheses"].items()}
@@ -109,10 +110,10 @@ def summarize(case, base: dict, variants: dict[str, dict], results: dict[str, di
     alarms = [f"single-leg: dropping {r['label']} " + (f"makes {r['leader']} the leader" if r["leader"] != leader
               else f"moves P({leader}) by {r['shift']:+.2f}")
               for r in ablation if r["leader"] != leader or abs(r["shift"]) > ALARM_SHIFT]
-    tornado: dict[str, dict] = {}
+    sweep: dict[str, dict] = {}
     for n, v in variants.items():
         if v["kind"] == "reliability":
-            tornado.setdefault(v["label"], {})[n.rsplit("-", 1)[1]] = {**row(n), "reliability": v["value"]}
+            sweep.setdefault(v["label"], {})[n.rsplit("-", 1)[1]] = {**row(n), "reliability": v["value"]}
     waterfall = [{"step": int(n.split("-")[1]), **row(n),
                   "posteriors": {h: results[n]["hypotheses"][h]["posterior"] for h in post}}
                  for n, v in variants.items() if v["kind"] == "waterfall"]
@@ -126,12 +127,53 @@ def summarize(case, base: dict, variants: dict[str, dict], results: dict[str, di
             timing[it.id] = coincidence_test(o.time, o.window, o.period, o.clock_sd_min.mean(), o.rounding_min)
     return {"case": base["case"], "run": base["run"], "leader": leader,
             "break_even": break_even_priors(prior, log_z, leader), "ablation": ablation, "alarms": alarms,
-            "reliability": tornado, "waterfall": waterfall, "coincidence": timing}
+            "reliability": sweep, "tornado": tornado(sweep, post[leader]), "waterfall": waterfall, "coincidence": timing}
+
+
+def tornado(sweep: dict[str, dict], base: float) -> dict:
+    """The reliability sweep as a tornado: per source the leader's probability with the source's
+    reliability at its low and high quantile (and which hypothesis leads then), around the base
+    value, largest swing first.
+
+    ``swing`` = |P(high) - P(low)|; ties keep the sweep's (alphabetical) source order.
+    """
+    bars = []
+    for src, d in sweep.items():
+        if "lo" not in d or "hi" not in d:
+            continue
+        lo, hi = d["lo"]["leader_posterior"], d["hi"]["leader_posterior"]
+        bars.append({"source": src, "low_reliability": d["lo"]["reliability"], "low": lo, "low_leader": d["lo"]["leader"],
+                     "high_reliability": d["hi"]["reliability"], "high": hi, "high_leader": d["hi"]["leader"],
+                     "swing": abs(hi - lo),
+                     "mcse": max((m for m in (d["lo"]["mcse"], d["hi"]["mcse"]) if m is not None), default=None)})
+    bars.sort(key=lambda b: -b["swing"])
+    return {"base": base, "bars": bars}
+
+
+def compile_tally(summaries: list[dict]) -> dict:
+    """What the tasks' summaries say about compiling: per worker process, the tasks it computed
+    and, per model structure and task kind, how many of those tasks compiled and how many
+    function sets they compiled (compile once per worker: at most one compiling task each)."""
+    out: dict[str, dict] = {}
+    for s in summaries:
+        if s.get("skipped") or not s.get("process"):
+            continue
+        proc = out.setdefault(s["process"], {"tasks": 0, "structures": {}})
+        proc["tasks"] += 1
+        if "structure" not in s:
+            continue
+        kind = proc["structures"].setdefault(s["structure"], {}).setdefault(
+            s["kind"], {"tasks": 0, "compiling_tasks": 0, "function_sets": 0})
+        kind["tasks"] += 1
+        kind["compiling_tasks"] += int(bool(s.get("compiled")))
+        kind["function_sets"] += int(s.get("compiles", 0))
+    return out
 
 
 def run_sensitivity(run_dir, **execution) -> dict:  # noqa: ANN001, ANN003
     """Add the sensitivity variants to a finished run, run them (dask tasks; the base tasks
-    are complete and skipped) and write ``sensitivity.json``."""
+    are complete and skipped) and write ``sensitivity.json``, with the tasks' compile tally
+    (``execution``: per worker process, structure and task kind) from their summaries."""
     from pathlib import Path
 
     from engine.runner import open_run, read_attribution, resume_run, variant_folder
@@ -142,8 +184,17 @@ def run_sensitivity(run_dir, **execution) -> dict:  # noqa: ANN001, ANN003
     variants = plan_variants(case)
     man["variants"] = {**(man.get("variants") or {}), **{n: v["overrides"] for n, v in variants.items()}}
     write_json(folder.manifest, man)
-    resume_run(folder.root, **execution)
+    summaries: list[dict] = []
+    user_on_done = execution.pop("on_done", None)
+
+    def on_done(summary: dict, done: int, total: int) -> None:
+        summaries.append(summary)
+        if user_on_done is not None:
+            user_on_done(summary, done, total)
+
+    resume_run(folder.root, on_done=on_done, **execution)
     results = {n: read_json(variant_folder(folder, n).attribution) for n in variants}
     out = summarize(case, read_attribution(folder.root), variants, results)
+    out["execution"] = {"computed": sum(1 for s in summaries if not s.get("skipped")), "by_process": compile_tally(summaries)}
     write_json(folder.root / "sensitivity.json", out)
     return out

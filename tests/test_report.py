@@ -371,3 +371,147 @@ def test_real_run_marked_not_converged_is_unreliable_on_page_one(real_report, tm
     (copy_dir / "attribution.json").write_text(json.dumps(edited), encoding="utf-8")
     page1 = report_text(copy_dir, tmp_path)[0]
     assert "UNRELIABLE" in page1 and "estimators disagree by 0.90 nat" in page1
+
+
+# ---------------------------------------------------------------- sensitivity: tornado and break-even plots
+SEED_CASES = Path(__file__).resolve().parent.parent / "cases"
+TORNADO_COLOURS = ((0xE6, 0x9F, 0x00), (0x00, 0x9E, 0x73))  # figures.LOW_REL, figures.HIGH_REL
+BASE_P = 0.62
+
+
+def _il20_sensitivity(swing: dict[str, float] | None = None) -> tuple[dict, dict]:
+    """An Il-20 attribution and its sensitivity.json, made by ``engine.sensitivity.summarize`` from
+    hand-written variant attributions (test data, no sampler): source i's reliability sweep moves
+    P(leader) by -0.6 s_i (low) and +0.4 s_i (high), so its swing is s_i; dropping the first unit
+    makes the runner-up the leader."""
+    from engine.case import load_case
+    from engine.sensitivity import plan_variants, summarize
+
+    case = load_case(SEED_CASES / "il20-2018.yaml")
+    hids = list(case.hypotheses)
+    prior = {h: case.hypotheses[h].prior for h in hids}
+
+    def attribution(p_leader: float) -> dict:
+        rest = {hids[1]: 0.65 * (1 - p_leader), hids[2]: 0.35 * (1 - p_leader)}
+        post = {hids[0]: p_leader, **rest}
+        return {"case": case.id, "run": "hand", "leader": max(post, key=post.get), "converged": True, "warnings": [],
+                "hypotheses": {h: {"prior": prior[h], "posterior": post[h], "posterior_mcse": 0.004,
+                                   "log_evidence": {"smc": math.log(post[h] / prior[h]), "bridge": math.log(post[h] / prior[h]),
+                                                    "pooled": math.log(post[h] / prior[h])}, "log_evidence_se": 0.02}
+                               for h in hids}}
+
+    variants = plan_variants(case)
+    sources = sorted({v["label"] for v in variants.values() if v["kind"] == "reliability"})
+    swing = swing or {s: 0.015 * (i + 1) for i, s in enumerate(sources)}
+    first_unit = next(n for n, v in variants.items() if v["kind"] == "ablation")
+    results = {}
+    for name, v in variants.items():
+        if v["kind"] == "reliability":
+            results[name] = attribution(BASE_P + (-0.6 if name.endswith("-lo") else 0.4) * swing[v["label"]])
+        else:
+            results[name] = attribution(0.2 if name == first_unit else 0.6)
+    base = attribution(BASE_P)
+    return base, summarize(case, base, variants, results)
+
+
+def _axes(pages: list, label: str) -> list[tuple[int, object]]:
+    """(page number from 1, axes) of every plot labelled ``label`` in the report's pages."""
+    return [(i, ax) for i, fig in enumerate(pages, start=1) for ax in fig.axes if ax.get_label() == label]
+
+
+def _page_with(pdf_text: list[str], needle: str) -> int:
+    hits = [i for i, t in enumerate(pdf_text, start=1) if needle in " ".join(t.split())]
+    assert hits, needle
+    return hits[0]
+
+
+def _colour_share(png: Path, rgb: tuple[int, int, int], tol: int = 12) -> float:
+    """Fraction of the page's pixels within ``tol`` (0-255 per channel) of ``rgb``."""
+    from matplotlib.image import imread
+
+    img = imread(str(png))[..., :3] * 255.0
+    return float((np.abs(img - np.array(rgb)).max(axis=-1) <= tol).mean())
+
+
+def test_tornado_data_is_the_reliability_sweep_sorted_by_swing() -> None:
+    _, sens = _il20_sensitivity()
+    torn = sens["tornado"]
+    assert torn["base"] == BASE_P
+    sources = [b["source"] for b in torn["bars"]]
+    assert sorted(sources) == sorted(sens["reliability"]) and len(sources) == 6
+    swings = [b["swing"] for b in torn["bars"]]
+    assert swings == sorted(swings, reverse=True)
+    for b in torn["bars"]:
+        sweep = sens["reliability"][b["source"]]
+        assert (b["low"], b["high"]) == (sweep["lo"]["leader_posterior"], sweep["hi"]["leader_posterior"])
+        assert b["low_reliability"] < b["high_reliability"]
+        assert b["swing"] == pytest.approx(abs(b["high"] - b["low"]))
+        assert (b["low_leader"], b["high_leader"]) == (sweep["lo"]["leader"], sweep["hi"]["leader"])
+    # the report reads the same bars, and rebuilds them from an older sensitivity.json without "tornado"
+    # or without the leaders in it
+    assert C.tornado(sens) == torn
+    assert C.tornado({k: v for k, v in sens.items() if k != "tornado"}) == torn
+    older = copy.deepcopy(sens)
+    for b in older["tornado"]["bars"]:
+        del b["low_leader"], b["high_leader"]
+    assert C.tornado(older) == torn
+
+
+def test_sensitivity_section_draws_the_tornado_next_to_its_table(tmp_path: Path) -> None:
+    att, sens = _il20_sensitivity()
+    root = make_run(tmp_path / "runs" / "il20-2018" / "hand", case_text=(SEED_CASES / "il20-2018.yaml").read_text(encoding="utf-8"),
+                    attribution=att, diagnostics={})
+    write_json(root / "sensitivity.json", sens)
+    pages = build_report(load_run(root), generated=WHEN)
+    assert layout_problems(pages) == []
+    (page, ax), = _axes(pages, "tornado")
+    assert len(_axes(pages, "break-even")) == 1
+    # bars top to bottom in decreasing swing; each source has two bars starting at the base value
+    order = [b["source"] for b in sens["tornado"]["bars"]]
+    ticks = sorted(((t.get_position()[1], t.get_text()) for t in ax.get_yticklabels()), reverse=True)
+    assert [text.split(" (r ")[0] for _, text in ticks] == order
+    bars = sorted(ax.patches, key=lambda p: -p.get_y())
+    assert len(bars) == 2 * len(order)
+    for k, b in enumerate(sens["tornado"]["bars"]):
+        low, high = bars[2 * k], bars[2 * k + 1]
+        for patch, value in ((low, b["low"]), (high, b["high"])):
+            assert patch.get_x() == pytest.approx(BASE_P)
+            assert patch.get_x() + patch.get_width() == pytest.approx(value)
+    lo_x, hi_x = ax.get_xlim()
+    assert lo_x < min(min(b["low"], b["high"]) for b in sens["tornado"]["bars"]) and hi_x > BASE_P + 0.4 * 0.09
+    # in the PDF: the tornado's labels, on the page of the sweep's table or the next one, in its colours
+    pdf = write_report(root, tmp_path / "il20.pdf", generated=WHEN)
+    text = pdf_pages(pdf)
+    table_page = _page_with(text, "Source-reliability sweep")
+    plot_page = _page_with(text, "reliability at its 10% quantile")
+    assert plot_page == page and plot_page - table_page in (0, 1)
+    for b in sens["tornado"]["bars"]:
+        assert b["source"] in " ".join(text[plot_page - 1].split())
+    assert f"{att['leader']} / {att['leader']}" in " ".join(text[table_page - 1].split())  # who leads at low / high r
+    pngs = _render(pdf, tmp_path / "png")
+    for rgb in TORNADO_COLOURS:  # the bars are on that page, in the tornado's two colours, and on no other page
+        share = _colour_share(pngs[plot_page - 1], rgb)
+        assert share > 0.001, rgb
+        assert all(_colour_share(png, rgb) < share / 20 for i, png in enumerate(pngs, start=1) if i != plot_page), rgb
+
+
+def test_tornado_with_no_swing_or_a_single_source_still_fits(tmp_path: Path) -> None:
+    from engine.case import load_case
+
+    sources = sorted(s for s in load_case(SEED_CASES / "il20-2018.yaml").sources)
+    att, sens = _il20_sensitivity({s: 0.0 for s in sources})
+    root = make_run(tmp_path / "flat", case_text=(SEED_CASES / "il20-2018.yaml").read_text(encoding="utf-8"),
+                    attribution=att, diagnostics={})
+    write_json(root / "sensitivity.json", sens)
+    pages = build_report(load_run(root), generated=WHEN)
+    assert layout_problems(pages) == []
+    (_, ax), = _axes(pages, "tornado")
+    lo_x, hi_x = ax.get_xlim()
+    assert lo_x < BASE_P < hi_x and hi_x - lo_x >= 0.01  # a visible axis around the base even with zero swing
+    one = sens["tornado"]["bars"][0]["source"]
+    sens["reliability"] = {one: sens["reliability"][one]}
+    write_json(root / "sensitivity.json", sens)
+    pages = build_report(load_run(root), generated=WHEN)
+    assert layout_problems(pages) == []
+    (_, ax), = _axes(pages, "tornado")
+    assert len(ax.patches) == 2

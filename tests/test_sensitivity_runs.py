@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import socket
+from collections import defaultdict
+from pathlib import Path
 
 import pytest
 from conftest import CASES
@@ -63,4 +68,88 @@ def test_report_gains_a_sensitivity_section(sensitivity_result, tmp_path):
     pdf = write_report(root, tmp_path / "s.pdf")
     text = " ".join(page.extract_text() for page in PdfReader(str(pdf)).pages)
     assert "7. Sensitivity" in text and "single-leg" in text and "break-even" in text.lower()
-    assert layout_problems(build_report(load_run(root))) == []
+    assert "reliability at its 10% quantile" in text and "witness (r " in text
+    pages = build_report(load_run(root))
+    assert layout_problems(pages) == []
+    tornado = [ax for fig in pages for ax in fig.axes if ax.get_label() == "tornado"]
+    assert len(tornado) == 1 and len(tornado[0].patches) == 2  # one source: its low and high bar
+    assert [b["source"] for b in res["tornado"]["bars"]] == ["witness"]
+    assert [ax for fig in pages for ax in fig.axes if ax.get_label() == "break-even"]
+
+
+# ------------------------------------------------------------------ the seed cases on a real LocalCluster
+SEED_CASES = Path(__file__).resolve().parent.parent / "cases"
+TINY = dict(seed=3, draws=100, tune=100, chains=2, smc_draws=200, smc_chains=2)
+# Function sets a task of each kind compiles on first use of a structure in a process (runner.Compiled):
+# NUTS (log density and gradient, initial point, trace) plus the pointwise log-likelihood; the SMC
+# kernel (one smc_draws value per run); the bridge sampler's log density.
+FUNCTION_SETS = {"nuts": 2, "smc": 1, "bridge": 1}
+
+
+def _check_compiled_once_per_worker(case, summaries: list[dict], want_ids: set[str]) -> dict:  # noqa: ANN001
+    """Every planned task ran on one of two worker processes (not here), and per worker process,
+    model structure and task kind exactly one task compiled, compiling that kind's function sets
+    once: a structure is compiled at most once per worker whatever the hypotheses and variants."""
+    from engine.model import structure_key
+
+    computed = [s for s in summaries if not s.get("skipped")]
+    assert sorted(s["key"] for s in computed) == sorted(want_ids)
+    procs = {s["process"] for s in computed}
+    assert len(procs) == 2 and f"{socket.gethostname()}:{os.getpid()}" not in procs, procs
+    structures = {hashlib.sha256(repr(structure_key(case, h)).encode()).hexdigest()[:12] for h in case.hypotheses}
+    assert {s["structure"] for s in computed} == structures
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for s in computed:
+        groups[s["process"], s["structure"], s["kind"]].append(s)
+    tally: dict = {}
+    for (proc, structure, kind), tasks in groups.items():
+        compiling = [s["key"] for s in tasks if s["compiled"]]
+        assert len(compiling) <= 1, f"{proc} compiled structure {structure} again for {kind} tasks {compiling}"
+        assert len(compiling) == 1, f"{proc} ran {len(tasks)} {kind} tasks of a fresh structure and none compiled"
+        assert sum(s["compiles"] for s in tasks) == FUNCTION_SETS[kind], (proc, kind, [s["compiles"] for s in tasks])
+        tally.setdefault(proc, {"tasks": 0, "structures": {}})
+        tally[proc]["tasks"] += len(tasks)
+        tally[proc]["structures"].setdefault(structure, {})[kind] = {
+            "tasks": len(tasks), "compiling_tasks": 1, "function_sets": FUNCTION_SETS[kind]}
+    for proc in procs:  # per (process, structure): at most one compile of each function set in all
+        for structure in structures:
+            n = sum(s["compiles"] for s in computed if s["process"] == proc and s["structure"] == structure)
+            assert n <= sum(FUNCTION_SETS.values()), (proc, structure, n)
+    return tally
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case_file", ["azal8243-2024.yaml", "il20-2018.yaml"])
+def test_seed_case_sweep_runs_on_two_workers_compiling_each_structure_once_per_worker(case_file, tmp_path):
+    from engine.case import load_case
+    from engine.report import build_report, layout_problems, load_run
+    from engine.runner import Settings, Variant, plan, run_case
+    from engine.sensitivity import plan_variants, run_sensitivity
+
+    case = load_case(SEED_CASES / case_file)
+    settings = Settings(**TINY)
+    base: list[dict] = []
+    sweep: list[dict] = []
+    root = run_case(case, settings=settings, out=tmp_path, workers=2, on_done=lambda s, done, total: base.append(s))
+    _check_compiled_once_per_worker(case, base, {t.id for t in plan(case, settings)})
+
+    res = run_sensitivity(root, workers=2, on_done=lambda s, done, total: sweep.append(s))
+    variants = [Variant.of(n, v["overrides"]) for n, v in plan_variants(case).items()]
+    want = {t.id for t in plan(case, settings, variants) if t.variant is not None}
+    tally = _check_compiled_once_per_worker(case, sweep, want)
+    # each worker reused its compiled structure across many hypotheses and variants
+    for proc in tally:
+        mine = [s["key"] for s in sweep if s.get("process") == proc]
+        assert len({k.split("/")[0] for k in mine}) >= 5 and len(mine) >= 50
+    assert res["execution"] == {"computed": len(want), "by_process": tally}
+    assert json.loads((root / "sensitivity.json").read_text())["execution"] == res["execution"]
+
+    # the sweep's results are complete and reported, tornado included
+    sources = {s for s in case.sources if case.sources[s].reliability.kind == "beta"
+               and any(it.source == s for it in case.items)}
+    assert {b["source"] for b in res["tornado"]["bars"]} == sources
+    assert all(0.0 <= b[k] <= 1.0 for b in res["tornado"]["bars"] for k in ("low", "high"))
+    pages = build_report(load_run(root))
+    assert layout_problems(pages) == []
+    (tornado,) = [ax for fig in pages for ax in fig.axes if ax.get_label() == "tornado"]
+    assert len(tornado.patches) == 2 * len(sources)

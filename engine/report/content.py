@@ -327,6 +327,28 @@ def unexplained_sentences(diagnostics: dict) -> list[str]:
     return out
 
 
+# ---------------------------------------------------------------- sensitivity
+def tornado(sensitivity: dict) -> dict:
+    """The reliability sweep as tornado bars (``{"base", "bars"}``, largest swing first), built
+    from sensitivity.json's ``reliability`` block as ``engine.sensitivity`` builds its ``tornado``
+    (so files written before a field was added read the same), else its ``tornado``; bars with a
+    missing or non-finite probability are left out."""
+    from engine.sensitivity import tornado as build
+
+    t = sensitivity.get("tornado") if isinstance(sensitivity.get("tornado"), dict) else {}
+    base = t.get("base", next((w.get("leader_posterior") for w in sensitivity.get("waterfall", []) if w.get("variant") == "base"), None))
+    rel = sensitivity.get("reliability")
+    if is_number(base) and isinstance(rel, dict) and rel:
+        try:
+            t = build(rel, base)
+        except (KeyError, TypeError):  # a hand-edited or partial file: show what its tornado holds
+            pass
+    if not t:
+        return {"base": math.nan, "bars": []}
+    bars = [b for b in t.get("bars", []) if all(is_number(b.get(k)) and math.isfinite(b[k]) for k in ("low", "high"))]
+    return {"base": _float(t.get("base")), "bars": bars}
+
+
 # ---------------------------------------------------------------- reproducibility
 def reproducibility_rows(manifest: dict, case_note: str = "") -> list[list[str]]:
     if not manifest:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from pathlib import Path
 
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from engine.report import content as C
-from engine.report.figures import contributions_height, draw_contributions, draw_rank, rank_height
+from engine.report.figures import contributions_height, draw_contributions, draw_rank, draw_tornado, rank_height, tornado_height
 from engine.report.fmt import NA, num
 from engine.report.layout import ALERT, MUTED, Column, Flow, layout_problems, report_style
 from engine.report.rundata import RunData, load_posterior, load_run
@@ -167,7 +168,7 @@ def _estimators(flow: Flow, run: RunData) -> None:
                 Column("pooled log Z", 1.3, "right"), Column("spread", 0.7, "right"), Column("z", 0.5, "right"),
                 Column("agree", 0.6, "right")], C.estimator_rows(run.attribution, run.diagnostics),
                caption="Log evidence (log Z, nats) of each hypothesis from sequential Monte Carlo and from bridge sampling "
-                       "on the NUTS draws, their inverse-variance pool, and their spread in nats and in standard errors.")
+                       "on the NUTS draws, the engine's value (bridge, error widened by half the spread), and their spread in nats and in standard errors.")
 
 
 def _sensitivity(flow: Flow, run: RunData) -> None:
@@ -193,22 +194,32 @@ def _sensitivity(flow: Flow, run: RunData) -> None:
                     for alt, r in be.items()],
                    caption=f"Prior robustness: the prior an alternative would need (other priors rescaled) to draw level with {leader}.")
         flow.block(contributions_height(c), lambda fig, rect: draw_contributions(
-            fig, rect, c, xlabel=f"log10 Bayes factor of {leader} against each alternative (the prior odds needed to reverse it)"))
+            fig, rect, c, xlabel=f"log10 Bayes factor of {leader} against each alternative (the prior odds needed to reverse it)",
+            name="break-even"))
     rows = [[r["label"], num(r["leader_posterior"], 3), f"{r['shift']:+.3f}", r["leader"]] for r in sens.get("ablation", [])]
     if rows:
-        flow.table([Column("left out", 3.0), Column(f"P({leader})", 1.0, "right"), Column("shift", 0.9, "right"),
+        flow.table([Column("left out", 3.0), Column(f"P({leader})", 1.4, "right"), Column("shift", 0.8, "right"),
                     Column("leader then", 1.6)], rows, caption="Evidence ablation: each item or dependency group left out in turn.")
-    rel = [[src, num(d.get("lo", {}).get("reliability"), 2), num(d.get("lo", {}).get("leader_posterior"), 3),
-            num(d.get("hi", {}).get("reliability"), 2), num(d.get("hi", {}).get("leader_posterior"), 3)]
-           for src, d in sens.get("reliability", {}).items()]
-    if rel:
-        flow.table([Column("source", 2.0), Column("low r", 0.8, "right"), Column(f"P({leader})", 1.0, "right"),
-                    Column("high r", 0.8, "right"), Column(f"P({leader})", 1.0, "right")], rel,
-                   caption="Source-reliability sweep: each source's reliability pinned at the 10% and 90% quantiles of its prior.")
-    wf = [[str(w["step"]), w["label"], num(w["leader_posterior"], 3)] for w in sens.get("waterfall", [])]
+    torn = C.tornado(sens)
+    if torn["bars"] and math.isfinite(torn["base"]):
+        rel = [[b["source"], num(b["low_reliability"], 2), num(b["low"], 3), num(b["high_reliability"], 2), num(b["high"], 3),
+                num(b["swing"], 3), f"{b.get('low_leader', NA)} / {b.get('high_leader', NA)}"] for b in torn["bars"]]
+        flow.table([Column("source", 1.4), Column("low r", 0.5, "right"), Column("P at low r", 0.85, "right"),
+                    Column("high r", 0.5, "right"), Column("P at high r", 0.85, "right"), Column("swing", 0.55, "right"),
+                    Column("leader at low / high r", 1.85)], rel,
+                   caption=f"Source-reliability sweep: each source's reliability r pinned at the 10% and 90% quantiles of its "
+                           f"prior; P is P({leader}) then, and swing its change; largest swing first.")
+        height = tornado_height(len(torn["bars"]))
+        flow.paragraph(f"Tornado of the sweep: P({leader}) with each source's reliability at its low (upper bar) and high "
+                       f"(lower bar) quantile, around the base run's {num(torn['base'], 3)} (vertical line).",
+                       size=8.5, color=MUTED, keep=height)
+        flow.block(height, lambda fig, rect: draw_tornado(fig, rect, torn, leader))
+    wf = [[str(w["step"]), w["label"], num(w["leader_posterior"], 3), str(w.get("leader", NA))] for w in sens.get("waterfall", [])]
     if wf:
-        flow.table([Column("step", 0.5, "right"), Column("evidence included", 4.5), Column(f"P({leader})", 1.0, "right")], wf,
-                   caption="Evidence waterfall: the leader's posterior as units are added in case order.")
+        flow.table([Column("step", 0.45, "right"), Column("evidence included", 4.0), Column(f"P({leader})", 1.3, "right"),
+                    Column("leader then", 1.4)], wf,
+                   caption=f"Evidence waterfall: the posterior of {leader} (the leader on all evidence) as units are added in "
+                           "case order, and which hypothesis leads at each step.")
     for item, t in sens.get("coincidence", {}).items():
         flow.paragraph(f"Coincidence test for {item}: a damage time this close to the activity window arises by chance "
                        f"with probability {num(t['p_value'], 3)} (Monte Carlo, {t['n']} draws).")

@@ -12,6 +12,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -37,9 +38,9 @@ def _pad_limits(lo: float, hi: float, label_in: float, axes_in: float) -> tuple[
 
 
 def draw_contributions(fig: Figure, rect: tuple[float, float, float, float], c: Contributions, *,
-                       xlabel: str | None = None) -> None:
+                       xlabel: str | None = None, name: str = "contributions") -> Axes:
     """Horizontal bars: log10 Bayes factor of each evidence unit, leader vs runner-up
-    (or any signed quantity per label, with ``xlabel``)."""
+    (or any signed quantity per label, with ``xlabel``); returns the axes, labelled ``name``."""
     left, bottom, width, height = rect
     max_label = 0.45 * width * PAGE_W
     labels = [truncate(wrap(lab, max_label, BAR_FONT), 1, max_label, BAR_FONT)[0] for lab, _ in c.units]
@@ -72,6 +73,8 @@ def draw_contributions(fig: Figure, rect: tuple[float, float, float, float], c: 
     ax.set_axisbelow(True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
+    ax.set_label(name)
+    return ax
 
 
 RANK_COLS = 2
@@ -112,3 +115,65 @@ def draw_rank(fig: Figure, rect: tuple[float, float, float, float], panels: Any)
         ax.set_ylabel("chain", fontsize=6.5)
         ax.tick_params(labelsize=6.5)
         ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
+
+
+LOW_REL, HIGH_REL = "#E69F00", "#009E73"  # colour-blind safe pair (Okabe-Ito orange, bluish green)
+TORNADO_ROW = 0.36  # inches per source (two bars)
+
+
+def tornado_height(n_sources: int) -> float:
+    """Inches needed by ``draw_tornado`` for this many sources."""
+    return 0.8 + TORNADO_ROW * n_sources
+
+
+def _span_limits(lo: float, hi: float, label_in: float, axes_in: float, min_span: float = 0.01) -> tuple[float, float]:
+    """x-limits around [lo, hi] (at least ``min_span`` wide) with ``label_in`` inches free beyond each end."""
+    if hi - lo < min_span:
+        mid = (lo + hi) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
+    frac = min(label_in / axes_in, 0.3)
+    extra = (hi - lo) * frac / (1 - 2 * frac)
+    return lo - extra, hi + extra
+
+
+def draw_tornado(fig: Figure, rect: tuple[float, float, float, float], tornado: dict, leader: str, *,
+                 quantiles: tuple[float, float] = (0.1, 0.9)) -> Axes:
+    """Tornado plot of a source-reliability sweep (``sensitivity.json``'s ``tornado``): for each
+    source (largest swing on top) a bar from the base P(leader) to its value with the source's
+    reliability at the low quantile (upper bar) and one to its value at the high quantile (lower
+    bar); the base is a vertical line. Returns the axes, labelled "tornado"."""
+    left, bottom, width, height = rect
+    base = float(tornado["base"])
+    bars = [b for b in tornado["bars"] if math.isfinite(b["low"]) and math.isfinite(b["high"])]
+    max_label = 0.4 * width * PAGE_W
+    labels = [truncate(wrap(f"{b['source']} (r {b['low_reliability']:.2f} / {b['high_reliability']:.2f})", max_label, BAR_FONT),
+                       1, max_label, BAR_FONT)[0] for b in bars]
+    label_in = max((text_width(lab, BAR_FONT) for lab in labels), default=0.5) + 0.1
+    value_in = text_width(" 0.000 ", BAR_FONT - 0.5) + 0.04
+    top_in, bottom_in = line_height(8) + 0.08, line_height(8) + line_height(BAR_FONT) + 0.12
+    ax = fig.add_axes((left + label_in / PAGE_W, bottom + bottom_in / PAGE_H,
+                       width - label_in / PAGE_W, height - (top_in + bottom_in) / PAGE_H))
+    y = np.arange(len(bars))[::-1].astype(float)
+    values = [base] + [v for b in bars for v in (b["low"], b["high"])]
+    ax.set_xlim(*_span_limits(min(values), max(values), value_in, width * PAGE_W - label_in))
+    for yi, b in zip(y, bars, strict=True):
+        for v, dy, colour in ((b["low"], 0.19, LOW_REL), (b["high"], -0.19, HIGH_REL)):
+            ax.barh(yi + dy, v - base, left=base, height=0.36, color=colour)
+            right = v >= base
+            ax.text(v, yi + dy, f" {v:.3f} ", va="center", ha="left" if right else "right", fontsize=BAR_FONT - 0.5,
+                    parse_math=False)
+    ax.axvline(base, color="#333333", linewidth=0.9)
+    ax.set_yticks(y, labels, fontsize=BAR_FONT)
+    ax.set_ylim(-0.6, len(bars) - 0.4)
+    ax.tick_params(axis="x", labelsize=BAR_FONT)
+    ax.tick_params(axis="y", length=0)
+    ax.set_xlabel(printable(f"P({leader}); vertical line: base run, {base:.3f}"), fontsize=8, parse_math=False)
+    lo_q, hi_q = (f"{100 * q:g}%" for q in quantiles)
+    ax.set_title(printable(f"■ reliability at its {lo_q} quantile"), loc="left", fontsize=8, color=LOW_REL, parse_math=False)
+    ax.set_title(printable(f"at its {hi_q} quantile ■"), loc="right", fontsize=8, color=HIGH_REL, parse_math=False)
+    ax.grid(axis="x", color="#dddddd", linewidth=0.5)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.set_label("tornado")
+    return ax
