@@ -229,6 +229,7 @@ def run_calibration(
     out: str | Path | None = None,
     on_done: Callable[[dict, int, int], None] | None = None,
     no_workers_timeout: float = 120.0,
+    tls: Any = None,  # engine.cluster.TLSFiles: certificates for a tls:// scheduler
 ) -> CalibrationRun:
     """Simulate and attribute ``settings.n`` incidents (dask tasks, or in this process with ``workers=0``).
 
@@ -243,7 +244,7 @@ def run_calibration(
 
     check_design(template)
     ensure_compiledir()
-    spec = ClusterSpec.make(workers=workers, scheduler=scheduler, no_workers_timeout=no_workers_timeout)
+    spec = ClusterSpec.make(workers=workers, scheduler=scheduler, no_workers_timeout=no_workers_timeout, tls=tls)
     folder = Path(out) if out is not None else None
     key = _settings_key(template, settings)
     records: dict[int, dict] = {}

@@ -375,7 +375,6 @@ def calibrate(
     """Simulate incidents from TEMPLATE's prior predictive, attribute each, and score the calibration."""
     from engine.calibrate import CalibrationSettings, calibration_folder, format_summary, run_calibration, verdict, write_report
     from engine.case import load_case
-    from engine.cluster import tls_config
 
     try:
         tls = _tls(scheduler, tls_ca, tls_cert, tls_key)
@@ -389,8 +388,7 @@ def calibrate(
             if k == total or k % 10 == 0:
                 typer.echo(f"incidents {k}/{total}, elapsed {time.monotonic() - t0:.0f} s", err=True)
 
-        with tls_config(tls):  # calibrate's cluster reads the certificates from the dask config
-            run_ = run_calibration(case, settings, workers=workers, scheduler=scheduler, out=folder, on_done=done)
+        run_ = run_calibration(case, settings, workers=workers, scheduler=scheduler, tls=tls, out=folder, on_done=done)
         summary = write_report(run_, folder)
     except EngineError as exc:
         _fail(exc)

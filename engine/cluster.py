@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,16 +114,6 @@ class TLSFiles:
         """The same settings as dask config keys (read by ``Security()`` when no object is passed)."""
         return {TLS_CONFIG["ca"]: self.ca, TLS_CONFIG["cert"]: self.cert, TLS_CONFIG["key"]: self.key,
                 "distributed.comm.require-encryption": True}
-
-
-def tls_config(tls: TLSFiles | None) -> AbstractContextManager:
-    """Put ``tls`` into the dask config for the duration of a ``with`` block (for code that
-    builds its own ``ClusterSpec`` without a ``tls`` argument; ``ClusterSpec.make`` honours it)."""
-    if tls is None:
-        return nullcontext()
-    import dask
-
-    return dask.config.set(tls.dask_config())
 
 
 def check_tls(address: str | None, tls: TLSFiles | None) -> str | None:

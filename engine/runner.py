@@ -218,6 +218,7 @@ class Compiled:
         self._logp: Callable | None = None
         self._pointwise: Callable | None = None
         self.compiles = 0  # how many function sets this object compiled (tests read it)
+        self.structure = ""  # short id of engine.model.structure_key, set by compiled_for
 
     # -- data
     def check(self, data: Mapping[str, np.ndarray], what: str) -> None:
@@ -406,6 +407,7 @@ def compiled_for(case: Case, hid: str, variant: Variant | None = None) -> Compil
     cm = _COMPILED.get(key)
     if cm is None:
         cm = _COMPILED[key] = Compiled(case, hid)
+        cm.structure = hashlib.sha256(repr(key).encode()).hexdigest()[:12]
         while len(_COMPILED) > _CACHE_SIZE:
             _COMPILED.popitem(last=False)
     _COMPILED.move_to_end(key)
@@ -462,13 +464,11 @@ def run_task(case: Case, task: Task, run_dir: str, settings: Settings, *deps: An
             summary = _run_smc(cm, task, settings, seed, out, fp)
         else:
             summary = _run_bridge(cm, task, settings, seed, folder, out, fp)
-        from engine.model import structure_key
-
         # compiled: this task compiled something; compiles: how many function sets (NUTS set, pointwise
         # log-likelihood, SMC kernel, bridge log density) it compiled; structure: which cached model it used
         summary.update(key=task.id, skipped=False, seconds=round(time.perf_counter() - t0, 3), compiled=cm.compiles > compiles,
                        process=f"{socket.gethostname()}:{os.getpid()}", kind=task.kind, compiles=cm.compiles - compiles,
-                       structure=hashlib.sha256(repr(structure_key(case, task.hid)).encode()).hexdigest()[:12])
+                       structure=cm.structure)
         return summary
 
 

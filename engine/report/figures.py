@@ -59,8 +59,6 @@ def draw_contributions(fig: Figure, rect: tuple[float, float, float, float], c: 
             bar.set_edgecolor("white")
             bar.set_alpha(0.55)
     ax.axvline(0.0, color="#333333", linewidth=0.8)
-    ax.set_yticks(y, labels, fontsize=BAR_FONT)
-    ax.set_ylim(-0.6, len(values) - 0.4)
     ax.set_xlim(*_pad_limits(float(values.min()), float(values.max()), value_in, width * PAGE_W - label_in))
     for yi, v in zip(y, values, strict=True):
         ax.text(v, yi, f" {v:+.2f} " if v >= 0 else f" {v:+.2f} ", va="center", ha="left" if v >= 0 else "right",
@@ -69,12 +67,7 @@ def draw_contributions(fig: Figure, rect: tuple[float, float, float, float], c: 
     ax.set_xlabel(printable(xlabel or f"log10 Bayes factor, {c.leader} vs {c.runner_up}"), fontsize=8, parse_math=False)
     ax.set_title(printable(f"← favours {c.runner_up}"), loc="left", fontsize=8, color=FAVOURS_RUNNER, parse_math=False)
     ax.set_title(printable(f"favours {c.leader} →"), loc="right", fontsize=8, color=FAVOURS_LEADER, parse_math=False)
-    ax.grid(axis="x", color="#dddddd", linewidth=0.5)
-    ax.set_axisbelow(True)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    ax.set_label(name)
-    return ax
+    return _bar_axes(ax, y, labels, name)
 
 
 RANK_COLS = 2
@@ -163,17 +156,22 @@ def draw_tornado(fig: Figure, rect: tuple[float, float, float, float], tornado: 
             ax.text(v, yi + dy, f" {v:.3f} ", va="center", ha="left" if right else "right", fontsize=BAR_FONT - 0.5,
                     parse_math=False)
     ax.axvline(base, color="#333333", linewidth=0.9)
-    ax.set_yticks(y, labels, fontsize=BAR_FONT)
-    ax.set_ylim(-0.6, len(bars) - 0.4)
     ax.tick_params(axis="x", labelsize=BAR_FONT)
     ax.tick_params(axis="y", length=0)
     ax.set_xlabel(printable(f"P({leader}); vertical line: base run, {base:.3f}"), fontsize=8, parse_math=False)
     lo_q, hi_q = (f"{100 * q:g}%" for q in quantiles)
     ax.set_title(printable(f"■ reliability at its {lo_q} quantile"), loc="left", fontsize=8, color=LOW_REL, parse_math=False)
     ax.set_title(printable(f"at its {hi_q} quantile ■"), loc="right", fontsize=8, color=HIGH_REL, parse_math=False)
+    return _bar_axes(ax, y, labels, "tornado")
+
+
+def _bar_axes(ax, y, labels: list[str], name: str):  # noqa: ANN001, ANN202
+    """The common frame of the horizontal bar charts: one row per label, an x grid, no top/right spines."""
+    ax.set_yticks(y, labels, fontsize=BAR_FONT)
+    ax.set_ylim(-0.6, len(labels) - 0.4)
     ax.grid(axis="x", color="#dddddd", linewidth=0.5)
     ax.set_axisbelow(True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    ax.set_label("tornado")
+    ax.set_label(name)
     return ax
