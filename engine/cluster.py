@@ -335,18 +335,22 @@ class TaskLoop:
 
     def __init__(self, case, tasks, folder, settings, *, spec: ClusterSpec, retries: int, execution,  # noqa: ANN001
                  on_done: Callable[[dict, int, int], None] | None, on_start: Callable[[str | None], None] | None,
-                 offset: int, total: int, poll: float = 1.0) -> None:
+                 offset: int, total: int, poll: float = 1.0, expand: Callable[[Any], list] | None = None) -> None:
         if retries < 0:
             raise RunError(f"--retries {retries} must be 0 or more")
         self.case, self.tasks, self.folder, self.settings = case, tasks, folder, settings
         self.spec, self.retries, self.execution = spec, retries, execution
         self.on_done, self.on_start = on_done, on_start
         self.done, self.total, self.poll = offset, total, poll
+        self.expand = expand or (lambda task: [])  # tasks a finished task asks for (runner.followups)
         self.failures: dict[str, int] = {}
         self.results: list[dict] = []
 
     # -- bookkeeping shared by both modes
-    def _finished(self, summary: dict) -> None:
+    def _finished(self, summary: dict, task) -> list:  # noqa: ANN001
+        """Record a finished task; return the tasks it asks for."""
+        new = self.expand(task)
+        self.total += len(new)
         self.results.append(summary)
         (self.execution.skipped if summary.get("skipped") else self.execution.computed).append(summary["key"])
         if not summary.get("skipped") and summary.get("process"):
@@ -355,6 +359,7 @@ class TaskLoop:
         self.done += 1
         if self.on_done:
             self.on_done(summary, self.done, self.total)
+        return new
 
     def _failed(self, task, exc: BaseException) -> None:  # noqa: ANN001
         n = self.failures[task.id] = self.failures.get(task.id, 0) + 1
@@ -379,14 +384,16 @@ class TaskLoop:
         from engine.runner import run_task
 
         self._started(None)
-        for task in self.tasks:
+        queue = list(self.tasks)  # in plan order, so every task's dependencies have run before it
+        while queue:
+            task = queue.pop(0)
             while True:
                 try:
                     summary = run_task(self.case, task, str(self.folder.root), self.settings)
                 except Exception as exc:  # noqa: BLE001 - every task failure is retried, then reported
                     self._failed(task, exc)
                     continue
-                self._finished(summary)
+                queue += self._finished(summary, task)
                 break
         return self.results
 
@@ -398,8 +405,8 @@ class TaskLoop:
             self._started(dashboard)
             token = uuid.uuid4().hex[:8]
             futures: dict[Any, Any] = {}
-            todo_nuts = {t.id for t in self.tasks if t.kind == "nuts"}
-            blocked = [t for t in self.tasks if t.kind == "bridge"]
+            pending = {t.id for t in self.tasks}  # not finished yet
+            blocked: list = []  # waiting for tasks whose results they read
             watchdog = _Watchdog(client, self.spec, self.folder, self.execution)
             watchdog.check_workers()
 
@@ -411,19 +418,25 @@ class TaskLoop:
                 futures[client.submit(run_task, self.case, task, str(self.folder.root), self.settings, key=key,
                                       pure=False, retries=0)] = task
 
-            def release_bridges() -> None:
-                from engine.runner import Task
+            def add(tasks: list) -> None:
+                from engine.runner import dependencies
+
+                for t in tasks:
+                    pending.add(t.id)
+                    if {d.id for d in dependencies(t, self.settings)} & pending:
+                        blocked.append(t)
+                    else:
+                        submit(t)
+
+            def release() -> None:
+                from engine.runner import dependencies
 
                 for t in list(blocked):
-                    deps = {Task("nuts", t.hid, c, t.variant).id for c in range(self.settings.chains)}
-                    if not deps & todo_nuts:
+                    if not {d.id for d in dependencies(t, self.settings)} & pending:
                         blocked.remove(t)
                         submit(t)
 
-            for t in self.tasks:
-                if t.kind != "bridge":
-                    submit(t)
-            release_bridges()
+            add(self.tasks)
             try:
                 while futures:
                     try:
@@ -433,14 +446,14 @@ class TaskLoop:
                     for fut in done:
                         task = futures.pop(fut)
                         if fut.status == "finished":
-                            self._finished(fut.result())
-                            todo_nuts.discard(task.id)
+                            pending.discard(task.id)
+                            add(self._finished(fut.result(), task))
                         else:
                             exc = fut.exception() if fut.status == "error" else RuntimeError(f"lost by the scheduler ({fut.status})")
                             self._failed(task, exc)
                             submit(task)
                     if done:
-                        release_bridges()
+                        release()
                     watchdog.tick(len(futures) + len(blocked))
             except BaseException:
                 for fut in futures:

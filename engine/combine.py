@@ -27,22 +27,80 @@ def _merge_chains(folder: RunFolder, hid: str, settings: Settings):  # noqa: ANN
     return az.concat(chains, dim="chain") if len(chains) > 1 else chains[0]
 
 
-def collect(case: Case, folder: RunFolder, settings: Settings) -> dict:
-    """Combine task results into posterior/<h>.nc, diagnostics.json and attribution.json."""
+def _estimates(folder: RunFolder, hid: str, settings: Settings):  # noqa: ANN202
+    """The SMC and bridge-sampling log evidences of ``hid`` from its task results in ``folder``."""
+    from engine.estimate import LogEvidence, smc_log_evidence
+
+    smc = smc_log_evidence(np.array([read_json(folder.task(Task("smc", hid, c).key, "json"))["log_marginal_likelihood"]
+                                     for c in range(settings.smc_chains)]))
+    b = read_json(folder.task(Task("bridge", hid).key, "json"))
+    return smc, LogEvidence("bridge", b["value"], b["se"], {})
+
+
+def reweighting(folder: RunFolder, hid: str) -> dict | None:
+    """The reliable importance reweighting of ``hid`` in a variant's folder, if that is how it was estimated."""
+    path = folder.task(Task("reweight", hid).key, "json")
+    if not path.exists():
+        return None
+    result = read_json(path)
+    return result if result.get("reliable") else None
+
+
+def resampled(idata, log_weights, seed):  # noqa: ANN001, ANN201
+    """The posterior of ``idata`` resampled (systematic resampling) by normalised log weights,
+    keeping its (chain, draw) shape: the variant's posterior draws for the checks that need draws."""
+    import arviz as az
+    import xarray as xr
+    from scipy.special import logsumexp
+
+    post = idata.posterior
+    s = post.sizes["chain"] * post.sizes["draw"]
+    lw = np.asarray(log_weights, dtype=float)
+    w = np.exp(lw - logsumexp(lw))
+    rng = np.random.default_rng(seed)
+    idx = np.minimum(np.searchsorted(np.cumsum(w), (rng.random() + np.arange(s)) / s), s - 1)
+    data = {name: (da.dims, da.values.reshape(s, *da.shape[2:])[idx].reshape(da.shape)) for name, da in post.data_vars.items()}
+    return az.InferenceData(posterior=xr.Dataset(data, coords=post.coords, attrs={**post.attrs, "incident_resampled": 1}))
+
+
+def _shifted(est, rw: dict):  # noqa: ANN001, ANN202
+    """A base-run log evidence moved by a variant's log ratio, with both errors."""
+    from engine.estimate import LogEvidence
+
+    return LogEvidence(est.estimator, est.value + rw["log_ratio"], float(np.hypot(est.se, rw["se"])), {})
+
+
+def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder | None = None) -> dict:
+    """Combine task results into posterior/<h>.nc, diagnostics.json and attribution.json.
+
+    For a variant's folder, ``base`` is the base run's folder (already collected): a hypothesis
+    the variant estimated by importance reweighting takes the base run's log evidences moved by
+    the log ratio, the base run's convergence diagnostics with its ESS scaled by the importance
+    ESS share, and the base posterior resampled by the weights.
+    """
     from engine.diagnostics import contributions, nuts_diagnostics, predictive_checks, verdict
-    from engine.estimate import LogEvidence, attribute, combine, smc_log_evidence
+    from engine.estimate import attribute, combine
+    from engine.runner import task_seed
 
     hids = list(case.hypotheses)
     posteriors, per, diag = {}, {}, {}
     for hid in hids:
-        idata = posteriors[hid] = _merge_chains(folder, hid, settings)
+        rw = reweighting(folder, hid) if base is not None else None
+        if rw is None:
+            idata = _merge_chains(folder, hid, settings)
+            diag[hid] = nuts_diagnostics(idata)
+            smc, bridge = _estimates(folder, hid, settings)
+        else:
+            idata = resampled(_merge_chains(base, hid, settings), rw["log_weights"],
+                              task_seed(settings.seed, Task("reweight", hid).key))
+            share = rw["ess"] / (settings.chains * settings.draws)
+            d = read_json(base.diagnostics)["hypotheses"][hid]
+            diag[hid] = {**d, "ess_bulk_min": d["ess_bulk_min"] * share, "ess_tail_min": d["ess_tail_min"] * share,
+                         "reweighted": {k: rw[k] for k in ("log_ratio", "se", "pareto_k", "k_max", "ess")}}
+            smc, bridge = (_shifted(e, rw) for e in _estimates(base, hid, settings))
+        posteriors[hid] = idata
         write_idata(folder.posterior(hid), idata)
-        diag[hid] = nuts_diagnostics(idata)
-        smc = smc_log_evidence(np.array([read_json(folder.task(Task("smc", hid, c).key, "json"))["log_marginal_likelihood"]
-                                         for c in range(settings.smc_chains)]))
-        b = read_json(folder.task(Task("bridge", hid).key, "json"))
-        bridge = LogEvidence("bridge", b["value"], b["se"], {})
-        pooled = per[hid] = combine([smc, bridge])
+        pooled = combine([smc, bridge])
         per[hid] = {"smc": smc, "bridge": bridge, "pooled": pooled}
         diag[hid]["estimators"] = {"smc": smc.value, "smc_se": smc.se, "bridge": bridge.value, "bridge_se": bridge.se,
                                    "spread": pooled.spread, "z": pooled.z, "agree": pooled.agree}
@@ -72,6 +130,7 @@ def collect(case: Case, folder: RunFolder, settings: Settings) -> dict:
                 "posterior_mcse": float(mcse[i]),
                 "log_evidence": {"smc": per[h]["smc"].value, "bridge": per[h]["bridge"].value, "pooled": per[h]["pooled"].value},
                 "log_evidence_se": float(se[i]),
+                "method": "reweighted" if "reweighted" in diag[h] else "sampled",
             }
             for i, h in enumerate(hids)
         },

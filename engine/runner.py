@@ -16,6 +16,16 @@ variant and keeps the folder layout of ``engine.store``; variant ``v`` lives in
 ``attribution.json``). Tasks of a variant use the same seeds as the base run's tasks
 (common random numbers), so differences between variants are not blurred by sampling noise.
 
+A variant changes data, never the parameter space, so by default (``variant_method =
+"reweight"``) a variant is first estimated by importance reweighting the base run's NUTS
+draws: one ``reweight`` task per hypothesis evaluates the variant's and the base's log
+density at those draws (the compiled log density, a fraction of a second) and estimates
+log(Z_variant / Z_base) by Pareto-smoothed importance sampling
+(``engine.estimate.importance_ratio``). Where the weights are unreliable (Pareto k or
+importance ESS, e.g. a variant that drops decisive evidence and so widens the posterior), the
+task's result asks for the variant to be sampled and the run adds that hypothesis's NUTS, SMC
+and bridge tasks for the variant. ``variant_method = "sample"`` samples every variant.
+
 **Compile once per worker.** ``pm.sample`` and ``pm.sample_smc`` recompile their functions on
 every call (graph rewrites and a C-cache hit, seconds each). Each worker process instead
 keeps one :class:`Compiled` per model *structure* (``engine.model.structure_key``): the
@@ -70,6 +80,14 @@ class Settings:
     smc_draws: int = 1000
     smc_chains: int = 4
     target_accept: float = 0.9
+    variant_method: str = "reweight"  # "reweight" (importance reweighting, sampling where unreliable) | "sample"
+
+    def __post_init__(self) -> None:
+        if self.variant_method not in VARIANT_METHODS:
+            raise RunError(f"variant method {self.variant_method!r} is not known; use one of {', '.join(VARIANT_METHODS)}")
+
+
+VARIANT_METHODS = ("reweight", "sample")
 
 
 @dataclass(frozen=True)
@@ -103,7 +121,7 @@ class Variant:
 
 @dataclass(frozen=True)
 class Task:
-    kind: str  # "nuts" | "smc" | "bridge"
+    kind: str  # "nuts" | "smc" | "bridge" | "reweight"
     hid: str
     chain: int = 0
     variant: Variant | None = None
@@ -135,14 +153,39 @@ def variant_folder(root: RunFolder, name: str) -> RunFolder:
 
 
 def plan(case: Case, settings: Settings, variants: tuple[Variant, ...] | list[Variant] = ()) -> list[Task]:
-    """Every task of a run: the base run, then each variant's copy of it."""
-    tasks = []
-    for variant in (None, *variants):
+    """The tasks a run starts with: the base run, then per variant and hypothesis either a
+    ``reweight`` task (whose result may add :func:`sampling_tasks`, see :func:`followups`) or,
+    with ``variant_method = "sample"``, the sampling tasks themselves."""
+    tasks = [t for hid in case.hypotheses for t in sampling_tasks(hid, None, settings)]
+    for variant in variants:
         for hid in case.hypotheses:
-            tasks += [Task("nuts", hid, c, variant) for c in range(settings.chains)]
-            tasks += [Task("smc", hid, c, variant) for c in range(settings.smc_chains)]
-            tasks.append(Task("bridge", hid, 0, variant))
+            tasks += ([Task("reweight", hid, 0, variant)] if settings.variant_method == "reweight"
+                      else sampling_tasks(hid, variant, settings))
     return tasks
+
+
+def sampling_tasks(hid: str, variant: Variant | None, settings: Settings) -> list[Task]:
+    """NUTS and SMC chains and bridge sampling of one hypothesis (in one variant)."""
+    return ([Task("nuts", hid, c, variant) for c in range(settings.chains)]
+            + [Task("smc", hid, c, variant) for c in range(settings.smc_chains)] + [Task("bridge", hid, 0, variant)])
+
+
+def dependencies(task: Task, settings: Settings) -> list[Task]:
+    """Tasks whose results ``task`` reads: bridge sampling its NUTS chains, reweighting the base run's."""
+    if task.kind == "bridge":
+        return [Task("nuts", task.hid, c, task.variant) for c in range(settings.chains)]
+    if task.kind == "reweight":
+        return [Task("nuts", task.hid, c) for c in range(settings.chains)]
+    return []
+
+
+def followups(task: Task, folder: RunFolder, settings: Settings) -> list[Task]:
+    """Tasks a finished task asks for: a reweighting whose weights are unreliable asks for its
+    hypothesis to be sampled in that variant."""
+    if task.kind != "reweight":
+        return []
+    result = read_json(task.path(folder))
+    return [] if result.get("reliable") else sampling_tasks(task.hid, task.variant, settings)
 
 
 def task_seed(run_seed: int, key: str) -> np.random.SeedSequence:
@@ -462,8 +505,10 @@ def run_task(case: Case, task: Task, run_dir: str, settings: Settings, *deps: An
             summary = _run_nuts(cm, task, settings, seed, out, fp)
         elif task.kind == "smc":
             summary = _run_smc(cm, task, settings, seed, out, fp)
+        elif task.kind == "reweight":
+            summary = _run_reweight(cm, case, task, settings, RunFolder(Path(run_dir)), out, fp)
         else:
-            summary = _run_bridge(cm, task, settings, seed, folder, out, fp)
+            summary = _run_bridge(cm, task, settings, seed, RunFolder(Path(run_dir)), out, fp)
         # compiled: this task compiled something; compiles: how many function sets (NUTS set, pointwise
         # log-likelihood, SMC kernel, bridge log density) it compiled; structure: which cached model it used
         summary.update(key=task.id, skipped=False, seconds=round(time.perf_counter() - t0, 3), compiled=cm.compiles > compiles,
@@ -522,23 +567,47 @@ def log_density(model):  # noqa: ANN001, ANN201
     return f
 
 
-def _run_bridge(cm: Compiled, task: Task, settings: Settings, seed, folder: RunFolder, out: Path, fp: str) -> dict:  # noqa: ANN001
+def nuts_chains(root: RunFolder, task: Task, settings: Settings, what: str):  # noqa: ANN201
+    """The NUTS chains ``task`` depends on (``root`` is the run's folder), concatenated, as InferenceData."""
     import arviz as az
 
-    from engine.estimate import bridge_log_evidence
-
-    paths = [folder.task(Task("nuts", task.hid, c).key, "nc") for c in range(settings.chains)]
+    paths = [d.path(root) for d in dependencies(task, settings)]
     missing = [p.name for p in paths if not p.exists()]
     if missing:
-        raise RunError(f"bridge sampling for {task.id} needs NUTS results that are missing: {', '.join(missing)}")
+        raise RunError(f"{what} for {task.id} needs NUTS results that are missing: {', '.join(missing)}")
     chains = [az.from_netcdf(str(p)) for p in paths]
-    idata = az.concat(chains, dim="chain") if len(chains) > 1 else chains[0]
+    return az.concat(chains, dim="chain") if len(chains) > 1 else chains[0]
+
+
+def _run_bridge(cm: Compiled, task: Task, settings: Settings, seed, root: RunFolder, out: Path, fp: str) -> dict:  # noqa: ANN001
+    from engine.estimate import bridge_log_evidence
+
+    idata = nuts_chains(root, task, settings, "bridge sampling")
     if not cm.model.value_vars:
         raise RunError(f"hypothesis {task.hid}'s model has no free parameters; bridge sampling needs some")
     est = bridge_log_evidence(unconstrained_draws(cm.model, idata), cm.log_density(), seed=seed)
     result = {"ok": True, **est.to_dict(), "task": task.id, "fingerprint": fp}
     write_json(out, result)
     return {"value": est.value, "se": est.se}
+
+
+def _run_reweight(cm: Compiled, case: Case, task: Task, settings: Settings, root: RunFolder, out: Path, fp: str) -> dict:
+    """log(Z_variant / Z_base) of one hypothesis from the base run's NUTS draws (PSIS)."""
+    from engine.estimate import importance_ratio
+
+    idata = nuts_chains(root, task, settings, "importance reweighting")
+    x = unconstrained_draws(cm.model, idata)
+    flat = x.reshape(-1, x.shape[-1])
+    f = cm.log_density()
+    cm.use(case, task.hid)
+    base = f(flat)
+    cm.use(case, task.hid, task.variant)
+    est = importance_ratio((f(flat) - base).reshape(x.shape[:2]))
+    lw = est.pop("log_weights")
+    result = {"ok": True, **est, "log_weights": None if lw is None else [float(f"{v:.9g}") for v in lw],
+              "task": task.id, "fingerprint": fp}
+    write_json(out, result)
+    return {"reliable": est["reliable"], "pareto_k": est["pareto_k"], "ess": est["ess"]}
 
 
 # ------------------------------------------------------------------ client side
@@ -658,16 +727,35 @@ def execute(
     spec = ClusterSpec.make(workers=workers, scheduler=scheduler, cluster=cluster, cluster_config=cluster_config,
                             no_workers_timeout=no_workers_timeout, tls=tls)
     execution.backend = spec.describe()
-    todo = []
-    for t in tasks:
-        if task_done(t.path(folder), fingerprint(case, settings, t), draws=settings.draws if t.kind == "nuts" else None):
+
+    def done(t: Task) -> bool:
+        return task_done(t.path(folder), fingerprint(case, settings, t), draws=settings.draws if t.kind == "nuts" else None)
+
+    todo, queue, seen = [], list(tasks), set()
+    while queue:  # a finished reweighting may have asked for sampling tasks (resume): plan those too
+        t = queue.pop(0)
+        if t.id in seen:
+            continue
+        seen.add(t.id)
+        if done(t):
             execution.skipped.append(t.id)
+            queue += followups(t, folder, settings)
         else:
             todo.append(t)
-    execution.total, execution.already_complete = len(tasks), len(tasks) - len(todo)
+    execution.total, execution.already_complete = len(seen), len(seen) - len(todo)
     _clean_temp_files(folder)
+
+    def expand(t: Task) -> list[Task]:
+        new = [f for f in followups(t, folder, settings) if f.id not in seen]
+        seen.update(f.id for f in new)
+        execution.total += len(new)
+        for f in [f for f in new if done(f)]:
+            execution.skipped.append(f.id)
+        return [f for f in new if f.id not in execution.skipped]
+
     loop = TaskLoop(case, todo, folder, settings, spec=spec, retries=retries, execution=execution,
-                    on_done=on_done, on_start=on_start, offset=execution.already_complete, total=len(tasks))
+                    on_done=on_done, on_start=on_start, offset=execution.already_complete, total=execution.total,
+                    expand=expand)
     return loop.run()
 
 
@@ -852,7 +940,7 @@ def _execute_and_collect(case: Case, settings: Settings, variants: tuple[Variant
     man["executions"][-1] = execution.to_dict()
     run_warnings = [w for e in man["executions"] for w in e.get("warnings", [])]
     for vf in (folder, *(variant_folder(folder, v.name) for v in variants)):
-        collect(case, vf, settings)
+        collect(case, vf, settings, base=None if vf is folder else folder)
         if run_warnings:  # execution problems (retried tasks) belong in the run's warnings too
             att = read_json(vf.attribution)
             att["warnings"] = list(att.get("warnings", [])) + [f"execution: {w}" for w in run_warnings]

@@ -1,0 +1,92 @@
+"""Variants by importance reweighting of the base run's draws, against closed forms; fallback to sampling."""
+
+from __future__ import annotations
+
+import shutil
+
+import exact
+import numpy as np
+import pytest
+import runhelp
+from test_oracle import oracle_truth
+
+from engine.runner import Settings, read_attribution
+
+VARIANTS = {
+    "gap-shift": {"hp__gap__log_median": [3.3, 0.5]},  # the interval's prior moved: every hypothesis reweights
+    "gap-sharp": {"hp__gap__log_median": [3.7, 0.3]},  # ... moved and narrowed
+    "no-lab": {"hp__reliability__lab": 0.0},  # every item explained by the background: the posterior is the prior
+}
+
+
+def variant_truth(hid: str, mu: float, tau: float) -> float:
+    old = (3.0, 0.5) if hid == "external" else (4.1, 2.0)
+    return (oracle_truth()[hid] - exact.interval(40.0, mu=old[0], tau=old[1], sd=1.0)
+            + exact.interval(40.0, mu=mu, tau=tau, sd=1.0))
+
+
+@pytest.fixture(scope="module")
+def swept(oracle_run, tmp_path_factory):
+    """The oracle run copied, the variants added to its manifest and the run resumed (as `incident sensitivity` does)."""
+    from engine.runner import resume_run
+    from engine.store import RunFolder, read_json, write_json
+
+    root = tmp_path_factory.mktemp("variants") / "oracle"
+    shutil.copytree(oracle_run[0], root)
+    folder = RunFolder(root)
+    man = read_json(folder.manifest)
+    man["variants"] = VARIANTS
+    write_json(folder.manifest, man)
+    resume_run(root, workers=0, command=["pytest"])
+    return root
+
+
+@pytest.mark.slow
+def test_reweighted_variants_match_their_closed_form_evidence_and_posterior(swept, oracle_run):
+    settings = Settings(**runhelp.manifest(swept)["settings"])
+    assert settings.variant_method == "reweight"
+    for name in ("gap-shift", "gap-sharp"):
+        mu, tau = VARIANTS[name]["hp__gap__log_median"]
+        got = read_attribution(swept / "variants" / name)
+        truth = {h: variant_truth(h, mu, tau) for h in got["hypotheses"]}
+        exact_post = exact.posterior([h["prior"] for h in got["hypotheses"].values()], list(truth.values()))
+        for (hid, h), p in zip(got["hypotheses"].items(), exact_post, strict=True):
+            assert h["method"] == "reweighted", (name, hid)
+            err = h["log_evidence"]["pooled"] - truth[hid]
+            assert abs(err) <= 3 * h["log_evidence_se"] + 0.01, (name, hid, err, h["log_evidence_se"])
+            assert abs(h["posterior"] - p) <= max(3 * h["posterior_mcse"], 0.01), (name, hid, h["posterior"], p)
+        assert got["converged"], got["warnings"]
+        # the variant really moved the evidence away from the base run's
+        base = runhelp.numbers(oracle_run[0])["hypotheses"]
+        assert max(abs(h["log_evidence"]["pooled"] - base[k]["log_evidence"]["pooled"]) for k, h in got["hypotheses"].items()) > 0.1
+
+
+@pytest.mark.slow
+def test_an_unreliable_reweighting_falls_back_to_sampling_the_variant(swept):
+    from engine.store import read_json
+
+    variant = swept / "variants" / "no-lab"
+    got = runhelp.numbers(variant)
+    for hid, h in got["hypotheses"].items():
+        rw = read_json(variant / "tasks" / f"reweight-{hid}-0.json")
+        assert not rw["reliable"] and (rw["pareto_k"] > rw["k_max"] or rw["ess"] < 1000), rw
+        assert h["method"] == "sampled"
+        assert (variant / "tasks" / f"nuts-{hid}-0.nc").exists() and (variant / "tasks" / f"bridge-{hid}-0.json").exists()
+        # with no reliable source the evidence carries no information: posterior = prior
+        assert abs(h["posterior"] - h["prior"]) <= max(4 * h["posterior_mcse"], 0.02), (hid, h)
+    ex = runhelp.manifest(swept)["executions"][-1]
+    n_hyp = len(got["hypotheses"])
+    # base tasks all skipped; a reweighting per variant and hypothesis; sampling only for no-lab
+    assert len(ex["computed"]) == 3 * n_hyp + n_hyp * (4 + 4 + 1), ex["computed"]
+    assert {c.split("/")[0] for c in ex["computed"] if "/reweight-" not in c} == {"no-lab"}
+
+
+@pytest.mark.slow
+def test_resuming_a_swept_run_recomputes_nothing(swept):
+    from engine.runner import resume_run
+
+    before = {n: runhelp.numbers(swept / "variants" / n) for n in VARIANTS}
+    resume_run(swept, workers=0, command=["pytest"])
+    ex = runhelp.manifest(swept)["executions"][-1]
+    assert ex["computed"] == [] and ex["status"] == "complete"
+    assert {n: runhelp.numbers(swept / "variants" / n) for n in VARIANTS} == before
