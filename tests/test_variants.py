@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 
 import exact
-import numpy as np
 import pytest
 import runhelp
 from test_oracle import oracle_truth
