@@ -1,19 +1,28 @@
 """Wall time of a 20-variant sweep over a single variant: compile once, then each variant costs
-its sampling only.
+a fraction of a second where the base run's draws can be reweighted.
 
-    python benchmarks/variants.py [--draws 1000] [--smc-draws 1000] [--engine-draws 200]
+    python benchmarks/variants.py [--draws 1000] [--smc-draws 1000] [--engine-draws 500] [--fresh] [--skip-engine]
+
+Two sweeps of the oracle case (tests/cases/oracle.yaml), each the base plus 19 variants:
+
+* ``prior``: the prior median of the interval item's log gap moved in steps of 0.04 around the
+  case's value (a hyper-parameter sensitivity sweep);
+* ``reliability``: the reliability of the case's only source from 1.0 down to 0.62.
 
 Two levels, each measured from a fresh interpreter with PyTensor's on-disk compile cache warm:
 
-1. one worker process, one model (the oracle case's hypothesis "external"): one NUTS chain and
-   one SMC chain per variant (variants: the reliability of its source, 1.0 down to 0.62),
-   through ``engine.runner.Compiled`` (compile once, ``pm.Data`` per variant), next to the
-   same work through plain ``pm.sample`` / ``pm.sample_smc``, which recompile on every call;
+1. one worker process, one model (hypothesis "external"): the single variant is one NUTS
+   chain and one SMC chain through ``engine.runner.Compiled`` (compile once, ``pm.Data`` per
+   variant). A sweep either samples every variant the same way (``sample``), or estimates
+   each variant by Pareto-smoothed importance reweighting of the base chain
+   (``engine.estimate.importance_ratio``) and samples only the variants whose weights are
+   unreliable (``reweight``, the engine's default). ``--fresh`` adds plain ``pm.sample`` /
+   ``pm.sample_smc`` per variant, which recompile on every call.
 2. the whole engine: ``incident run`` of the oracle case (3 hypotheses x (2 NUTS + 2 SMC +
-   bridge) per variant, plus diagnostics and attribution per variant) on 2 local workers with
-   ``--variants`` (19 variants besides the base run) against the base run alone.
+   bridge), diagnostics and attribution) on 2 local workers with ``--variants`` (19 variants)
+   against the base run alone.
 
-Target (level 1, the compile-once path): 20 variants cost at most 1.5x one variant.
+Target: 20 variants cost at most 1.5x one variant.
 """
 
 from __future__ import annotations
@@ -28,14 +37,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CASE = ROOT / "tests" / "cases" / "oracle.yaml"
+SWEEPS = ("prior", "reliability")
 
 
-def reliabilities(n: int) -> list[float]:
-    return [round(1.0 - 0.02 * i, 2) for i in range(n)]
+def sweep(kind: str, n: int) -> dict[str, dict]:
+    """n variants: the case itself first, then n - 1 changes of it."""
+    if kind == "reliability":
+        return {f"rel{1 - 0.02 * i:.2f}": {"hp__reliability__lab": round(1.0 - 0.02 * i, 2)} for i in range(n)}
+    steps = [0] + [k for j in range(1, n) for k in (j, -j)][: n - 1]
+    return {f"median{3.0 + 0.04 * k:.2f}": {"hp__gap__log_median": [round(3.0 + 0.04 * k, 2), 0.5]} for k in steps}
 
 
-def one_model(n: int, draws: int, smc: int, fresh_compile: bool) -> None:
-    """Sample n variants of one model in this (fresh) process."""
+def one_model(n: int, draws: int, smc: int, mode: str, kind: str, report: str) -> None:
+    """Sample (or reweight) n variants of one model in this (fresh) process; write what happened to ``report``."""
     import warnings
 
     from engine.runner import _quiet, ensure_compiledir
@@ -43,14 +57,25 @@ def one_model(n: int, draws: int, smc: int, fresh_compile: bool) -> None:
     ensure_compiledir()
     _quiet()
     warnings.simplefilter("ignore")
+
     from engine.case import load_case
-    from engine.runner import Variant, compiled_for
+    from engine.estimate import importance_ratio
+    from engine.runner import Variant, compiled_for, unconstrained_draws
 
     case = load_case(CASE)
-    for i, r in enumerate(reliabilities(n)):
-        variant = Variant.of(f"rel{r}", {"hp__reliability__lab": r})
+    variants = [Variant.of(name, data) for name, data in sweep(kind, n).items()]
+    out = {"sampled": 0, "reweighted": 0, "pareto_k": [], "ess_share": []}
+    base = flat = lb = None
+    for i, variant in enumerate(variants):
         cm = compiled_for(case, "external", variant)
-        if fresh_compile:  # what pm.sample / pm.sample_smc do: recompile their functions on every call
+        if mode == "reweight" and i > 0:
+            est = importance_ratio((cm.log_density()(flat) - lb).reshape(base.shape[:2]))
+            out["pareto_k"].append(est["pareto_k"])
+            out["ess_share"].append(est["ess"] / flat.shape[0])
+            if est["reliable"]:
+                out["reweighted"] += 1
+                continue
+        if mode == "fresh":  # what pm.sample / pm.sample_smc do: recompile their functions on every call
             import pymc as pm
 
             with cm.model:
@@ -58,19 +83,19 @@ def one_model(n: int, draws: int, smc: int, fresh_compile: bool) -> None:
                           compute_convergence_checks=False)
                 pm.sample_smc(draws=smc, chains=1, cores=1, random_seed=i, progressbar=False, compute_convergence_checks=False)
         else:
-            cm.sample_nuts(draws=draws, tune=draws, seed=i, target_accept=0.9)
+            idata = cm.sample_nuts(draws=draws, tune=draws, seed=i, target_accept=0.9)
             cm.sample_smc(draws=smc, seed=i)
+            if i == 0 and mode == "reweight":
+                base = unconstrained_draws(cm.model, idata)
+                flat = base.reshape(-1, base.shape[-1])
+                lb = cm.log_density()(flat)
+        out["sampled"] += 1
+    Path(report).write_text(json.dumps(out))
 
 
-def timed(cmd: list[str], compiledir: str | None = None) -> float:
-    import os
-
-    env = dict(os.environ)
-    if compiledir:  # a cold compile: an empty PyTensor compile directory
-        env["PYTENSOR_FLAGS"] = ",".join([f"base_compiledir={compiledir}",
-                                          *(f for f in env.get("PYTENSOR_FLAGS", "").split(",") if f and not f.startswith("base_compiledir"))])
+def timed(cmd: list[str]) -> float:
     t0 = time.perf_counter()
-    if subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, env=env).returncode != 0:
+    if subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL).returncode != 0:
         raise SystemExit(f"benchmark step failed: {' '.join(cmd)}")
     return time.perf_counter() - t0
 
@@ -79,16 +104,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--draws", type=int, default=1000, help="level 1: NUTS draws (and tuning steps)")
     ap.add_argument("--smc-draws", type=int, default=1000, help="level 1: SMC particles")
-    ap.add_argument("--engine-draws", type=int, default=200, help="level 2: --draws/--tune of incident run (--smc-draws 300)")
+    ap.add_argument("--engine-draws", type=int, default=500, help="level 2: --draws/--tune of incident run (--smc-draws 500)")
     ap.add_argument("--variants", type=int, default=20)
+    ap.add_argument("--fresh", action="store_true", help="level 1 also with plain pm.sample / pm.sample_smc per variant")
     ap.add_argument("--skip-engine", action="store_true", help="measure level 1 only")
-    ap.add_argument("--cold", action="store_true", help="level 1 also from an empty compile cache (a fresh node)")
     ap.add_argument("--compiledir", default=str(Path(tempfile.gettempdir()) / "incident-bench-pytensor"),
                     help="PyTensor compile directory of the benchmark (warmed on first use)")
     ap.add_argument("--role", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.role:
-        one_model(int(a.role[0]), a.draws, a.smc_draws, a.role[1] == "fresh")
+        one_model(int(a.role[0]), a.draws, a.smc_draws, a.role[1], a.role[2], a.role[3])
         return
 
     import os
@@ -100,54 +125,68 @@ def main() -> None:
     os.environ["PYTENSOR_FLAGS"] = ",".join([f"base_compiledir={a.compiledir}", *(
         f for f in os.environ.get("PYTENSOR_FLAGS", "").split(",") if f and not f.startswith("base_compiledir"))])
     ensure_compiledir()
-    me = [sys.executable, str(Path(__file__).resolve()), "--draws", str(a.draws), "--smc-draws", str(a.smc_draws), "--role"]
     n = a.variants
+    tmp = Path(tempfile.mkdtemp(prefix="incident-bench-"))
+    me = [sys.executable, str(Path(__file__).resolve()), "--draws", str(a.draws), "--smc-draws", str(a.smc_draws), "--role"]
+
+    def level1(k: int, mode: str, kind: str) -> tuple[float, dict]:
+        report = tmp / f"{mode}-{kind}-{k}.json"
+        t = timed([*me, str(k), mode, kind, str(report)])
+        return t, json.loads(report.read_text())
+
     print("warming the PyTensor compile cache ...", flush=True)
-    timed([*me, "1", "cached"])
-    timed([*me, "1", "fresh"])
-    level1 = {}
-    for mode in ("cached", "fresh"):
-        for k in (1, n):
-            level1[mode, k] = timed([*me, str(k), mode])
-            print(f"  one model, {mode:6s} compile, {k:2d} variant(s): {level1[mode, k]:6.1f} s", flush=True)
-    if a.cold:
-        for k in (1, n):
-            with tempfile.TemporaryDirectory(prefix="incident-cold-") as cold:
-                level1["cold", k] = timed([*me, str(k), "cached"], compiledir=cold)
-            print(f"  one model, cached compile from an empty cache, {k:2d} variant(s): {level1['cold', k]:6.1f} s", flush=True)
-    result = {"level1": {f"{m}_{k}": t for (m, k), t in level1.items()}}
+    level1(2, "reweight", "prior")
+    if a.fresh:
+        level1(1, "fresh", "prior")
+    rows: dict[str, tuple[float, dict]] = {"single": level1(1, "sample", "prior")}
+    print(f"  one model, a single variant (NUTS {a.draws}+{a.draws}, SMC {a.smc_draws}): {rows['single'][0]:6.1f} s", flush=True)
+    modes = ["reweight", "sample"] + (["fresh"] if a.fresh else [])
+    for kind in SWEEPS:
+        for mode in modes:
+            if mode != "reweight" and kind == "prior":
+                continue  # sampling costs the same whatever the variants change
+            rows[f"{mode}-{kind}"] = level1(n, mode, kind)
+            t, info = rows[f"{mode}-{kind}"]
+            print(f"  one model, {kind:11s} sweep, {mode:8s}: {n} variants {t:6.1f} s  (sampled {info['sampled']}, "
+                  f"reweighted {info['reweighted']})", flush=True)
+    result = {"level1": {k: {"seconds": t, **info} for k, (t, info) in rows.items()}}
+
     if not a.skip_engine:
-        with tempfile.TemporaryDirectory(prefix="incident-bench-") as tmp:
-            spec = Path(tmp) / "variants.yaml"
-            spec.write_text("".join(f"rel{r}: {{hp__reliability__lab: {r}}}\n" for r in reliabilities(n)[1:]))
-            small = ["--draws", str(a.engine_draws), "--tune", str(a.engine_draws), "--chains", "2", "--smc-chains", "2",
-                     "--smc-draws", "300", "--workers", "2", "--out", tmp]
-            cli = [sys.executable, "-m", "engine.cli", "run", str(CASE), *small]
-            timed([*cli, "--run-id", "warm"])
-            level2 = {1: timed([*cli, "--run-id", "one"]), n: timed([*cli, "--run-id", "sweep", "--variants", str(spec)])}
-            for k, t in level2.items():
-                print(f"  incident run, {k:2d} variant(s): {t:6.1f} s", flush=True)
-        result["level2"] = {str(k): t for k, t in level2.items()}
+        small = ["--draws", str(a.engine_draws), "--tune", str(a.engine_draws), "--chains", "2", "--smc-chains", "2",
+                 "--smc-draws", "500", "--workers", "2", "--out", str(tmp)]
+        cli = [sys.executable, "-m", "engine.cli", "run", str(CASE), *small]
+        timed([*cli, "--run-id", "warm"])
+        level2 = {"single": timed([*cli, "--run-id", "one"])}
+        print(f"  incident run, a single variant: {level2['single']:6.1f} s", flush=True)
+        for kind in SWEEPS:
+            spec = tmp / f"{kind}.yaml"
+            spec.write_text("".join(f"{name}: {json.dumps(data)}\n" for name, data in list(sweep(kind, n).items())[1:]))
+            level2[kind] = timed([*cli, "--run-id", kind, "--variants", str(spec)])
+            methods = [json.loads((tmp / "oracle" / kind / "variants" / v / "attribution.json").read_text())["hypotheses"]
+                       for v in list(sweep(kind, n))[1:]]
+            sampled = sum(h["method"] == "sampled" for m in methods for h in m.values())
+            print(f"  incident run, {kind:11s} sweep: {n} variants {level2[kind]:6.1f} s  (hypothesis x variant sampled: "
+                  f"{sampled} of {3 * (n - 1)})", flush=True)
+        result["level2"] = level2
 
     print()
-    r_cached = level1["cached", n] / level1["cached", 1]
-    r_fresh = level1["fresh", n] / level1["fresh", 1]
-    per_cached = (level1["cached", n] - level1["cached", 1]) / (n - 1)
-    per_fresh = (level1["fresh", n] - level1["fresh", 1]) / (n - 1)
-    print(f"one model, NUTS {a.draws}+{a.draws} and SMC {a.smc_draws} per variant:")
-    print(f"  compile once (engine):     {n} variants / 1 = {r_cached:.2f}x   ({per_cached:.2f} s per extra variant)"
-          f"   target <= 1.5x: {'OK' if r_cached <= 1.5 else 'MISSED'}")
-    print(f"  pm.sample per variant:     {n} variants / 1 = {r_fresh:.2f}x   ({per_fresh:.2f} s per extra variant)")
-    if a.cold:
-        r_cold = level1["cold", n] / level1["cold", 1]
-        print(f"  compile once, empty cache: {n} variants / 1 = {r_cold:.2f}x   target <= 1.5x: {'OK' if r_cold <= 1.5 else 'MISSED'}")
-        result["ratio_cold"] = r_cold
-    result["ratio_cached"], result["ratio_fresh"] = r_cached, r_fresh
+    single = rows["single"][0]
+    print(f"one model, NUTS {a.draws}+{a.draws} and SMC {a.smc_draws} per sampled variant; {n} variants / 1:")
+    for key, (t, info) in rows.items():
+        if key == "single":
+            continue
+        mode, kind = key.split("-")
+        r = t / single
+        result[f"ratio_{key}"] = r
+        print(f"  {kind:11s} sweep, {mode:8s}: {r:5.2f}x  ({(t - single) / (n - 1):.2f} s per extra variant; "
+              f"{info['reweighted']} reweighted, {info['sampled'] - 1} sampled)"
+              + (f"   target <= 1.5x: {'OK' if r <= 1.5 else 'MISSED'}" if mode == "reweight" else ""))
     if not a.skip_engine:
-        r2 = level2[n] / level2[1]
-        print("whole engine (incident run, 3 hypotheses x 5 tasks + attribution per variant, 2 workers):")
-        print(f"  {n} variants / 1 = {r2:.2f}x   ({(level2[n] - level2[1]) / (n - 1):.2f} s per extra variant)")
-        result["ratio_engine"] = r2
+        print("whole engine (incident run, 3 hypotheses, 2 workers):")
+        for kind in SWEEPS:
+            r = level2[kind] / level2["single"]
+            result[f"ratio_engine_{kind}"] = r
+            print(f"  {kind:11s} sweep: {r:5.2f}x  ({(level2[kind] - level2['single']) / (n - 1):.2f} s per extra variant)")
     print(json.dumps(result))
 
 

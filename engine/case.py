@@ -388,7 +388,11 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
         if h.mechanism not in lib.mechanisms:
             err(f"hypotheses[{i}].mechanism", f"unknown mechanism {h.mechanism!r}; use one of {', '.join(sorted(lib.mechanisms))}")
         if isinstance(h.prior, dict):
-            name = h.prior["base_rate"]
+            name = h.prior.get("base_rate")
+            if name is None:  # an empty mapping passes the schema's dict[Literal["base_rate"], str]
+                err(f"hypotheses[{i}].prior", "give a number or {base_rate: NAME} from the priors library")
+                priors_raw.append(math.nan)
+                continue
             if name not in lib.base_rates:
                 err(f"hypotheses[{i}].prior.base_rate", f"unknown base rate {name!r}; use one of {', '.join(sorted(lib.base_rates))}")
                 priors_raw.append(math.nan)

@@ -110,6 +110,9 @@ def run(
     smc_chains: Annotated[int | None, typer.Option(min=2, help="SMC chains per hypothesis. (default 4)")] = None,
     variants: Annotated[Path | None, typer.Option(help="YAML file {variant name: {pm.Data name: value}}: extra runs "
                                                    "with those data overrides (sensitivity sweeps), in variants/<name>/.")] = None,
+    variant_method: Annotated[str | None, typer.Option(help="reweight: estimate each variant by importance reweighting of "
+                                                       "the base run's draws, sampling it where the weights are unreliable; "
+                                                       "sample: sample every variant. (default reweight)")] = None,
     workers: Annotated[int, typer.Option(min=0, help="Worker processes: local dask workers (0: run in this process), "
                                          "or SLURM worker processes with --cluster slurm.")] = 2,
     scheduler: Annotated[str | None, typer.Option(help="Address of an existing dask scheduler (tcp://host:port; tls://host:port with --tls-*).")] = None,
@@ -128,7 +131,8 @@ def run(
     """Run a case: estimate every hypothesis's evidence two ways and attribute."""
     from engine.errors import RunError
 
-    sampling = {"seed": seed, "draws": draws, "tune": tune, "chains": chains, "smc_draws": smc_draws, "smc_chains": smc_chains}
+    sampling = {"seed": seed, "draws": draws, "tune": tune, "chains": chains, "smc_draws": smc_draws, "smc_chains": smc_chains,
+                "variant_method": variant_method}
     try:
         if resume is not None:
             given = [f"--{k.replace('_', '-')}" for k, v in sampling.items() if v is not None]

@@ -150,10 +150,14 @@ def tornado(sweep: dict[str, dict], base: float) -> dict:
     return {"base": base, "bars": bars}
 
 
+FUNCTION_SET = {"bridge": "log density", "reweight": "log density"}  # task kinds that share one compiled function set
+
+
 def compile_tally(summaries: list[dict]) -> dict:
     """What the tasks' summaries say about compiling: per worker process, the tasks it computed
-    and, per model structure and task kind, how many of those tasks compiled and how many
-    function sets they compiled (compile once per worker: at most one compiling task each)."""
+    and, per model structure and function set (a task kind; bridge sampling and reweighting
+    share the log density), how many of those tasks compiled and how many function sets they
+    compiled (compile once per worker: at most one compiling task each)."""
     out: dict[str, dict] = {}
     for s in summaries:
         if s.get("skipped") or not s.get("process"):
@@ -163,7 +167,7 @@ def compile_tally(summaries: list[dict]) -> dict:
         if "structure" not in s:
             continue
         kind = proc["structures"].setdefault(s["structure"], {}).setdefault(
-            s["kind"], {"tasks": 0, "compiling_tasks": 0, "function_sets": 0})
+            FUNCTION_SET.get(s["kind"], s["kind"]), {"tasks": 0, "compiling_tasks": 0, "function_sets": 0})
         kind["tasks"] += 1
         kind["compiling_tasks"] += int(bool(s.get("compiled")))
         kind["function_sets"] += int(s.get("compiles", 0))

@@ -82,8 +82,10 @@ SEED_CASES = Path(__file__).resolve().parent.parent / "cases"
 TINY = dict(seed=3, draws=100, tune=100, chains=2, smc_draws=200, smc_chains=2)
 # Function sets a task of each kind compiles on first use of a structure in a process (runner.Compiled):
 # NUTS (log density and gradient, initial point, trace) plus the pointwise log-likelihood; the SMC
-# kernel (one smc_draws value per run); the bridge sampler's log density.
-FUNCTION_SETS = {"nuts": 2, "smc": 1, "bridge": 1}
+# kernel (one smc_draws value per run); the vectorised log density, which bridge sampling and
+# importance reweighting share.
+FUNCTION_SETS = {"nuts": 2, "smc": 1, "log density": 1}
+SHARES = {"bridge": "log density", "reweight": "log density"}
 
 
 def _check_compiled_once_per_worker(case, summaries: list[dict], want_ids: set[str]) -> dict:  # noqa: ANN001
@@ -100,7 +102,7 @@ def _check_compiled_once_per_worker(case, summaries: list[dict], want_ids: set[s
     assert {s["structure"] for s in computed} == structures
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for s in computed:
-        groups[s["process"], s["structure"], s["kind"]].append(s)
+        groups[s["process"], s["structure"], SHARES.get(s["kind"], s["kind"])].append(s)
     tally: dict = {}
     for (proc, structure, kind), tasks in groups.items():
         compiling = [s["key"] for s in tasks if s["compiled"]]
@@ -123,8 +125,9 @@ def _check_compiled_once_per_worker(case, summaries: list[dict], want_ids: set[s
 def test_seed_case_sweep_runs_on_two_workers_compiling_each_structure_once_per_worker(case_file, tmp_path):
     from engine.case import load_case
     from engine.report import build_report, layout_problems, load_run
-    from engine.runner import Settings, Variant, plan, run_case
+    from engine.runner import Settings, Variant, followups, plan, run_case
     from engine.sensitivity import plan_variants, run_sensitivity
+    from engine.store import RunFolder
 
     case = load_case(SEED_CASES / case_file)
     settings = Settings(**TINY)
@@ -135,7 +138,11 @@ def test_seed_case_sweep_runs_on_two_workers_compiling_each_structure_once_per_w
 
     res = run_sensitivity(root, workers=2, on_done=lambda s, done, total: sweep.append(s))
     variants = [Variant.of(n, v["overrides"]) for n, v in plan_variants(case).items()]
-    want = {t.id for t in plan(case, settings, variants) if t.variant is not None}
+    reweights = [t for t in plan(case, settings, variants) if t.variant is not None]
+    assert {t.kind for t in reweights} == {"reweight"}
+    # plus the sampling tasks of every (variant, hypothesis) whose reweighting was unreliable
+    want = {t.id for t in reweights} | {f.id for t in reweights for f in followups(t, RunFolder(root), settings)}
+    assert len(want) > len(reweights)
     tally = _check_compiled_once_per_worker(case, sweep, want)
     # each worker reused its compiled structure across many hypotheses and variants
     for proc in tally:
