@@ -108,6 +108,7 @@ def main() -> None:
     ap.add_argument("--variants", type=int, default=20)
     ap.add_argument("--fresh", action="store_true", help="level 1 also with plain pm.sample / pm.sample_smc per variant")
     ap.add_argument("--skip-engine", action="store_true", help="measure level 1 only")
+    ap.add_argument("--skip-model", action="store_true", help="measure level 2 only")
     ap.add_argument("--compiledir", default=str(Path(tempfile.gettempdir()) / "incident-bench-pytensor"),
                     help="PyTensor compile directory of the benchmark (warmed on first use)")
     ap.add_argument("--role", nargs="+", help=argparse.SUPPRESS)
@@ -135,13 +136,15 @@ def main() -> None:
         return t, json.loads(report.read_text())
 
     print("warming the PyTensor compile cache ...", flush=True)
-    level1(2, "reweight", "prior")
-    if a.fresh:
-        level1(1, "fresh", "prior")
-    rows: dict[str, tuple[float, dict]] = {"single": level1(1, "sample", "prior")}
-    print(f"  one model, a single variant (NUTS {a.draws}+{a.draws}, SMC {a.smc_draws}): {rows['single'][0]:6.1f} s", flush=True)
+    rows: dict[str, tuple[float, dict]] = {}
+    if not a.skip_model:
+        level1(2, "reweight", "prior")
+        if a.fresh:
+            level1(1, "fresh", "prior")
+        rows["single"] = level1(1, "sample", "prior")
+        print(f"  one model, a single variant (NUTS {a.draws}+{a.draws}, SMC {a.smc_draws}): {rows['single'][0]:6.1f} s", flush=True)
     modes = ["reweight", "sample"] + (["fresh"] if a.fresh else [])
-    for kind in SWEEPS:
+    for kind in SWEEPS if not a.skip_model else ():
         for mode in modes:
             if mode != "reweight" and kind == "prior":
                 continue  # sampling costs the same whatever the variants change
@@ -170,9 +173,10 @@ def main() -> None:
         result["level2"] = level2
 
     print()
-    single = rows["single"][0]
-    print(f"one model, NUTS {a.draws}+{a.draws} and SMC {a.smc_draws} per sampled variant; {n} variants / 1:")
+    if rows:
+        print(f"one model, NUTS {a.draws}+{a.draws} and SMC {a.smc_draws} per sampled variant; {n} variants / 1:")
     for key, (t, info) in rows.items():
+        single = rows["single"][0]
         if key == "single":
             continue
         mode, kind = key.split("-")

@@ -70,13 +70,15 @@ def _shifted(est, rw: dict):  # noqa: ANN001, ANN202
     return LogEvidence(est.estimator, est.value + rw["log_ratio"], float(np.hypot(est.se, rw["se"])), {})
 
 
-def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder | None = None) -> dict:
+def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder | None = None,
+            base_posteriors: dict | None = None) -> dict:
     """Combine task results into posterior/<h>.nc, diagnostics.json and attribution.json.
 
     For a variant's folder, ``base`` is the base run's folder (already collected): a hypothesis
     the variant estimated by importance reweighting takes the base run's log evidences moved by
     the log ratio, the base run's convergence diagnostics with its ESS scaled by the importance
-    ESS share, and the base posterior resampled by the weights.
+    ESS share, and the base posterior resampled by the weights. ``base_posteriors`` (hypothesis
+    -> InferenceData) caches the base run's draws across the variants of one run.
     """
     from engine.diagnostics import contributions, nuts_diagnostics, predictive_checks, verdict
     from engine.estimate import attribute, combine
@@ -91,8 +93,10 @@ def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder |
             diag[hid] = nuts_diagnostics(idata)
             smc, bridge = _estimates(folder, hid, settings)
         else:
-            idata = resampled(_merge_chains(base, hid, settings), rw["log_weights"],
-                              task_seed(settings.seed, Task("reweight", hid).key))
+            cache = base_posteriors if base_posteriors is not None else {}
+            if hid not in cache:
+                cache[hid] = _merge_chains(base, hid, settings)
+            idata = resampled(cache[hid], rw["log_weights"], task_seed(settings.seed, Task("reweight", hid).key))
             share = rw["ess"] / (settings.chains * settings.draws)
             d = read_json(base.diagnostics)["hypotheses"][hid]
             diag[hid] = {**d, "ess_bulk_min": d["ess_bulk_min"] * share, "ess_tail_min": d["ess_tail_min"] * share,

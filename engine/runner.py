@@ -591,18 +591,40 @@ def _run_bridge(cm: Compiled, task: Task, settings: Settings, seed, root: RunFol
     return {"value": est.value, "se": est.se}
 
 
+_BASE_DRAWS: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+
+def _base_draws(cm: Compiled, case: Case, task: Task, settings: Settings, root: RunFolder) -> tuple[np.ndarray, np.ndarray]:
+    """The base run's unconstrained NUTS draws of ``task.hid`` (chain, draw, d) and the base log
+    density at them, kept per worker process for the next variant (keyed by the chain files'
+    identity, so a recomputed chain is read again)."""
+    paths = [d.path(root) for d in dependencies(task, settings)]
+    key = (task.hid, tuple((str(p), *_identity(p)) for p in paths))
+    if key not in _BASE_DRAWS:
+        x = unconstrained_draws(cm.model, nuts_chains(root, task, settings, "importance reweighting"))
+        cm.use(case, task.hid)
+        _BASE_DRAWS[key] = (x, cm.log_density()(x.reshape(-1, x.shape[-1])))
+        while len(_BASE_DRAWS) > _CACHE_SIZE:
+            _BASE_DRAWS.popitem(last=False)
+    _BASE_DRAWS.move_to_end(key)
+    return _BASE_DRAWS[key]
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)
+
+
 def _run_reweight(cm: Compiled, case: Case, task: Task, settings: Settings, root: RunFolder, out: Path, fp: str) -> dict:
     """log(Z_variant / Z_base) of one hypothesis from the base run's NUTS draws (PSIS)."""
     from engine.estimate import importance_ratio
 
-    idata = nuts_chains(root, task, settings, "importance reweighting")
-    x = unconstrained_draws(cm.model, idata)
-    flat = x.reshape(-1, x.shape[-1])
-    f = cm.log_density()
-    cm.use(case, task.hid)
-    base = f(flat)
+    x, base = _base_draws(cm, case, task, settings, root)
     cm.use(case, task.hid, task.variant)
-    est = importance_ratio((f(flat) - base).reshape(x.shape[:2]))
+    est = importance_ratio((cm.log_density()(x.reshape(-1, x.shape[-1])) - base).reshape(x.shape[:2]))
     lw = est.pop("log_weights")
     result = {"ok": True, **est, "log_weights": None if lw is None else [float(f"{v:.9g}") for v in lw],
               "task": task.id, "fingerprint": fp}
@@ -939,8 +961,9 @@ def _execute_and_collect(case: Case, settings: Settings, variants: tuple[Variant
     execution.finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     man["executions"][-1] = execution.to_dict()
     run_warnings = [w for e in man["executions"] for w in e.get("warnings", [])]
+    base_posteriors: dict = {}  # read once for all variants
     for vf in (folder, *(variant_folder(folder, v.name) for v in variants)):
-        collect(case, vf, settings, base=None if vf is folder else folder)
+        collect(case, vf, settings, base=None if vf is folder else folder, base_posteriors=base_posteriors)
         if run_warnings:  # execution problems (retried tasks) belong in the run's warnings too
             att = read_json(vf.attribution)
             att["warnings"] = list(att.get("warnings", [])) + [f"execution: {w}" for w in run_warnings]
