@@ -200,5 +200,8 @@ def run_sensitivity(run_dir, **execution) -> dict:  # noqa: ANN001, ANN003
     results = {n: read_json(variant_folder(folder, n).attribution) for n in variants}
     out = summarize(case, read_attribution(folder.root), variants, results)
     out["execution"] = {"computed": sum(1 for s in summaries if not s.get("skipped")), "by_process": compile_tally(summaries)}
+    # how each (variant, hypothesis) was estimated: importance reweighting of the base draws, or sampled
+    methods = [h.get("method", "sampled") for r in results.values() for h in r["hypotheses"].values()]
+    out["methods"] = {m: methods.count(m) for m in ("reweighted", "sampled")}
     write_json(folder.root / "sensitivity.json", out)
     return out
