@@ -129,7 +129,7 @@ def run(
     json_out: Annotated[bool, typer.Option("--json", help="Print attribution.json instead of the table.")] = False,
 ) -> None:
     """Run a case: estimate every hypothesis's evidence two ways and attribute."""
-    from engine.errors import RunError
+    from engine.errors import OptionError, RunError
 
     sampling = {"seed": seed, "draws": draws, "tune": tune, "chains": chains, "smc_draws": smc_draws, "smc_chains": smc_chains,
                 "variant_method": variant_method}
@@ -142,6 +142,10 @@ def run(
                 raise RunError(f"--resume continues a run with the case and settings in its folder; drop {extra}")
         elif case_file is None:
             raise RunError("give a case file (incident run CASE.yaml) or a run folder to continue (--resume RUN)")
+        from engine.runner import VARIANT_METHODS
+
+        if variant_method is not None and variant_method not in VARIANT_METHODS:
+            raise OptionError(f"--variant-method {variant_method!r} is not known; use one of {', '.join(VARIANT_METHODS)}")
         tls = _tls(scheduler, tls_ca, tls_cert, tls_key)
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

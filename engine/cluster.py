@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import RunError
+from engine.errors import OptionError, RunError
 
 SLURM_KEYS: dict[str, tuple[type, ...]] = {
     "queue": (str,), "account": (str,), "walltime": (str,), "cores": (int,), "memory": (str,),
@@ -45,45 +45,39 @@ def load_cluster_config(path: str | Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise RunError(f"cluster config {p} not found; give an existing YAML file to --cluster-config") from None
+        raise OptionError(f"cluster config {p} not found; give an existing YAML file to --cluster-config") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise RunError(f"cannot read cluster config {p}: {exc}") from None
+        raise OptionError(f"cannot read cluster config {p}: {exc}") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where else ""
-        raise RunError(f"cluster config {p} is not valid YAML{line}; fix its syntax") from None
+        raise OptionError(f"cluster config {p} is not valid YAML{line}; fix its syntax") from None
     if raw is None:
         raw = {}
     if isinstance(raw, dict) and set(raw) == {"slurm"}:
         raw = raw["slurm"]
     if not isinstance(raw, dict):
-        raise RunError(f"cluster config {p} must be a mapping of SLURM settings ({', '.join(SLURM_KEYS)})")
+        raise OptionError(f"cluster config {p} must be a mapping of SLURM settings ({', '.join(SLURM_KEYS)})")
     unknown = sorted(set(raw) - set(SLURM_KEYS))
     if unknown:
-        raise RunError(f"cluster config {p}: unknown keys {', '.join(map(str, unknown))}; known: {', '.join(SLURM_KEYS)}")
+        raise OptionError(f"cluster config {p}: unknown keys {', '.join(map(str, unknown))}; known: {', '.join(SLURM_KEYS)}")
     for key, value in raw.items():
         types = SLURM_KEYS[key]
         if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             want = " or ".join(t.__name__ for t in types)
-            raise RunError(f"cluster config {p}: {key} = {value!r} should be a {want}")
+            raise OptionError(f"cluster config {p}: {key} = {value!r} should be a {want}")
         if key == "cores" and value < 1:
-            raise RunError(f"cluster config {p}: cores = {value} should be at least 1")
+            raise OptionError(f"cluster config {p}: cores = {value} should be at least 1")
         if isinstance(value, list) and not all(isinstance(x, str) for x in value):
-            raise RunError(f"cluster config {p}: {key} should be a list of strings")
+            raise OptionError(f"cluster config {p}: {key} should be a list of strings")
     return dict(raw)
 
 
 def normalise_address(address: str) -> str:
     m = _ADDRESS.match(address.strip())
     if not m or not 0 < int(m.group(3)) < 65536:
-        raise RunError(f"scheduler address {address!r} is not of the form tcp://HOST:PORT (e.g. tcp://127.0.0.1:8786)")
+        raise OptionError(f"scheduler address {address!r} is not of the form tcp://HOST:PORT (e.g. tcp://127.0.0.1:8786)")
     return f"{m.group(1) or 'tcp'}://{m.group(2)}:{m.group(3)}"
-
-
-class OptionError(RunError):
-    """Options that do not fit together, or point at unusable files: a usage error (exit 2)."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -208,21 +202,21 @@ class ClusterSpec:
              cluster_config: str | Path | None = None, no_workers_timeout: float = 120.0,
              tls: TLSFiles | None = None) -> ClusterSpec:
         if cluster not in ("local", "slurm"):
-            raise RunError(f"--cluster {cluster!r} is not known; use local or slurm (or --scheduler tcp://HOST:PORT)")
+            raise OptionError(f"--cluster {cluster!r} is not known; use local or slurm (or --scheduler tcp://HOST:PORT)")
         if workers < 0:
-            raise RunError(f"--workers {workers} must be 0 (in this process) or more")
+            raise OptionError(f"--workers {workers} must be 0 (in this process) or more")
         if not no_workers_timeout > 0:
-            raise RunError(f"--no-workers-timeout {no_workers_timeout} must be positive (seconds)")
+            raise OptionError(f"--no-workers-timeout {no_workers_timeout} must be positive (seconds)")
         if cluster_config is not None and cluster != "slurm":
-            raise RunError("--cluster-config applies to --cluster slurm only")
+            raise OptionError("--cluster-config applies to --cluster slurm only")
         if scheduler is not None and cluster == "slurm":
-            raise RunError("--scheduler and --cluster slurm exclude each other; pick one")
+            raise OptionError("--scheduler and --cluster slurm exclude each other; pick one")
         check_tls(scheduler, tls)
         if scheduler is not None:
             return cls("scheduler", workers, normalise_address(scheduler), {}, no_workers_timeout, tls)
         if cluster == "slurm":
             if workers < 1:
-                raise RunError("--cluster slurm needs --workers 1 or more (worker processes to start as SLURM jobs)")
+                raise OptionError("--cluster slurm needs --workers 1 or more (worker processes to start as SLURM jobs)")
             config = load_cluster_config(cluster_config) if cluster_config is not None else {}
             if shutil.which("sbatch") is None:
                 raise RunError("sbatch not found; --cluster slurm needs SLURM's client commands (slurm-client) on this machine")
@@ -337,7 +331,7 @@ class TaskLoop:
                  on_done: Callable[[dict, int, int], None] | None, on_start: Callable[[str | None], None] | None,
                  offset: int, total: int, poll: float = 1.0, expand: Callable[[Any], list] | None = None) -> None:
         if retries < 0:
-            raise RunError(f"--retries {retries} must be 0 or more")
+            raise OptionError(f"--retries {retries} must be 0 or more")
         self.case, self.tasks, self.folder, self.settings = case, tasks, folder, settings
         self.spec, self.retries, self.execution = spec, retries, execution
         self.on_done, self.on_start = on_done, on_start

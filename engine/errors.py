@@ -40,3 +40,9 @@ class RunError(EngineError):
     """A run could not be carried out or a run folder is unusable."""
 
     exit_code = 3
+
+
+class OptionError(RunError):
+    """Options that do not fit together, or point at unusable files: a usage error (exit 2)."""
+
+    exit_code = 2

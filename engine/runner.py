@@ -767,13 +767,11 @@ def execute(
     execution.total, execution.already_complete = len(seen), len(seen) - len(todo)
     _clean_temp_files(folder)
 
-    def expand(t: Task) -> list[Task]:
+    def expand(t: Task) -> list[Task]:  # a task whose result is already there is skipped by the worker
         new = [f for f in followups(t, folder, settings) if f.id not in seen]
         seen.update(f.id for f in new)
         execution.total += len(new)
-        for f in [f for f in new if done(f)]:
-            execution.skipped.append(f.id)
-        return [f for f in new if f.id not in execution.skipped]
+        return new
 
     loop = TaskLoop(case, todo, folder, settings, spec=spec, retries=retries, execution=execution,
                     on_done=on_done, on_start=on_start, offset=execution.already_complete, total=execution.total,
