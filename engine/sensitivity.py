@@ -49,6 +49,7 @@ def coincidence_test(time: float, window: tuple[float, float], period: tuple[flo
 # ------------------------------------------------------------------ variants: ablation, reliability, waterfall
 K_CONCENTRATION = 2000.0  # a Beta(q K, (1 - q) K) pins a reliability at q without changing the model's shape
 ALARM_SHIFT = 0.3
+TIE_SE = 2.0  # a leader change by less than this many combined MC standard errors is reported as a tie
 
 
 def plan_variants(case, *, quantiles: tuple[float, float] = (0.1, 0.9)) -> dict[str, dict]:  # noqa: ANN001
@@ -92,7 +93,8 @@ def plan_variants(case, *, quantiles: tuple[float, float] = (0.1, 0.9)) -> dict[
 
 
 def summarize(case, base: dict, variants: dict[str, dict], results: dict[str, dict]) -> dict:  # noqa: ANN001
-    """sensitivity.json: break-even priors, ablation with the single-leg alarm, reliability
+    """sensitivity.json: break-even priors, ablation with the single-leg alarm (and the near ties:
+    leader changes within 2 combined MC standard errors, which are not alarms), reliability
     sweep (by source, and as a tornado sorted by swing), waterfall and the timing coincidence
     tests, from the variants' attributions."""
     leader = base["leader"]
@@ -107,9 +109,20 @@ def summarize(case, base: dict, variants: dict[str, dict], results: dict[str, di
                 "leader_posterior": p, "shift": p - post[leader], "mcse": res["hypotheses"][leader]["posterior_mcse"]}
 
     ablation = [row(n) for n, v in variants.items() if v["kind"].startswith("ablation")]
-    alarms = [f"single-leg: dropping {r['label']} " + (f"makes {r['leader']} the leader" if r["leader"] != leader
-              else f"moves P({leader}) by {r['shift']:+.2f}")
-              for r in ablation if r["leader"] != leader or abs(r["shift"]) > ALARM_SHIFT]
+    alarms, ties = [], []
+    for r in ablation:
+        if r["leader"] != leader:
+            hyp = results[r["variant"]]["hypotheses"]
+            new, old = hyp[r["leader"]], hyp[leader]
+            margin, se = new["posterior"] - old["posterior"], float(np.hypot(new["posterior_mcse"], old["posterior_mcse"]))
+            r["margin"], r["margin_se"] = margin, se
+            if margin <= TIE_SE * se:  # the flip is within Monte Carlo error: a tie, not a new leader
+                ties.append(f"dropping {r['label']} leaves {r['leader']} and {leader} tied "
+                            f"(P {new['posterior']:.3f} vs {old['posterior']:.3f}, within {TIE_SE:g} MC s.e.)")
+                continue
+            alarms.append(f"single-leg: dropping {r['label']} makes {r['leader']} the leader")
+        elif abs(r["shift"]) > ALARM_SHIFT:
+            alarms.append(f"single-leg: dropping {r['label']} moves P({leader}) by {r['shift']:+.2f}")
     sweep: dict[str, dict] = {}
     for n, v in variants.items():
         if v["kind"] == "reliability":
@@ -126,7 +139,7 @@ def summarize(case, base: dict, variants: dict[str, dict], results: dict[str, di
             o = it.observed
             timing[it.id] = coincidence_test(o.time, o.window, o.period, o.clock_sd_min.mean(), o.rounding_min)
     return {"case": base["case"], "run": base["run"], "leader": leader,
-            "break_even": break_even_priors(prior, log_z, leader), "ablation": ablation, "alarms": alarms,
+            "break_even": break_even_priors(prior, log_z, leader), "ablation": ablation, "alarms": alarms, "ties": ties,
             "reliability": sweep, "tornado": tornado(sweep, post[leader]), "waterfall": waterfall, "coincidence": timing}
 
 
