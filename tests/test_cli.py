@@ -86,7 +86,8 @@ def test_run_on_a_local_dask_cluster_then_show(tmp_path):
     assert set(result) >= {"case", "run", "leader", "converged", "warnings", "hypotheses"}
     assert sum(h["posterior"] for h in result["hypotheses"].values()) == pytest.approx(1.0)
     for h in result["hypotheses"].values():
-        assert set(h) == {"prior", "posterior", "posterior_mcse", "log_evidence", "log_evidence_se"}
+        assert set(h) == {"prior", "posterior", "posterior_mcse", "log_evidence", "log_evidence_se", "method"}
+        assert h["method"] == "sampled"  # a base run samples; only variants can be reweighted
         assert set(h["log_evidence"]) >= {"smc", "bridge"}
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["settings"]["seed"] == 20181017 and manifest["finished"] and manifest["packages"]["pymc"]
