@@ -71,14 +71,14 @@ def _shifted(est, rw: dict):  # noqa: ANN001, ANN202
 
 
 def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder | None = None,
-            base_posteriors: dict | None = None) -> dict:
+            base_cache: dict | None = None) -> dict:
     """Combine task results into posterior/<h>.nc, diagnostics.json and attribution.json.
 
     For a variant's folder, ``base`` is the base run's folder (already collected): a hypothesis
     the variant estimated by importance reweighting takes the base run's log evidences moved by
     the log ratio, the base run's convergence diagnostics with its ESS scaled by the importance
-    ESS share, and the base posterior resampled by the weights. ``base_posteriors`` (hypothesis
-    -> InferenceData) caches the base run's draws across the variants of one run.
+    ESS share, and the base posterior resampled by the weights. ``base_cache`` keeps what is read
+    of the base run (per hypothesis: draws, diagnostics, log evidences) across the variants of one run.
     """
     from engine.diagnostics import contributions, nuts_diagnostics, predictive_checks, verdict
     from engine.estimate import attribute, combine
@@ -93,15 +93,16 @@ def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder |
             diag[hid] = nuts_diagnostics(idata)
             smc, bridge = _estimates(folder, hid, settings)
         else:
-            cache = base_posteriors if base_posteriors is not None else {}
+            cache = base_cache if base_cache is not None else {}
             if hid not in cache:
-                cache[hid] = _merge_chains(base, hid, settings)
-            idata = resampled(cache[hid], rw["log_weights"], task_seed(settings.seed, Task("reweight", hid).key))
+                diagnostics = cache.setdefault("diagnostics", read_json(base.diagnostics)["hypotheses"])
+                cache[hid] = (_merge_chains(base, hid, settings), diagnostics[hid], _estimates(base, hid, settings))
+            base_idata, d, estimates = cache[hid]
+            idata = resampled(base_idata, rw["log_weights"], task_seed(settings.seed, Task("reweight", hid).key))
             share = rw["ess"] / (settings.chains * settings.draws)
-            d = read_json(base.diagnostics)["hypotheses"][hid]
             diag[hid] = {**d, "ess_bulk_min": d["ess_bulk_min"] * share, "ess_tail_min": d["ess_tail_min"] * share,
                          "reweighted": {k: rw[k] for k in ("log_ratio", "se", "pareto_k", "k_max", "ess")}}
-            smc, bridge = (_shifted(e, rw) for e in _estimates(base, hid, settings))
+            smc, bridge = (_shifted(e, rw) for e in estimates)
         posteriors[hid] = idata
         write_idata(folder.posterior(hid), idata)
         pooled = combine([smc, bridge])

@@ -959,9 +959,9 @@ def _execute_and_collect(case: Case, settings: Settings, variants: tuple[Variant
     execution.finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     man["executions"][-1] = execution.to_dict()
     run_warnings = [w for e in man["executions"] for w in e.get("warnings", [])]
-    base_posteriors: dict = {}  # read once for all variants
+    base_cache: dict = {}  # the base run, read once for all variants
     for vf in (folder, *(variant_folder(folder, v.name) for v in variants)):
-        collect(case, vf, settings, base=None if vf is folder else folder, base_posteriors=base_posteriors)
+        collect(case, vf, settings, base=None if vf is folder else folder, base_cache=base_cache)
         if run_warnings:  # execution problems (retried tasks) belong in the run's warnings too
             att = read_json(vf.attribution)
             att["warnings"] = list(att.get("warnings", [])) + [f"execution: {w}" for w in run_warnings]
