@@ -40,8 +40,8 @@ def main() -> int:
     p.add_argument("--brier-gap-max", type=float, default=0.01)
     a = p.parse_args()
 
-    from engine.calibrate import CalibrationSettings, calibration_folder, format_summary, run_calibration, verdict, write_report
-    from engine.case import load_case
+    from engine.calibration.calibrate import CalibrationSettings, calibration_folder, format_summary, run_calibration, verdict, write_report
+    from engine.spec.case import load_case
 
     print("command:", shlex.join([sys.executable, *sys.argv]), flush=True)
     case = load_case(a.template)

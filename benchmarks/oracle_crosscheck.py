@@ -68,10 +68,10 @@ def main() -> int:
     p.add_argument("--out", default=str(ROOT / "runs" / "oracle-crosscheck"))
     a = p.parse_args()
 
-    from engine.calibrate import CalibrationSettings, fixed_case_estimates, run_calibration
-    from engine.case import load_case
-    from engine.cluster import ClusterSpec, connect
-    from engine.runner import Settings, ensure_compiledir
+    from engine.calibration.calibrate import CalibrationSettings, fixed_case_estimates, run_calibration
+    from engine.run.cluster import ClusterSpec, connect
+    from engine.run.runner import Settings, ensure_compiledir
+    from engine.spec.case import load_case
 
     print("command:", shlex.join([sys.executable, *sys.argv]), flush=True)
     ensure_compiledir()

@@ -35,8 +35,8 @@ RELIABILITIES = (1.0, 0.9, 0.8, 0.7)
 
 
 def sweep(args_draws: int, args_smc: int):  # noqa: ANN201
-    from engine.case import load_case
-    from engine.runner import Settings, Task, Variant
+    from engine.run.runner import Settings, Task, Variant
+    from engine.spec.case import load_case
 
     case = load_case(CASE)
     settings = Settings(seed=5, draws=args_draws, tune=args_draws, chains=2, smc_draws=args_smc, smc_chains=2)
@@ -47,7 +47,7 @@ def sweep(args_draws: int, args_smc: int):  # noqa: ANN201
 
 def plain(out: str, part: int, parts: int, draws: int, smc: int) -> None:
     """A plain process: run every ``parts``-th task of the sweep, starting at ``part``."""
-    from engine.runner import ensure_compiledir, run_task
+    from engine.run.runner import ensure_compiledir, run_task
 
     ensure_compiledir()
     case, settings, tasks = sweep(draws, smc)
@@ -56,7 +56,7 @@ def plain(out: str, part: int, parts: int, draws: int, smc: int) -> None:
 
 
 def _warm_tasks(draws: int, smc: int):  # noqa: ANN202
-    from engine.runner import Task, Variant
+    from engine.run.runner import Task, Variant
 
     v = Variant.of("warm", {"hp__reliability__lab": 0.95})
     return [Task("nuts", "external", 0, v), Task("smc", "external", 0, v)]
@@ -64,7 +64,7 @@ def _warm_tasks(draws: int, smc: int):  # noqa: ANN202
 
 def plain_warm(out: str, part: int, parts: int, draws: int, smc: int, sync: str) -> None:
     """Like ``plain``, but compile on a task of its own first, then wait for the others and time the sweep."""
-    from engine.runner import ensure_compiledir, run_task
+    from engine.run.runner import ensure_compiledir, run_task
 
     ensure_compiledir()
     case, settings, tasks = sweep(draws, smc)
@@ -84,8 +84,8 @@ def dask_warm(out: str, workers: int, draws: int, smc: int) -> None:
 
     from distributed import Client, LocalCluster
 
-    from engine.runner import ensure_compiledir, execute, run_task
-    from engine.store import RunFolder
+    from engine.run.runner import ensure_compiledir, execute, run_task
+    from engine.run.store import RunFolder
 
     ensure_compiledir()
     case, settings, tasks = sweep(draws, smc)
@@ -100,8 +100,8 @@ def dask_warm(out: str, workers: int, draws: int, smc: int) -> None:
 
 
 def dask(out: str, workers: int, draws: int, smc: int) -> None:
-    from engine.runner import ensure_compiledir, execute
-    from engine.store import RunFolder
+    from engine.run.runner import ensure_compiledir, execute
+    from engine.run.store import RunFolder
 
     ensure_compiledir()
     case, settings, tasks = sweep(draws, smc)
@@ -174,7 +174,7 @@ def main() -> None:
 
     import os
 
-    from engine.runner import ensure_compiledir
+    from engine.run.runner import ensure_compiledir
 
     # A compile directory of the benchmark's own: other processes compiling into a shared one hold
     # its lock, which would be measured as (serialised) start-up time.

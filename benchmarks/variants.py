@@ -52,15 +52,15 @@ def one_model(n: int, draws: int, smc: int, mode: str, kind: str, report: str) -
     """Sample (or reweight) n variants of one model in this (fresh) process; write what happened to ``report``."""
     import warnings
 
-    from engine.runner import _quiet, ensure_compiledir
+    from engine.run.runner import _quiet, ensure_compiledir
 
     ensure_compiledir()
     _quiet()
     warnings.simplefilter("ignore")
 
-    from engine.case import load_case
-    from engine.estimate import importance_ratio
-    from engine.runner import Variant, compiled_for, unconstrained_draws
+    from engine.inference.estimate import importance_ratio
+    from engine.run.runner import Variant, compiled_for, unconstrained_draws
+    from engine.spec.case import load_case
 
     case = load_case(CASE)
     variants = [Variant.of(name, data) for name, data in sweep(kind, n).items()]
@@ -119,7 +119,7 @@ def main() -> None:
 
     import os
 
-    from engine.runner import ensure_compiledir
+    from engine.run.runner import ensure_compiledir
 
     # A compile directory of the benchmark's own: other processes compiling into a shared one hold
     # its lock, which would be measured as (serialised) start-up time.

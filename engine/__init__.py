@@ -15,11 +15,11 @@ __version__ = "0.1.0"
 __all__ = ["load_case", "run_case", "Settings", "read_attribution", "case_schema", "EngineError", "CaseError", "RunError"]
 
 _LAZY = {
-    "load_case": ("engine.case", "load_case"),
-    "case_schema": ("engine.case", "case_schema"),
-    "run_case": ("engine.runner", "run_case"),
-    "Settings": ("engine.runner", "Settings"),
-    "read_attribution": ("engine.runner", "read_attribution"),
+    "load_case": ("engine.spec.case", "load_case"),
+    "case_schema": ("engine.spec.case", "case_schema"),
+    "run_case": ("engine.run.runner", "run_case"),
+    "Settings": ("engine.run.runner", "Settings"),
+    "read_attribution": ("engine.run.runner", "read_attribution"),
     "EngineError": ("engine.errors", "EngineError"),
     "CaseError": ("engine.errors", "CaseError"),
     "RunError": ("engine.errors", "RunError"),

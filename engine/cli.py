@@ -44,7 +44,7 @@ def _tls(scheduler: str | None, ca: Path | None, cert: Path | None, key: Path | 
     With none given, a tls:// scheduler uses the certificates of the dask config
     (distributed.comm.tls.*), which this also checks.
     """
-    from engine.cluster import TLSFiles, check_tls
+    from engine.run.cluster import TLSFiles, check_tls
 
     tls = TLSFiles.of(ca, cert, key)
     check_tls(scheduler, tls)
@@ -69,7 +69,7 @@ def _main(
 @app.command()
 def validate(cases: Annotated[list[Path], typer.Argument(help="Case files to check.")]) -> None:
     """Check case files; print one line per problem (exit 2) or 'ok' per file."""
-    from engine.case import load_case
+    from engine.spec.case import load_case
 
     bad = 0
     for path in cases:
@@ -92,7 +92,7 @@ def validate(cases: Annotated[list[Path], typer.Argument(help="Case files to che
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of case files (for editor completion)."""
-    from engine.case import case_schema
+    from engine.spec.case import case_schema
 
     typer.echo(json.dumps(case_schema(), indent=2))
 
@@ -142,7 +142,7 @@ def run(
                 raise RunError(f"--resume continues a run with the case and settings in its folder; drop {extra}")
         elif case_file is None:
             raise RunError("give a case file (incident run CASE.yaml) or a run folder to continue (--resume RUN)")
-        from engine.runner import VARIANT_METHODS
+        from engine.run.runner import VARIANT_METHODS
 
         if variant_method is not None and variant_method not in VARIANT_METHODS:
             raise OptionError(f"--variant-method {variant_method!r} is not known; use one of {', '.join(VARIANT_METHODS)}")
@@ -150,7 +150,7 @@ def run(
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        from engine.runner import Settings, read_attribution, resume_run, run_case
+        from engine.run.runner import Settings, read_attribution, resume_run, run_case
 
         console = Console(stderr=True)
         execution = {"workers": workers, "scheduler": scheduler, "cluster": cluster, "cluster_config": cluster_config,
@@ -177,7 +177,7 @@ def run(
             if resume is not None:
                 root = resume_run(resume, command=sys.argv, on_done=done, on_start=started, **execution)
             else:
-                from engine.case import load_case
+                from engine.spec.case import load_case
 
                 case = load_case(case_file)
                 defaults = Settings()
@@ -202,7 +202,7 @@ def _read_variants(path: Path | None) -> tuple:
     import yaml
 
     from engine.errors import RunError
-    from engine.runner import Variant
+    from engine.run.runner import Variant
 
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -224,7 +224,7 @@ def show(
     json_out: Annotated[bool, typer.Option("--json", help="Print attribution.json.")] = False,
 ) -> None:
     """Print the attribution of a finished run."""
-    from engine.runner import read_attribution
+    from engine.run.runner import read_attribution
 
     _read_and_print(read_attribution, run_dir, json_out, _print_table)
 
@@ -248,7 +248,7 @@ def diagnose(
     json_out: Annotated[bool, typer.Option("--json", help="Print diagnostics.json.")] = False,
 ) -> None:
     """Convergence, estimator agreement and predictive checks of a run; exit 4 if the verdict is 'fail'."""
-    from engine.combine import read_diagnostics
+    from engine.run.collect import read_diagnostics
 
     diag = _read_and_print(read_diagnostics, run_dir, json_out, _print_diagnostics)
     if diag["verdict"] == "fail":
@@ -262,8 +262,8 @@ def report(
 ) -> None:
     """Write the PDF attribution report of a run."""
     try:
-        from engine.combine import read_diagnostics
         from engine.report import write_report
+        from engine.run.collect import read_diagnostics
 
         read_diagnostics(run_dir)  # recomputed if missing, so the report has its diagnostics
         path = write_report(run_dir, output)
@@ -285,7 +285,7 @@ def sensitivity(
 ) -> None:
     """Break-even priors, evidence ablation (single-leg alarm), reliability sweep, waterfall."""
     try:
-        from engine.sensitivity import run_sensitivity
+        from engine.results.sensitivity import run_sensitivity
 
         tls = _tls(scheduler, tls_ca, tls_cert, tls_key)
         result = run_sensitivity(run_dir, workers=workers, scheduler=scheduler, tls=tls, command=sys.argv)
@@ -381,8 +381,8 @@ def calibrate(
     json_out: Annotated[bool, typer.Option("--json", help="Print summary.json instead of the text report.")] = False,
 ) -> None:
     """Simulate incidents from TEMPLATE's prior predictive, attribute each, and score the calibration."""
-    from engine.calibrate import CalibrationSettings, calibration_folder, format_summary, run_calibration, verdict, write_report
-    from engine.case import load_case
+    from engine.calibration.calibrate import CalibrationSettings, calibration_folder, format_summary, run_calibration, verdict, write_report
+    from engine.spec.case import load_case
 
     try:
         tls = _tls(scheduler, tls_ca, tls_cert, tls_key)

@@ -149,7 +149,7 @@ class DaskProcesses:
 # -- fault injection (imported by dask workers through PYTHONPATH)
 def install_fault(marker_dir: str, task_key: str) -> str:
     """Make ``task_key``'s SMC task raise once (cluster-wide, through a marker file)."""
-    import engine.runner as runner
+    import engine.run.runner as runner
 
     original = getattr(runner, "_original_run_smc", runner._run_smc)
     runner._original_run_smc = original
@@ -166,7 +166,7 @@ def install_fault(marker_dir: str, task_key: str) -> str:
 
 
 def remove_fault() -> str:
-    import engine.runner as runner
+    import engine.run.runner as runner
 
     if hasattr(runner, "_original_run_smc"):
         runner._run_smc = runner._original_run_smc

@@ -1,6 +1,6 @@
 """Calibration on simulated incidents, checked against truth.
 
-* the exact evidence (engine.closedform) equals independent quadrature (tests/exact.py and
+* the exact evidence (engine.inference.closedform) equals independent quadrature (tests/exact.py and
   scipy), with and without unreliable sources;
 * simulated incidents keep the template's design, are valid, and follow the prior predictive
   the models assume (hole counts against the exact marginal; the exact posterior is
@@ -24,7 +24,7 @@ import pytest
 from conftest import CASES
 from scipy import integrate, stats
 
-from engine.case import load_case
+from engine.spec.case import load_case
 
 TEMPLATE = CASES / "calibration-4h.yaml"
 QUICK = dict(n=16, draws=200, tune=200, chains=2, smc_draws=200, smc_chains=2, seed=5)
@@ -52,7 +52,7 @@ def _quietly(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
 def test_exact_evidence_equals_independent_closed_forms_on_the_oracle_case(oracle_case):
     from test_oracle import oracle_truth
 
-    from engine.closedform import exact_log_evidence, exact_posterior
+    from engine.inference.closedform import exact_log_evidence, exact_posterior
 
     truth = oracle_truth()
     for hid, want in truth.items():
@@ -73,7 +73,7 @@ def _quad_beta_binomial(k: int, m: int, a: float, b: float) -> float:
 
 def test_exact_evidence_mixes_each_unit_with_the_background_by_its_source_reliability(template):
     """Z_H = prod_u [r_u p(y_u | H) + (1 - r_u) p_bg(y_u)], every factor by quadrature."""
-    from engine.closedform import exact_log_evidence
+    from engine.inference.closedform import exact_log_evidence
 
     # holes 5, 2 assessed, 2 inward; fragments cube 1, natural 1, blade 0; time 50 in [40, 70] of [0, 600]; 60 s
     perf = {"sam": ((2, 0.05), (9, 1)), "drone": ((2, 0.2), (8, 2)), "bomb": ((1.5, 0.3), (1, 9)), "engine": ((1.5, 0.5), (6, 4))}
@@ -94,7 +94,7 @@ def test_exact_evidence_mixes_each_unit_with_the_background_by_its_source_reliab
 def test_exact_evidence_of_claims_elicited_items_and_hole_sizes_equals_quadrature():
     """One claim per interest class is linear in its uncertain assertion rate; elicited items are exact
     with their means; hole sizes are a normal-normal conjugate pair (tests/exact.py)."""
-    from engine.closedform import exact_log_evidence
+    from engine.inference.closedform import exact_log_evidence
 
     case = load_case(CASES / "calibration-oracle-claims.yaml")
     beta_mean = lambda f, a, b: integrate.quad(lambda x: f(x) * stats.beta.pdf(x, a, b), 0, 1)[0]  # noqa: E731
@@ -114,9 +114,9 @@ def test_exact_evidence_of_claims_elicited_items_and_hole_sizes_equals_quadratur
 
 
 def test_exact_evidence_is_refused_for_uncertain_reliabilities(template):
-    from engine.closedform import exact_log_evidence, has_exact
     from engine.dists import Dist
     from engine.errors import RunError
+    from engine.inference.closedform import exact_log_evidence, has_exact
 
     src = dataclasses.replace(template.sources["lab"], reliability=Dist("beta", (8.0, 2.0)))
     case = dataclasses.replace(template, sources={**template.sources, "lab": src})
@@ -127,8 +127,8 @@ def test_exact_evidence_is_refused_for_uncertain_reliabilities(template):
 
 # ------------------------------------------------------------------ simulation
 def test_simulated_incidents_keep_the_design_and_are_valid(template):
-    from engine.model import observation_data
-    from engine.simulate import incident_seed, simulate_incident
+    from engine.calibration.simulate import incident_seed, simulate_incident
+    from engine.model.build import observation_data
 
     shapes = {k: np.shape(v) for k, v in observation_data(template).items()}
     seen = set()
@@ -152,7 +152,7 @@ def test_simulated_incidents_keep_the_design_and_are_valid(template):
 
 def test_simulated_hole_counts_follow_the_models_prior_predictive(template):
     """P(holes = n) = sum_H pi_H [r NB_H(n) + (1 - r) NB_bg(n)], with r = 0.9 (chi-square)."""
-    from engine.simulate import incident_seed, simulate_incident
+    from engine.calibration.simulate import incident_seed, simulate_incident
 
     n_sim = 3000
     holes = np.array([simulate_incident(template, i, np.random.default_rng(incident_seed(11, i))).case.item("holes").observed.holes
@@ -174,9 +174,9 @@ def test_simulated_hole_counts_follow_the_models_prior_predictive(template):
 
 def test_exact_posterior_is_calibrated_on_simulated_incidents(template):
     """If the simulator and the exact evidence agree, P(H | y) is a calibrated forecast of H."""
-    from engine.calibration_metrics import ece, ece_null
-    from engine.closedform import exact_posterior
-    from engine.simulate import incident_seed, simulate_incident
+    from engine.calibration.metrics import ece, ece_null
+    from engine.calibration.simulate import incident_seed, simulate_incident
+    from engine.inference.closedform import exact_posterior
 
     n_sim = 1500
     prob, truth = [], []
@@ -197,7 +197,7 @@ def test_exact_posterior_is_calibrated_on_simulated_incidents(template):
 
 # ------------------------------------------------------------------ scores on known answers
 def test_scores_of_known_forecasts():
-    from engine.calibration_metrics import brier, ece, log_score, reliability_table
+    from engine.calibration.metrics import brier, ece, log_score, reliability_table
 
     truth = np.array([0, 1, 2, 0])
     perfect = np.eye(3)[truth]
@@ -215,7 +215,7 @@ def test_scores_of_known_forecasts():
 
 
 def test_ece_noise_floor_matches_simulation_and_shrinks_with_n():
-    from engine.calibration_metrics import ece_null
+    from engine.calibration.metrics import ece_null
 
     rng = np.random.default_rng(1)
     small = rng.dirichlet([1, 1, 1], size=50)
@@ -224,7 +224,7 @@ def test_ece_noise_floor_matches_simulation_and_shrinks_with_n():
 
 
 def test_sbc_uniformity_detects_biased_posteriors():
-    from engine.calibration_metrics import sbc_rank, sbc_uniformity
+    from engine.calibration.metrics import sbc_rank, sbc_uniformity
 
     rng = np.random.default_rng(2)
     good, bad = [], []
@@ -238,7 +238,7 @@ def test_sbc_uniformity_detects_biased_posteriors():
 
 
 def test_reliability_figure_draws_each_named_element(template):
-    from engine.calibrate import summarize
+    from engine.calibration.calibrate import summarize
     from engine.report.calibration_plot import reliability_figure
 
     rng = np.random.default_rng(4)
@@ -263,10 +263,10 @@ def test_compiled_model_switched_to_another_dataset_equals_a_model_built_on_it(o
     that dataset, and bridge sampling on them lands on that dataset's exact log evidence."""
     import pymc as pm
 
-    from engine.closedform import exact_log_evidence
-    from engine.estimate import bridge_log_evidence
-    from engine.model import build_model
-    from engine.runner import compiled_for, unconstrained_draws
+    from engine.inference.closedform import exact_log_evidence
+    from engine.inference.estimate import bridge_log_evidence
+    from engine.model.build import build_model
+    from engine.run.runner import compiled_for, unconstrained_draws
 
     other = dataclasses.replace(oracle_case, items=tuple(
         dataclasses.replace(it, observed=it.observed.model_copy(update={"holes": 9, "inward": 2})) if it.id == "tail-holes" else it
@@ -293,7 +293,7 @@ def test_compiled_model_switched_to_another_dataset_equals_a_model_built_on_it(o
 
 def test_compiled_model_refuses_a_dataset_of_another_design(template):
     from engine.errors import RunError
-    from engine.runner import Compiled
+    from engine.run.runner import Compiled
 
     cm = Compiled(template, "sam")
     frags = template.item("frags")
@@ -308,14 +308,14 @@ def test_compiled_model_refuses_a_dataset_of_another_design(template):
 # ------------------------------------------------------------------ the quick calibration test
 @pytest.fixture(scope="module")
 def quick_engine(template):
-    from engine.calibrate import CalibrationSettings, run_calibration, summarize
+    from engine.calibration.calibrate import CalibrationSettings, run_calibration, summarize
 
     run = _quietly(run_calibration, template, CalibrationSettings(**QUICK), workers=0)
     return run, summarize(run)
 
 
 def test_quick_calibration_passes_for_the_engine(quick_engine):
-    from engine.calibrate import verdict
+    from engine.calibration.calibrate import verdict
 
     run, summary = quick_engine
     assert len(run.records) == QUICK["n"]
@@ -325,7 +325,7 @@ def test_quick_calibration_passes_for_the_engine(quick_engine):
 
 
 def test_quick_calibration_fails_for_a_sign_error_in_one_likelihood_term(template, quick_engine):
-    from engine.calibrate import CalibrationSettings, run_calibration, summarize, verdict
+    from engine.calibration.calibrate import CalibrationSettings, run_calibration, summarize, verdict
 
     broken = _quietly(run_calibration, template, CalibrationSettings(**{**QUICK, "estimator": "sign-error"}), workers=0)
     summary = summarize(broken)
@@ -337,7 +337,7 @@ def test_quick_calibration_fails_for_a_sign_error_in_one_likelihood_term(templat
 
 @pytest.mark.slow
 def test_calibration_results_do_not_depend_on_the_number_of_workers(template, tmp_path):
-    from engine.calibrate import CalibrationSettings, run_calibration
+    from engine.calibration.calibrate import CalibrationSettings, run_calibration
 
     settings = CalibrationSettings(**{**QUICK, "n": 3})
     here = _quietly(run_calibration, template, settings, workers=0)
@@ -351,7 +351,7 @@ def test_calibration_results_do_not_depend_on_the_number_of_workers(template, tm
 @pytest.fixture(scope="module")
 def trap_runs():
     """The informative template, 12 incidents: the engine's estimators and the marginalised mixture."""
-    from engine.calibrate import CalibrationSettings, run_calibration
+    from engine.calibration.calibrate import CalibrationSettings, run_calibration
 
     trap = load_case(CASES / "calibration-mixture-trap.yaml")
     settings = dict(QUICK, n=12)
@@ -361,7 +361,7 @@ def trap_runs():
 
 
 def _excess(records: list[dict], forecaster: str) -> float:
-    from engine.calibration_metrics import brier_excess
+    from engine.calibration.metrics import brier_excess
 
     return brier_excess([r["estimated"][forecaster]["posterior"] for r in records], [r["exact"]["posterior"] for r in records])
 
@@ -370,7 +370,7 @@ def _excess(records: list[dict], forecaster: str) -> float:
 def test_calibration_catches_the_marginalised_mixture_where_its_modes_separate(trap_runs):
     """Informative data, close hypotheses: one NUTS run over the marginalised mixture of both
     hypotheses fails the quick criteria (its chains stay in the mode they find first)."""
-    from engine.calibrate import summarize, verdict
+    from engine.calibration.calibrate import summarize, verdict
 
     _, mixture = trap_runs
     bad = summarize(mixture)
@@ -397,7 +397,7 @@ def test_engine_follows_bridge_sampling_on_informative_data_without_smcs_bias(tr
     stated error calibrated. (At these quick settings, 2 x 200 draws of 7-parameter models, bridge
     sampling's noise, ~0.1 nat, still exceeds the quick criteria's noise-free bounds: measured
     expected Brier excess 0.005 against SMC-only's 0.097.)"""
-    from engine.calibrate import summarize
+    from engine.calibration.calibrate import summarize
 
     engine, _ = trap_runs
     for r in engine.records:

@@ -27,8 +27,8 @@ def _quietly(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
 def test_compiled_once_samplers_are_bit_identical_to_fresh_pymc_and_variants_do_not_leak(oracle_case):
     import pymc as pm
 
-    from engine.model import build_model, pointwise_log_likelihood
-    from engine.runner import Variant, compiled_for
+    from engine.model.build import build_model, pointwise_log_likelihood
+    from engine.run.runner import Variant, compiled_for
 
     draws, tune, seed, smc_draws, smc_seed = 150, 150, 1234, 300, 99
     fresh = build_model(oracle_case, "internal")
@@ -67,7 +67,7 @@ def test_compiled_once_samplers_are_bit_identical_to_fresh_pymc_and_variants_do_
     assert not np.array_equal(v_idata.posterior["gap__log_median"].values, idata.posterior["gap__log_median"].values)
     assert v_smc["log_marginal_likelihood"] != smc["log_marginal_likelihood"]
 
-    # the cached pointwise log-likelihood is engine.model's
+    # the cached pointwise log-likelihood is engine.model.build's
     ours = cm.pointwise_log_likelihood(idata.posterior)
     theirs = pointwise_log_likelihood(fresh, idata.posterior)
     assert list(ours) == list(theirs)
@@ -76,7 +76,7 @@ def test_compiled_once_samplers_are_bit_identical_to_fresh_pymc_and_variants_do_
 
 
 def test_variant_with_unknown_or_misshaped_data_is_rejected_before_running(oracle_case, tmp_path):
-    from engine.runner import Settings, Variant, run_case
+    from engine.run.runner import Settings, Variant, run_case
 
     with pytest.raises(RunError, match=r"'hp__nope' is not a pm.Data.*known: .*hp__reliability__lab"):
         run_case(oracle_case, settings=Settings(), out=tmp_path, variants=[Variant.of("x", {"hp__nope": 1.0})], workers=0)
@@ -89,16 +89,16 @@ def test_variant_with_unknown_or_misshaped_data_is_rejected_before_running(oracl
 
 # ------------------------------------------------------------------ retries (client logic, fast)
 def _fake_tasks(n):  # noqa: ANN001, ANN202
-    from engine.runner import Task
+    from engine.run.runner import Task
 
     return [Task("smc", "external", c) for c in range(n)]
 
 
 def test_a_task_that_raises_is_retried_and_reported(monkeypatch, oracle_case, tmp_path):
-    import engine.runner as runner
-    from engine.cluster import ClusterSpec, TaskLoop
-    from engine.runner import Execution, Settings
-    from engine.store import RunFolder
+    import engine.run.runner as runner
+    from engine.run.cluster import ClusterSpec, TaskLoop
+    from engine.run.runner import Execution, Settings
+    from engine.run.store import RunFolder
 
     calls = {}
 
@@ -146,7 +146,7 @@ def test_bad_execution_options_are_one_line_errors(args, message, tmp_path):
 
 
 def test_cluster_config_with_unknown_keys_or_bad_types_is_a_clean_error(tmp_path):
-    from engine.cluster import load_cluster_config
+    from engine.run.cluster import load_cluster_config
 
     bad = tmp_path / "slurm.yaml"
     bad.write_text("queue: debug\nqueu: typo\n")

@@ -13,8 +13,8 @@ import pytensor.tensor as pt
 import pytest
 from conftest import CASES
 
-from engine.case import FragmentsObs, IntervalObs, PerforationsObs, TimingObs
 from engine.evidence import fragments, interval, perforations, timing
+from engine.spec.case import FragmentsObs, IntervalObs, PerforationsObs, TimingObs
 
 
 def item(obs, iid="x"):
@@ -64,8 +64,8 @@ def test_predictive_p_values_are_uniform_when_data_come_from_the_model(family, i
 
 @pytest.fixture(scope="module")
 def unexplained_run(tmp_path_factory):
-    from engine.case import load_case
-    from engine.runner import Settings, run_case
+    from engine.run.runner import Settings, run_case
+    from engine.spec.case import load_case
 
     case = load_case(CASES / "unexplained.yaml")
     return run_case(case, settings=Settings(seed=5, draws=400, tune=400, chains=2, smc_draws=500, smc_chains=2),
@@ -85,8 +85,8 @@ def test_none_of_the_hypotheses_explains_an_impossible_count(unexplained_run):
 
 @pytest.mark.slow
 def test_under_sampled_run_fails_the_verdict_and_is_not_converged(tmp_path):
-    from engine.case import load_case
-    from engine.runner import Settings, read_attribution, run_case
+    from engine.run.runner import Settings, read_attribution, run_case
+    from engine.spec.case import load_case
 
     case = load_case(CASES / "ambiguous.yaml")
     root = run_case(case, settings=Settings(seed=1, draws=50, tune=50, chains=2, smc_draws=200, smc_chains=2), out=tmp_path, workers=0)

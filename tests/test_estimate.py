@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from engine.estimate import LogEvidence, attribute, bridge_log_evidence, combine, smc_log_evidence
+from engine.inference.estimate import LogEvidence, attribute, bridge_log_evidence, combine, smc_log_evidence
 
 
 def test_bridge_recovers_the_normalising_constant_of_a_correlated_gaussian():
@@ -88,7 +88,7 @@ def _gaussian_log_weights(rng, d: int, shift: float, scale: float, n_chain: int 
 @pytest.mark.parametrize("d, shift, scale", [(1, 0.5, 1.0), (4, 0.3, 1.0), (4, 0.0, 0.6), (4, 0.2, 1.15), (8, 0.0, 1.1)])
 def test_importance_ratio_matches_the_exact_ratio_where_it_accepts(d, shift, scale):
     """Shifts, narrowings and mild widenings: accepted, unbiased, and its error is honest."""
-    from engine.estimate import importance_ratio
+    from engine.inference.estimate import importance_ratio
 
     rng = np.random.default_rng(d * 100 + int(10 * scale))
     z, accepted = [], 0
@@ -107,7 +107,7 @@ def test_importance_ratio_matches_the_exact_ratio_where_it_accepts(d, shift, sca
 @pytest.mark.parametrize("d, shift, scale", [(4, 0.0, 2.0), (8, 0.0, 1.5), (4, 1.5, 1.0), (1, 0.0, 3.0)])
 def test_importance_ratio_refuses_variants_the_base_draws_do_not_cover(d, shift, scale):
     """Strong widenings (the base misses the variant's tails) and far shifts must fall back to sampling."""
-    from engine.estimate import importance_ratio
+    from engine.inference.estimate import importance_ratio
 
     rng = np.random.default_rng(7)
     refused = sum(not importance_ratio(_gaussian_log_weights(rng, d, shift, scale)[0])["reliable"] for _ in range(20))
@@ -115,7 +115,7 @@ def test_importance_ratio_refuses_variants_the_base_draws_do_not_cover(d, shift,
 
 
 def test_importance_ratio_of_an_unchanged_density_is_exact():
-    from engine.estimate import importance_ratio
+    from engine.inference.estimate import importance_ratio
 
     r = importance_ratio(np.full((2, 50), -0.25))
     assert r["reliable"] and r["log_ratio"] == -0.25 and r["se"] == 0.0

@@ -10,9 +10,9 @@ import pytensor.tensor as pt
 import pytest
 from scipy import integrate, special, stats
 
-from engine.case import ClaimObs, FragmentsObs, IntervalObs, PerforationsObs, TimingObs
 from engine.dists import Dist
 from engine.evidence import claim, elicited, fragments, interval, perforations, timing
+from engine.spec.case import ClaimObs, FragmentsObs, IntervalObs, PerforationsObs, TimingObs
 
 
 def item(obs, **params):
@@ -101,8 +101,8 @@ def test_claim_and_elicited_use_the_mean_probability():
 
 def test_admission_against_interest_outweighs_self_serving_claim(tmp_path):
     """P(assert|true)/P(assert|false) = (r + (1-r) b) / ((1-r) b), evaluated through the model."""
-    from engine.case import load_case
-    from engine.model import build_model
+    from engine.model.build import build_model
+    from engine.spec.case import load_case
 
     case = load_case(__import__("conftest").CASES / "claims.yaml")
     r = 0.6

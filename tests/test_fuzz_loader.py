@@ -9,8 +9,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.case import load_case
 from engine.errors import CaseError, CaseErrors
+from engine.spec.case import load_case
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = [yaml.safe_load((ROOT / "cases" / n).read_text()) for n in ("azal8243-2024.yaml", "il20-2018.yaml")]

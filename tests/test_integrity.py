@@ -86,8 +86,8 @@ def test_resume_refuses_changed_inputs_naming_the_files(edit, tiny_run, tmp_path
 
 def test_unchanged_inputs_pass_the_check_and_the_check_reads_the_manifest(tiny_run, tmp_path):
     from engine.errors import RunError
-    from engine.runner import open_run
-    from engine.store import RunFolder
+    from engine.run.runner import open_run
+    from engine.run.store import RunFolder
 
     run = tmp_path / "oracle" / "copy"
     shutil.copytree(tiny_run, run)
@@ -211,7 +211,7 @@ def test_a_full_disk_during_the_tasks_is_a_clean_error_and_leaves_no_partial_fil
 
 def test_atomic_write_removes_its_temporary_file_and_names_the_path(tmp_path):
     from engine.errors import RunError
-    from engine.store import atomic_write, write_text
+    from engine.run.store import atomic_write, write_text
 
     target = tmp_path / "result.json"
     write_text(target, "old\n")

@@ -6,7 +6,7 @@ import exact
 import numpy as np
 import pytest
 
-from engine.case import load_case
+from engine.spec.case import load_case
 
 SD = float(np.sqrt(3.0**2 + 5.0**2 / 12))  # clock error with rounding folded in (Sheppard)
 
@@ -55,7 +55,7 @@ def test_attribution_matches_exact_posterior(oracle_run):
 @pytest.mark.slow
 def test_ambiguous_case_is_not_decided_by_a_mode(tmp_path):
     """Two hypotheses whose exact posterior is within 0.45-0.55: the case the mixture trap fails."""
-    from engine.runner import Settings, read_attribution, run_case
+    from engine.run.runner import Settings, read_attribution, run_case
 
     case = load_case(__import__("conftest").CASES / "ambiguous.yaml")
     la = exact.perforations(12, 9, [8.0, 12.0], gamma=(2, 0.2), beta=(6, 2), normal=(2.3, 0.5), sd=0.5)

@@ -23,7 +23,7 @@ from pypdf import PdfReader
 from engine.errors import RunError
 from engine.report import SECTIONS, build_report, layout_problems, load_run, write_report
 from engine.report import content as C
-from engine.store import write_idata, write_json
+from engine.run.store import write_idata, write_json
 
 CASES = Path(__file__).resolve().parent / "cases"
 HIDS = ("external", "internal", "engine")
@@ -384,8 +384,8 @@ def _il20_sensitivity(swing: dict[str, float] | None = None) -> tuple[dict, dict
     hand-written variant attributions (test data, no sampler): source i's reliability sweep moves
     P(leader) by -0.6 s_i (low) and +0.4 s_i (high), so its swing is s_i; dropping the first unit
     makes the runner-up the leader."""
-    from engine.case import load_case
-    from engine.sensitivity import plan_variants, summarize
+    from engine.results.sensitivity import plan_variants, summarize
+    from engine.spec.case import load_case
 
     case = load_case(SEED_CASES / "il20-2018.yaml")
     hids = list(case.hypotheses)
@@ -496,7 +496,7 @@ def test_sensitivity_section_draws_the_tornado_next_to_its_table(tmp_path: Path)
 
 
 def test_tornado_with_no_swing_or_a_single_source_still_fits(tmp_path: Path) -> None:
-    from engine.case import load_case
+    from engine.spec.case import load_case
 
     sources = sorted(s for s in load_case(SEED_CASES / "il20-2018.yaml").sources)
     att, sens = _il20_sensitivity({s: 0.0 for s in sources})

@@ -22,8 +22,8 @@ def _snapshot(run_dir):  # noqa: ANN001, ANN202
 
 
 def _complete(run_dir):  # noqa: ANN001, ANN202
-    from engine.case import load_case
-    from engine.runner import Settings, Task, fingerprint, task_done
+    from engine.run.runner import Settings, Task, fingerprint, task_done
+    from engine.spec.case import load_case
 
     man = runhelp.manifest(run_dir)
     case, settings = load_case(CASE), Settings(**man["settings"])
@@ -78,8 +78,8 @@ def test_kill_9_of_the_run_then_resume_gives_the_same_numbers_without_recomputin
 
 
 def _all_tasks():  # noqa: ANN202
-    from engine.case import load_case
-    from engine.runner import Settings, plan
+    from engine.run.runner import Settings, plan
+    from engine.spec.case import load_case
 
     s = Settings(seed=int(runhelp.SEED), draws=200, tune=200, chains=2, smc_draws=300, smc_chains=2)
     return [t.id for t in plan(load_case(CASE), s)]
@@ -150,9 +150,9 @@ def test_resume_refuses_conflicting_options_and_busy_or_foreign_folders(tmp_path
 
 
 def test_a_run_folder_in_use_cannot_be_resumed_twice(tmp_path):
-    from engine.case import load_case
-    from engine.runner import Settings, manifest
-    from engine.store import RunFolder, write_json
+    from engine.run.runner import Settings, manifest
+    from engine.run.store import RunFolder, write_json
+    from engine.spec.case import load_case
 
     case = load_case(CASE)
     folder = RunFolder(tmp_path / "oracle" / "busy")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.case import load_case
+from engine.spec.case import load_case
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS_DIR = ROOT.parent / "shared" / "seeds"
@@ -38,7 +38,7 @@ def test_seed_cases_name_the_competing_accounts():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASE_FILES))
 def test_seed_case_runs_end_to_end(name, tmp_path):
-    from engine.runner import Settings, read_attribution, run_case
+    from engine.run.runner import Settings, read_attribution, run_case
 
     case = load_case(CASE_FILES[name])
     root = run_case(case, settings=Settings(seed=2, draws=300, tune=300, chains=2, smc_draws=500, smc_chains=2), out=tmp_path, workers=0)

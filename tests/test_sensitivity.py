@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.estimate import attribute
-from engine.sensitivity import break_even_priors, coincidence_test
+from engine.inference.estimate import attribute
+from engine.results.sensitivity import break_even_priors, coincidence_test
 
 
 def test_break_even_prior_flips_the_ranking_exactly():
@@ -39,7 +39,7 @@ def test_a_leader_change_within_monte_carlo_error_is_a_tie_not_an_alarm():
     """Il-20's near three-way tie fired the alarm on flips of 0.003 with MCSE 0.004 (last session)."""
     from types import SimpleNamespace
 
-    from engine.sensitivity import summarize
+    from engine.results.sensitivity import summarize
 
     def att(p, mcse=0.004):  # noqa: ANN001, ANN202
         return {"leader": max(p, key=p.get), "hypotheses": {h: {"posterior": v, "posterior_mcse": mcse, "prior": 1 / 3,

@@ -15,9 +15,9 @@ from conftest import CASES
 
 @pytest.fixture(scope="module")
 def sensitivity_result(tmp_path_factory):
-    from engine.case import load_case
-    from engine.runner import Settings, run_case
-    from engine.sensitivity import run_sensitivity
+    from engine.results.sensitivity import run_sensitivity
+    from engine.run.runner import Settings, run_case
+    from engine.spec.case import load_case
 
     case = load_case(CASES / "sensitivity.yaml")
     root = run_case(case, settings=Settings(seed=4, draws=300, tune=300, chains=2, smc_draws=400, smc_chains=2),
@@ -92,7 +92,7 @@ def _check_compiled_once_per_worker(case, summaries: list[dict], want_ids: set[s
     """Every planned task ran on one of two worker processes (not here), and per worker process,
     model structure and task kind exactly one task compiled, compiling that kind's function sets
     once: a structure is compiled at most once per worker whatever the hypotheses and variants."""
-    from engine.model import structure_key
+    from engine.model.build import structure_key
 
     computed = [s for s in summaries if not s.get("skipped")]
     assert sorted(s["key"] for s in computed) == sorted(want_ids)
@@ -123,11 +123,11 @@ def _check_compiled_once_per_worker(case, summaries: list[dict], want_ids: set[s
 @pytest.mark.slow
 @pytest.mark.parametrize("case_file", ["azal8243-2024.yaml", "il20-2018.yaml"])
 def test_seed_case_sweep_runs_on_two_workers_compiling_each_structure_once_per_worker(case_file, tmp_path):
-    from engine.case import load_case
     from engine.report import build_report, layout_problems, load_run
-    from engine.runner import Settings, Variant, followups, plan, run_case
-    from engine.sensitivity import plan_variants, run_sensitivity
-    from engine.store import RunFolder
+    from engine.results.sensitivity import plan_variants, run_sensitivity
+    from engine.run.runner import Settings, Variant, followups, plan, run_case
+    from engine.run.store import RunFolder
+    from engine.spec.case import load_case
 
     case = load_case(SEED_CASES / case_file)
     settings = Settings(**TINY)

@@ -127,7 +127,7 @@ def test_incident_run_over_tls_completes_on_the_tls_worker(tls_cluster, certs, t
 def test_the_engine_connects_with_the_options_or_the_dask_config(tls_cluster, certs):
     import dask
 
-    from engine.cluster import ClusterSpec, TLSFiles, connect
+    from engine.run.cluster import ClusterSpec, TLSFiles, connect
 
     tls = TLSFiles.of(certs["ca"], certs["client"], certs["client-key"])
     spec = ClusterSpec.make(scheduler=tls_cluster.address, tls=tls)

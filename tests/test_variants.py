@@ -9,7 +9,7 @@ import pytest
 import runhelp
 from test_oracle import oracle_truth
 
-from engine.runner import Settings, read_attribution
+from engine.run.runner import Settings, read_attribution
 
 VARIANTS = {
     "gap-shift": {"hp__gap__log_median": [3.3, 0.5]},  # the interval's prior moved: every hypothesis reweights
@@ -27,8 +27,8 @@ def variant_truth(hid: str, mu: float, tau: float) -> float:
 @pytest.fixture(scope="module")
 def swept(oracle_run, tmp_path_factory):
     """The oracle run copied, the variants added to its manifest and the run resumed (as `incident sensitivity` does)."""
-    from engine.runner import resume_run
-    from engine.store import RunFolder, read_json, write_json
+    from engine.run.runner import resume_run
+    from engine.run.store import RunFolder, read_json, write_json
 
     root = tmp_path_factory.mktemp("variants") / "oracle"
     shutil.copytree(oracle_run[0], root)
@@ -62,7 +62,7 @@ def test_reweighted_variants_match_their_closed_form_evidence_and_posterior(swep
 
 @pytest.mark.slow
 def test_an_unreliable_reweighting_falls_back_to_sampling_the_variant(swept):
-    from engine.store import read_json
+    from engine.run.store import read_json
 
     variant = swept / "variants" / "no-lab"
     got = runhelp.numbers(variant)
@@ -82,7 +82,7 @@ def test_an_unreliable_reweighting_falls_back_to_sampling_the_variant(swept):
 
 @pytest.mark.slow
 def test_resuming_a_swept_run_recomputes_nothing(swept):
-    from engine.runner import resume_run
+    from engine.run.runner import resume_run
 
     before = {n: runhelp.numbers(swept / "variants" / n) for n in VARIANTS}
     resume_run(swept, workers=0, command=["pytest"])

@@ -15,7 +15,7 @@ Every family module exposes
     unfaithful report is drawn from (the ``generic`` mechanism's closed-form prior
     predictive), a float.
 
-The model combines them per unit with the source reliability r (engine.model):
+The model combines them per unit with the source reliability r (engine.model.build):
 ``p(y | H) = r p(y | H, theta) + (1 - r) p_bg(y)``.
 """
 

@@ -330,10 +330,10 @@ def unexplained_sentences(diagnostics: dict) -> list[str]:
 # ---------------------------------------------------------------- sensitivity
 def tornado(sensitivity: dict) -> dict:
     """The reliability sweep as tornado bars (``{"base", "bars"}``, largest swing first), built
-    from sensitivity.json's ``reliability`` block as ``engine.sensitivity`` builds its ``tornado``
+    from sensitivity.json's ``reliability`` block as ``engine.results.sensitivity`` builds its ``tornado``
     (so files written before a field was added read the same), else its ``tornado``; bars with a
     missing or non-finite probability are left out."""
-    from engine.sensitivity import tornado as build
+    from engine.results.sensitivity import tornado as build
 
     t = sensitivity.get("tornado") if isinstance(sensitivity.get("tornado"), dict) else {}
     base = t.get("base", next((w.get("leader_posterior") for w in sensitivity.get("waterfall", []) if w.get("variant") == "base"), None))

@@ -15,7 +15,7 @@ from engine.report.figures import contributions_height, draw_contributions, draw
 from engine.report.fmt import NA, num
 from engine.report.layout import ALERT, MUTED, Column, Flow, layout_problems, report_style
 from engine.report.rundata import RunData, load_posterior, load_run
-from engine.store import atomic_write, safe_name
+from engine.run.store import atomic_write, safe_name
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.case import Case, load_case
 from engine.errors import EngineError, RunError
 from engine.report.fmt import is_number
-from engine.store import RunFolder, read_json
-from engine.yamlio import read_yaml
+from engine.run.store import RunFolder, read_json
+from engine.spec.case import Case, load_case
+from engine.spec.yamlio import read_yaml
 
 
 @dataclass(frozen=True)

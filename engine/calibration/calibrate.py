@@ -1,11 +1,11 @@
 """Calibration on simulated incidents: does the engine's "80 %" come true 80 % of the time?
 
 ``run_calibration(template, settings)`` simulates ``n`` incidents from a case template's prior
-predictive (``engine.simulate``), attributes each one with the engine's own estimators
-(SMC and bridge sampling per hypothesis, pooled as in ``engine.estimate``) as one dask task
+predictive (``engine.calibration.simulate``), attributes each one with the engine's own estimators
+(SMC and bridge sampling per hypothesis, pooled as in ``engine.inference.estimate``) as one dask task
 per incident, and ``summarize`` scores the stated probabilities against the simulated truth
-(``engine.calibration_metrics``): reliability table, ECE (with its noise floor), Brier and
-log scores; next to them the exact posterior's scores where it exists (``engine.closedform``),
+(``engine.calibration.metrics``): reliability table, ECE (with its noise floor), Brier and
+log scores; next to them the exact posterior's scores where it exists (``engine.inference.closedform``),
 SBC ranks of the true hypothesis's parameters, the estimators' errors against the exact log
 evidence and the rate at which the two estimators disagree beyond their stated errors.
 
@@ -16,7 +16,7 @@ number of workers or on which worker ran what. Each worker compiles the template
 incident and hypothesis.
 
 ``estimator`` selects what is scored: ``engine`` (the real thing) or a negative control that
-must fail the test (``engine.broken``): ``sign-error`` (one unit's log likelihood enters with
+must fail the test (``engine.calibration.controls``): ``sign-error`` (one unit's log likelihood enters with
 the wrong sign) or ``mixture`` (the marginalised mixture of all hypotheses sampled by NUTS).
 """
 
@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.case import Case
 from engine.errors import RunError
+from engine.spec.case import Case
 
 ESTIMATORS = ("engine", "sign-error", "mixture")
 _KIND = {"nuts": 1, "smc": 2, "bridge": 3, "sbc": 4}
@@ -79,9 +79,9 @@ def _quiet() -> None:
 # ------------------------------------------------------------------ one incident (worker side)
 def run_incident(template: Case, index: int, settings: CalibrationSettings) -> dict:
     """Simulate incident ``index`` and attribute it; a JSON-able record (worker side)."""
-    from engine.closedform import exact_posterior, has_exact
-    from engine.runner import ensure_compiledir
-    from engine.simulate import incident_seed, simulate_incident
+    from engine.calibration.simulate import incident_seed, simulate_incident
+    from engine.inference.closedform import exact_posterior, has_exact
+    from engine.run.runner import ensure_compiledir
 
     ensure_compiledir()
     _quiet()
@@ -97,7 +97,7 @@ def run_incident(template: Case, index: int, settings: CalibrationSettings) -> d
         _, log_z, post = exact_posterior(inc.case)
         record["exact"] = {"log_z": log_z.tolist(), "posterior": post.tolist()}
     if settings.estimator == "mixture":
-        from engine.broken import mixture_posterior
+        from engine.calibration.controls import mixture_posterior
 
         record["estimated"] = mixture_posterior(template, inc.case, index, settings)
     else:
@@ -119,8 +119,8 @@ def hypothesis_estimates(template: Case, case: Case, hid: str, index: int, setti
     same code path as a case run); also the NUTS posterior (InferenceData)."""
     import arviz as az
 
-    from engine.estimate import bridge_log_evidence, combine, smc_log_evidence
-    from engine.runner import compiled_for, unconstrained_draws
+    from engine.inference.estimate import bridge_log_evidence, combine, smc_log_evidence
+    from engine.run.runner import compiled_for, unconstrained_draws
 
     j = list(template.hypotheses).index(hid)
     cm = compiled_for(template, hid).use(template, hid, variant, observed=case)
@@ -139,13 +139,13 @@ def hypothesis_estimates(template: Case, case: Case, hid: str, index: int, setti
 
 
 def _engine_estimates(template: Case, inc, settings: CalibrationSettings) -> dict:  # noqa: ANN001
-    from engine.estimate import attribute
+    from engine.inference.estimate import attribute
 
     hids = list(template.hypotheses)
     variant = None
     if settings.estimator == "sign-error":
-        from engine.broken import sign_error_data
-        from engine.runner import Variant
+        from engine.calibration.controls import sign_error_data
+        from engine.run.runner import Variant
 
         variant = Variant.of("sign-error", sign_error_data(template))
     per: dict[str, dict] = {}
@@ -165,8 +165,8 @@ def _engine_estimates(template: Case, inc, settings: CalibrationSettings) -> dic
 
 def fixed_case_estimates(case: Case, hid: str, replicate: int, settings: CalibrationSettings) -> dict:
     """Estimators against the exact log evidence on a fixed (oracle) case; replicate r uses seeds of index r."""
-    from engine.closedform import exact_log_evidence
-    from engine.runner import ensure_compiledir
+    from engine.inference.closedform import exact_log_evidence
+    from engine.run.runner import ensure_compiledir
 
     ensure_compiledir()
     _quiet()
@@ -178,7 +178,7 @@ def fixed_case_estimates(case: Case, hid: str, replicate: int, settings: Calibra
 
 def _sbc_ranks(posterior, inc, settings: CalibrationSettings, hyp: int) -> dict[str, list[int]]:  # noqa: ANN001
     """Ranks of the true parameter values among ``sbc_draws`` thinned posterior draws."""
-    from engine.calibration_metrics import sbc_rank
+    from engine.calibration.metrics import sbc_rank
 
     n = posterior.sizes["chain"] * posterior.sizes["draw"]
     keep = np.linspace(0, n - 1, settings.sbc_draws).round().astype(int)
@@ -237,10 +237,10 @@ def run_calibration(
     finishes, and records already there (same template and settings) are reused: an
     interrupted calibration continues where it stopped.
     """
-    from engine.cluster import ClusterSpec, connect
-    from engine.runner import ensure_compiledir
-    from engine.simulate import check_design
-    from engine.store import read_json, write_json
+    from engine.calibration.simulate import check_design
+    from engine.run.cluster import ClusterSpec, connect
+    from engine.run.runner import ensure_compiledir
+    from engine.run.store import read_json, write_json
 
     check_design(template)
     ensure_compiledir()
@@ -302,7 +302,7 @@ def _arrays(records: list[dict], forecaster: str) -> tuple[np.ndarray, np.ndarra
 
 def score(prob: np.ndarray, truth: np.ndarray, *, n_bins: int = 10) -> dict:
     """ECE (class-wise equal-width, equal-mass; top-label), Brier and log score, and the reliability table."""
-    from engine.calibration_metrics import brier, ece, log_score, reliability_table
+    from engine.calibration.metrics import brier, ece, log_score, reliability_table
 
     table = reliability_table(prob, truth, n_bins=n_bins)
     return {
@@ -318,7 +318,7 @@ def score(prob: np.ndarray, truth: np.ndarray, *, n_bins: int = 10) -> dict:
 
 def summarize(run: CalibrationRun | list[dict], *, n_bins: int = 10, seed: int = 0) -> dict:
     """Every number the calibration reports, as JSON-able data (see the module docstring)."""
-    from engine.calibration_metrics import brier_each, brier_excess, ece, ece_null, sbc_uniformity
+    from engine.calibration.metrics import brier_each, brier_excess, ece, ece_null, sbc_uniformity
 
     records = run.records if isinstance(run, CalibrationRun) else run
     hids = records[0]["hypotheses"]
@@ -430,7 +430,7 @@ def format_summary(summary: dict) -> str:
 # ------------------------------------------------------------------ output folder
 def calibration_folder(out: str | Path, template: Case, settings: CalibrationSettings, run_id: str | None = None) -> Path:
     """``<out>/calibration/<template id>/<run id>``; the default run id names seed, N and estimator."""
-    from engine.store import safe_name
+    from engine.run.store import safe_name
 
     rid = run_id or f"s{settings.seed}-n{settings.n}-{settings.estimator}"
     return Path(out) / "calibration" / safe_name(template.id, "template id") / safe_name(rid, "run id")
@@ -438,7 +438,7 @@ def calibration_folder(out: str | Path, template: Case, settings: CalibrationSet
 
 def write_report(run: CalibrationRun, folder: str | Path, *, plot: bool = True) -> dict:
     """Write ``summary.json``, ``summary.txt`` and (``plot``) ``reliability.png`` into ``folder``; return the summary."""
-    from engine.store import atomic_write, write_json, write_text
+    from engine.run.store import atomic_write, write_json, write_text
 
     folder = Path(folder)
     summary = summarize(run)

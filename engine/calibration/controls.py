@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.case import Case
 from engine.errors import RunError
+from engine.spec.case import Case
 
 
 def sign_error_data(template: Case) -> dict[str, np.ndarray]:
     """``pm.Data`` overrides that flip the sign of one parameter-free unit's log likelihood."""
     from engine.evidence import FAMILY_MODULES
-    from engine.model import unit_id
+    from engine.model.build import unit_id
 
     for _, items in template.units():
         if not FAMILY_MODULES[items[0].family].SAMPLED:
@@ -45,8 +45,8 @@ class MixtureModel:
         import pytensor.tensor as pt
         from pytensor.graph.replace import graph_replace
 
-        from engine.model import build_model
-        from engine.runner import Compiled
+        from engine.model.build import build_model
+        from engine.run.runner import Compiled
 
         self.hids = list(template.hypotheses)
         self.subs = [build_model(template, h) for h in self.hids]
@@ -66,7 +66,7 @@ class MixtureModel:
         self._lw = joint.compile_fn(joint.replace_rvs_by_values([lw])[0], inputs=joint.value_vars, on_unused_input="ignore")
 
     def set_data(self, case: Case) -> None:
-        from engine.model import hypothesis_data, observation_data
+        from engine.model.build import hypothesis_data, observation_data
 
         obs = observation_data(case)
         for hid, m in zip(self.hids, self.subs, strict=True):
@@ -89,7 +89,7 @@ _MIXTURES: dict[str, MixtureModel] = {}
 
 def mixture_posterior(template: Case, case: Case, index: int, settings) -> dict:  # noqa: ANN001
     """P(H | y) of one incident by the marginalised mixture (NUTS, ``settings.chains`` chains)."""
-    from engine.calibrate import sampler_seed
+    from engine.calibration.calibrate import sampler_seed
 
     mix = _MIXTURES.get(template.digest)
     if mix is None:

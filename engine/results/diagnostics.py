@@ -42,7 +42,7 @@ ALPHA = 0.01  # a unit is "not explained" by a hypothesis when its predictive p-
 
 def unit_theta(case, hid: str, items, posterior) -> dict:  # noqa: ANN001
     """Per-draw parameter values (numpy, leading axis = draws) of one unit under one hypothesis."""
-    from engine.model import hyper, unit_id
+    from engine.model.build import hyper, unit_id
 
     uid = unit_id(items)
     n = posterior.sizes["chain"] * posterior.sizes["draw"]
@@ -84,7 +84,7 @@ def predictive_p_value(case, hid: str, items, posterior, rng: np.random.Generato
 
 def predictive_checks(case, posteriors: dict, *, seed: int) -> tuple[dict, list[str]]:  # noqa: ANN001
     """p-values per unit and hypothesis, and the units that no hypothesis explains."""
-    from engine.model import unit_id
+    from engine.model.build import unit_id
 
     out, unexplained = {}, []
     for k, (_, items) in enumerate(case.units()):
@@ -112,7 +112,7 @@ def unit_log_evidence(case, hid: str, items, posterior) -> float:  # noqa: ANN00
     from scipy.special import logsumexp
 
     from engine.evidence import FAMILY_MODULES
-    from engine.model import _generic
+    from engine.model.build import _generic
 
     n = posterior.sizes["chain"] * posterior.sizes["draw"]
 
@@ -150,7 +150,7 @@ def contributions(case, posteriors: dict, leader: str, runner_up: str) -> dict: 
     These are per-unit Bayes factors given the posterior of the shared parameters; they need
     not add up to the overall Bayes factor when units share sources.
     """
-    from engine.model import unit_id
+    from engine.model.build import unit_id
 
     units = {}
     for _, items in case.units():

@@ -22,10 +22,10 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from engine.case import Case, ResolvedItem
 from engine.dists import Dist
 from engine.evidence import FAMILY_MODULES
 from engine.evidence.fragments import labels as fragment_labels
+from engine.spec.case import Case, ResolvedItem
 
 _RV = {
     "beta": lambda name, hp: pm.Beta(name, alpha=hp[0], beta=hp[1]),

@@ -319,7 +319,7 @@ def connect(spec: ClusterSpec, *, log_directory: Path | None = None) -> Iterator
 
 
 def _worker_engine(dask_worker=None) -> dict:  # noqa: ANN001
-    from engine.runner import ENGINE_VERSION
+    from engine.run.runner import ENGINE_VERSION
 
     return {"engine": ENGINE_VERSION, "pid": os.getpid(), "nthreads": getattr(getattr(dask_worker, "state", None), "nthreads", None)}
 
@@ -375,7 +375,7 @@ class TaskLoop:
         return self._run_dask()
 
     def _run_inprocess(self) -> list[dict]:
-        from engine.runner import run_task
+        from engine.run.runner import run_task
 
         self._started(None)
         queue = list(self.tasks)  # in plan order, so every task's dependencies have run before it
@@ -405,7 +405,7 @@ class TaskLoop:
             watchdog.check_workers()
 
             def submit(task) -> None:  # noqa: ANN001
-                from engine.runner import run_task
+                from engine.run.runner import run_task
 
                 attempt = self.failures.get(task.id, 0)
                 key = f"{task.id.replace('/', '.')}-{token}-{attempt}"
@@ -413,7 +413,7 @@ class TaskLoop:
                                       pure=False, retries=0)] = task
 
             def add(tasks: list) -> None:
-                from engine.runner import dependencies
+                from engine.run.runner import dependencies
 
                 for t in tasks:
                     pending.add(t.id)
@@ -423,7 +423,7 @@ class TaskLoop:
                         submit(t)
 
             def release() -> None:
-                from engine.runner import dependencies
+                from engine.run.runner import dependencies
 
                 for t in list(blocked):
                     if not {d.id for d in dependencies(t, self.settings)} & pending:
@@ -480,7 +480,7 @@ class _Watchdog:
                                    "install incident-engine in the workers' environment")
                 infos.pop(addr)  # e.g. a worker that left again at once
         self.checked.update(infos)
-        from engine.runner import ENGINE_VERSION
+        from engine.run.runner import ENGINE_VERSION
 
         for addr, info in infos.items():
             if info["engine"] != ENGINE_VERSION:

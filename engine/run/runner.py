@@ -4,14 +4,14 @@ A run is a set of tasks (hypothesis x estimator x chain x variant): ``nuts`` and
 tasks per hypothesis and chain, and one ``bridge`` task per hypothesis that reads its NUTS
 chains. Each task's seed is a function of the run seed and the task key only, so a result
 never depends on which worker ran it, how many workers there were, or what else that worker
-ran before. Workers write their results into the run folder atomically (``engine.store``)
+ran before. Workers write their results into the run folder atomically (``engine.run.store``)
 and return small summaries; a task whose result is already complete and valid is skipped,
 which is how ``--resume`` works.
 
 **Variants.** A :class:`Variant` is a named dict of ``pm.Data`` overrides (names
-``hp__...``, see ``engine.model``) applied after the hypothesis's own data: a
+``hp__...``, see ``engine.model.build``) applied after the hypothesis's own data: a
 source-reliability sweep or an evidence ablation is a list of variants. The base run has no
-variant and keeps the folder layout of ``engine.store``; variant ``v`` lives in
+variant and keeps the folder layout of ``engine.run.store``; variant ``v`` lives in
 ``variants/<v>/`` with the same layout (its own ``tasks/``, ``posterior/`` and
 ``attribution.json``). Tasks of a variant use the same seeds as the base run's tasks
 (common random numbers), so differences between variants are not blurred by sampling noise.
@@ -61,12 +61,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.case import Case
 from engine.errors import RunError
-from engine.store import RunFolder, read_json, safe_name, write_idata, write_json
+from engine.run.store import RunFolder, read_json, safe_name, write_idata, write_json
+from engine.spec.case import Case
 
 if TYPE_CHECKING:
-    from engine.cluster import TLSFiles
+    from engine.run.cluster import TLSFiles
 
 ENGINE_VERSION = "0.1.0"
 
@@ -215,12 +215,12 @@ def code_digest() -> str:
     """sha256 of the engine modules that determine a task's numbers, and of the numeric packages' versions."""
     from importlib.metadata import PackageNotFoundError, version
 
-    here = Path(__file__).resolve().parent
+    pkg_root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256(ENGINE_VERSION.encode())
-    files = [here / n for n in ("runner.py", "model.py", "dists.py", "estimate.py", "case.py")] + sorted((here / "evidence").glob("*.py"))
+    # every module a task's numbers depend on: the model, the evidence families, the samplers and estimators
+    files = [pkg_root / "dists.py"] + sorted(f for d in ("evidence", "spec", "model", "inference", "run") for f in (pkg_root / d).glob("*.py"))
     for f in files:
-        if f.exists():
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
+        h.update(str(f.relative_to(pkg_root)).encode() + b"\0" + f.read_bytes())
     for pkg in ("pymc", "pytensor", "numpy", "scipy"):
         try:
             h.update(f"{pkg}={version(pkg)}".encode())
@@ -252,7 +252,7 @@ class Compiled:
     """
 
     def __init__(self, case: Case | None, hid: str | None, *, model=None) -> None:  # noqa: ANN001 - a pm.Model
-        from engine.model import build_model
+        from engine.model.build import build_model
 
         self.model = model if model is not None else build_model(case, hid)
         self.defaults = {v.name: np.array(v.get_value(borrow=False)) for v in self.model.data_vars}
@@ -275,7 +275,7 @@ class Compiled:
     def use(self, case: Case, hid: str, variant: Variant | None = None, *, observed: Case | None = None) -> Compiled:
         """Set hypothesis ``hid``'s hyper-parameters, then ``observed``'s observations (a case of
         the same design, e.g. a simulated incident), then the variant's data."""
-        from engine.model import hypothesis_data, observation_data
+        from engine.model.build import hypothesis_data, observation_data
 
         data = {**self.defaults, **hypothesis_data(case, hid)}
         if observed is not None:
@@ -444,7 +444,7 @@ _COMPILED: OrderedDict[tuple, Compiled] = OrderedDict()
 
 def compiled_for(case: Case, hid: str, variant: Variant | None = None) -> Compiled:
     """This process's compiled model for ``hid``'s structure, with ``hid``'s (and the variant's) data set."""
-    from engine.model import structure_key
+    from engine.model.build import structure_key
 
     key = structure_key(case, hid)
     cm = _COMPILED.get(key)
@@ -580,7 +580,7 @@ def nuts_chains(root: RunFolder, task: Task, settings: Settings, what: str):  # 
 
 
 def _run_bridge(cm: Compiled, task: Task, settings: Settings, seed, root: RunFolder, out: Path, fp: str) -> dict:  # noqa: ANN001
-    from engine.estimate import bridge_log_evidence
+    from engine.inference.estimate import bridge_log_evidence
 
     idata = nuts_chains(root, task, settings, "bridge sampling")
     if not cm.model.value_vars:
@@ -620,7 +620,7 @@ def _identity(path: Path) -> tuple[int, int]:
 
 def _run_reweight(cm: Compiled, case: Case, task: Task, settings: Settings, root: RunFolder, out: Path, fp: str) -> dict:
     """log(Z_variant / Z_base) of one hypothesis from the base run's NUTS draws (PSIS)."""
-    from engine.estimate import importance_ratio
+    from engine.inference.estimate import importance_ratio
 
     x, base = _base_draws(cm, case, task, settings, root)
     cm.use(case, task.hid, task.variant)
@@ -667,7 +667,7 @@ def manifest(case: Case, settings: Settings, folder: RunFolder, command: list[st
     """The run's manifest; ``inputs`` holds the sha256 of each input frozen in ``folder`` (write them first)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from engine.store import input_hashes
+    from engine.run.store import input_hashes
 
     pkgs = {}
     for p in ("pymc", "pytensor", "arviz", "numpy", "scipy", "xarray", "dask", "distributed", "dask-jobqueue", "pydantic"):
@@ -698,7 +698,7 @@ def manifest(case: Case, settings: Settings, folder: RunFolder, command: list[st
 @contextmanager
 def lock_run_folder(folder: RunFolder) -> Iterator[None]:
     """Hold an exclusive lock on the run folder (released by the OS if this process dies)."""
-    from engine.store import fs_error, make_folder
+    from engine.run.store import fs_error, make_folder
 
     make_folder(folder.root)
     path = folder.root / ".lock"
@@ -736,14 +736,14 @@ def execute(
     on_start: Callable[[str | None], None] | None = None,
     execution: Execution | None = None,
 ) -> list[dict]:
-    """Run the tasks: in this process when ``workers == 0``, else on dask (``engine.cluster``).
+    """Run the tasks: in this process when ``workers == 0``, else on dask (``engine.run.cluster``).
 
     Tasks whose results are already complete and valid are not submitted. A task that raises
     is retried up to ``retries`` times (each failure becomes a run warning); a worker that
     dies has its tasks rescheduled by dask; with no workers for ``no_workers_timeout``
     seconds the run fails with a ``RunError`` instead of waiting forever.
     """
-    from engine.cluster import ClusterSpec, TaskLoop
+    from engine.run.cluster import ClusterSpec, TaskLoop
 
     execution = execution or Execution()
     spec = ClusterSpec.make(workers=workers, scheduler=scheduler, cluster=cluster, cluster_config=cluster_config,
@@ -811,12 +811,12 @@ def run_case(
     ensure_compiledir()
     variants = tuple(variants)
     _check_variants(case, variants)
-    from engine.cluster import ClusterSpec
+    from engine.run.cluster import ClusterSpec
 
     ClusterSpec.make(workers=workers, scheduler=scheduler, cluster=cluster, cluster_config=cluster_config,
                      no_workers_timeout=no_workers_timeout, tls=tls).preflight()  # bad options fail before a run folder exists
-    from engine.priors import load_priors
-    from engine.store import clear_folder, freeze_inputs, make_folder, remove_empty
+    from engine.run.store import clear_folder, freeze_inputs, make_folder, remove_empty
+    from engine.spec.priors import load_priors
 
     folder = new_run_folder(case, Path(out), run_id, settings)
     created = make_folder(folder.root)  # an unwritable --out fails here, naming the folder
@@ -857,7 +857,7 @@ def resume_run(
     ensure_compiledir()
     folder = RunFolder(Path(run_dir))
     case, settings, variants, man = open_run(folder)
-    from engine.cluster import ClusterSpec
+    from engine.run.cluster import ClusterSpec
 
     ClusterSpec.make(workers=workers, scheduler=scheduler, cluster=cluster, cluster_config=cluster_config,
                      no_workers_timeout=no_workers_timeout, tls=tls).preflight()
@@ -873,7 +873,7 @@ def resume_run(
 
 def open_run(folder: RunFolder) -> tuple[Case, Settings, tuple[Variant, ...], dict]:
     """The case, settings, variants and manifest of an existing run folder (for ``--resume``)."""
-    from engine.case import load_case
+    from engine.spec.case import load_case
 
     if not folder.root.is_dir():
         raise RunError(f"{folder.root} is not a run folder (runs/<case>/<run>); check the path given to --resume")
@@ -902,7 +902,7 @@ def _check_inputs(folder: RunFolder, man: dict) -> None:
     Manifests written before per-file hashes existed only have ``case_sha256`` (case text and
     priors together); ``open_run`` compares that after loading the case.
     """
-    from engine.store import changed_inputs
+    from engine.run.store import changed_inputs
 
     recorded = man.get("inputs")
     if recorded is None:
@@ -923,7 +923,7 @@ def _check_variants(case: Case, variants: tuple[Variant, ...]) -> None:
         raise RunError(f"variant names must be unique; repeated: {', '.join(dupes)}")
     if not variants:
         return
-    from engine.model import structure_key
+    from engine.model.build import structure_key
 
     seen = set()
     for hid in case.hypotheses:
@@ -938,7 +938,7 @@ def _check_variants(case: Case, variants: tuple[Variant, ...]) -> None:
 
 def _execute_and_collect(case: Case, settings: Settings, variants: tuple[Variant, ...], folder: RunFolder, man: dict,
                          **kw: Any) -> None:
-    from engine.combine import collect
+    from engine.run.collect import collect
 
     execution = Execution()
     man["executions"].append(execution.to_dict())

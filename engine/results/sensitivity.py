@@ -64,7 +64,7 @@ def plan_variants(case, *, quantiles: tuple[float, float] = (0.1, 0.9)) -> dict[
     """
     from scipy import stats
 
-    from engine.model import unit_id
+    from engine.model.build import unit_id
 
     units = case.units()
     out: dict[str, dict] = {}
@@ -193,8 +193,8 @@ def run_sensitivity(run_dir, **execution) -> dict:  # noqa: ANN001, ANN003
     (``execution``: per worker process, structure and task kind) from their summaries."""
     from pathlib import Path
 
-    from engine.runner import open_run, read_attribution, resume_run, variant_folder
-    from engine.store import RunFolder, read_json, write_json
+    from engine.run.runner import open_run, read_attribution, resume_run, variant_folder
+    from engine.run.store import RunFolder, read_json, write_json
 
     folder = RunFolder(Path(run_dir))
     case, _, _, man = open_run(folder)

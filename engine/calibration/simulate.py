@@ -14,7 +14,7 @@ window, period and clocks. ``simulate_incident`` draws
    claims and elicited items have none to simulate and are refused).
 
 That is exactly the generative model the engine's per-hypothesis models assume
-(``engine.model``), so a calibrated engine states probabilities that match frequencies.
+(``engine.model.build``), so a calibrated engine states probabilities that match frequencies.
 The simulated case is the template with new ``observed`` values (``model_copy``, validated
 again by the family's pydantic model) and the same design, so ``observation_data`` keeps its
 shapes and a compiled model is reused through ``pm.set_data``.
@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.case import Case, ResolvedItem
 from engine.dists import Dist
 from engine.errors import CaseError, CaseErrors
+from engine.spec.case import Case, ResolvedItem
 
 SIMULABLE = ("perforations", "fragments", "timing", "interval")
 
@@ -143,7 +143,7 @@ def unit_reliability(case: Case, items: tuple[ResolvedItem, ...], reliability: d
 
 def simulate_incident(template: Case, index: int, rng: np.random.Generator) -> Incident:
     """Draw H, reliabilities, parameters and data for every unit; return the simulated case."""
-    from engine.model import unit_id
+    from engine.model.build import unit_id
 
     hids = list(template.hypotheses)
     prior = np.array([template.hypotheses[h].prior for h in hids])

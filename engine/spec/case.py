@@ -1,6 +1,6 @@
 """Case files: pydantic models of the YAML, validation, and resolution into an immutable ``Case``.
 
-``load_case(path)`` is the only entry point.  It parses the YAML (``engine.yamlio``), checks
+``load_case(path)`` is the only entry point.  It parses the YAML (``engine.spec.yamlio``), checks
 the document against the pydantic models below (unknown keys rejected), checks every
 cross-reference (sources, mechanisms, hypotheses, groups), resolves every evidence
 parameter for every hypothesis against the priors/ library, and returns a frozen ``Case``.
@@ -29,8 +29,8 @@ from pydantic import (
 
 from engine.dists import Dist, parse_dist
 from engine.errors import CaseError, CaseErrors
-from engine.priors import PriorLibrary, load_priors
-from engine.yamlio import read_yaml
+from engine.spec.priors import PriorLibrary, load_priors
+from engine.spec.yamlio import read_yaml
 
 ID = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 ID_HINT = "ids are 1-64 lowercase letters, digits, '-' or '_'"

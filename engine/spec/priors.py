@@ -21,9 +21,9 @@ from typing import Any
 
 from engine.dists import Dist, parse_dist
 from engine.errors import CaseError
-from engine.yamlio import read_yaml
+from engine.spec.yamlio import read_yaml
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "priors"
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "priors"
 INTERESTS = ("serves", "neutral", "against")
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.case import Case
-from engine.runner import Settings, Task
-from engine.store import RunFolder, read_json, write_idata, write_json
+from engine.run.runner import Settings, Task
+from engine.run.store import RunFolder, read_json, write_idata, write_json
+from engine.spec.case import Case
 
 
 def case_of_run(run_dir) -> Case:  # noqa: ANN001
     """The case as frozen in a run folder (its case.yaml read against its own priors/)."""
     from pathlib import Path
 
-    from engine.case import load_case
+    from engine.spec.case import load_case
 
     folder = RunFolder(Path(run_dir))
     return load_case(folder.case, priors_dir=folder.priors if folder.priors.is_dir() else None)
@@ -29,7 +29,7 @@ def _merge_chains(folder: RunFolder, hid: str, settings: Settings):  # noqa: ANN
 
 def _estimates(folder: RunFolder, hid: str, settings: Settings):  # noqa: ANN202
     """The SMC and bridge-sampling log evidences of ``hid`` from its task results in ``folder``."""
-    from engine.estimate import LogEvidence, smc_log_evidence
+    from engine.inference.estimate import LogEvidence, smc_log_evidence
 
     smc = smc_log_evidence(np.array([read_json(folder.task(Task("smc", hid, c).key, "json"))["log_marginal_likelihood"]
                                      for c in range(settings.smc_chains)]))
@@ -65,7 +65,7 @@ def resampled(idata, log_weights, seed):  # noqa: ANN001, ANN201
 
 def _shifted(est, rw: dict):  # noqa: ANN001, ANN202
     """A base-run log evidence moved by a variant's log ratio, with both errors."""
-    from engine.estimate import LogEvidence
+    from engine.inference.estimate import LogEvidence
 
     return LogEvidence(est.estimator, est.value + rw["log_ratio"], float(np.hypot(est.se, rw["se"])), {})
 
@@ -80,9 +80,9 @@ def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder |
     ESS share, and the base posterior resampled by the weights. ``base_cache`` keeps what is read
     of the base run (per hypothesis: draws, diagnostics, log evidences) across the variants of one run.
     """
-    from engine.diagnostics import contributions, nuts_diagnostics, predictive_checks, verdict
-    from engine.estimate import attribute, combine
-    from engine.runner import task_seed
+    from engine.inference.estimate import attribute, combine
+    from engine.results.diagnostics import contributions, nuts_diagnostics, predictive_checks, verdict
+    from engine.run.runner import task_seed
 
     hids = list(case.hypotheses)
     posteriors, per, diag = {}, {}, {}

@@ -21,8 +21,8 @@ import math
 import numpy as np
 from scipy.special import logsumexp
 
-from engine.case import Case, ResolvedItem
 from engine.errors import RunError
+from engine.spec.case import Case, ResolvedItem
 
 
 def has_exact(case: Case) -> str | None:
@@ -66,7 +66,7 @@ def _timing_parts(items: tuple[ResolvedItem, ...], in_window: float) -> tuple[fl
 def unit_log_evidence(case: Case, hid: str, items: tuple[ResolvedItem, ...]) -> tuple[float, float, float]:
     """(log r_u, log p(y_u | H), log p_bg(y_u)) of one unit."""
     from engine.evidence import FAMILY_MODULES
-    from engine.model import _generic
+    from engine.model.build import _generic
 
     fam = items[0].family
     r = 1.0 - math.prod(1.0 - case.sources[s].reliability.args[0] for s in sorted({it.source for it in items}))
