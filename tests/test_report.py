@@ -1,9 +1,9 @@
 """The PDF attribution report (engine.report).
 
-Most tests build a run folder by hand (test data, no sampler): the oracle case file, an
-attribution, diagnostics with every key the report knows (including the verdict, predictive
-checks, unexplained units and contributions, written here as test data), a manifest and
-small synthetic posterior draws. The slow test reports on the session's real oracle run.
+Most tests build a run folder by hand (test data, no sampler): the oracle case file and its
+case.json record, an attribution, diagnostics with every key the report knows (including the
+verdict, predictive checks, unexplained units and contributions, written here as test data), a
+manifest and small synthetic posterior draws. The slow test reports on the session's real oracle run.
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ from pypdf import PdfReader
 from engine.errors import RunError
 from engine.report import SECTIONS, build_report, layout_problems, load_run, write_report
 from engine.report import content as C
-from engine.run.store import write_idata, write_json
+from engine.results.records import Sensitivity
+from engine.run.collect import ensure_case_record, write_case_record
+from engine.run.store import RunFolder, write_idata, write_json
+from engine.spec.case import load_case
 
 CASES = Path(__file__).resolve().parent / "cases"
 HIDS = ("external", "internal", "engine")
@@ -78,12 +81,16 @@ def _posterior(seed: int):  # noqa: ANN202
 
 
 def make_run(root: Path, *, case_text: str | None = None, attribution: dict | None = None, diagnostics: dict | None = None,
-             manifest: dict | None = None) -> Path:
-    """A hand-made run folder of the oracle case (no sampling)."""
+             manifest: dict | None = None, case_record: bool = True) -> Path:
+    """A hand-made run folder of the oracle case (no sampling); ``diagnostics={}``: no diagnostics.json,
+    ``case_record=False``: no case.json (a folder collected before it existed)."""
     root.mkdir(parents=True)
     (root / "case.yaml").write_text(case_text or (CASES / "oracle.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    if case_record:
+        write_case_record(RunFolder(root), load_case(root / "case.yaml"))
     write_json(root / "attribution.json", attribution or _attribution())
-    write_json(root / "diagnostics.json", _diagnostics() if diagnostics is None else diagnostics)
+    if diagnostics != {}:
+        write_json(root / "diagnostics.json", _diagnostics() if diagnostics is None else diagnostics)
     write_json(root / "manifest.json", _manifest() if manifest is None else manifest)
     for i, h in enumerate(HIDS):
         write_idata(root / "posterior" / f"{h}.nc", _posterior(i))
@@ -214,13 +221,57 @@ def test_run_folder_with_only_attribution_still_reports(tmp_path: Path) -> None:
     assert "0.654" in text and "not available" in text
 
 
-def test_case_whose_priors_cannot_be_found_falls_back_to_titles(tmp_path: Path) -> None:
+def test_report_reads_the_case_from_case_json_not_the_yaml(hand_run: Path, tmp_path: Path) -> None:
+    (hand_run / "case.yaml").unlink()
+    pages = report_text(hand_run, tmp_path)
+    text = " ".join("\n".join(pages).split())
+    assert "Conjugate oracle case" in pages[0] and "2024-01-01" in pages[0]
+    assert "6 holes, 4 of 6 assessed bent inward, sizes 30–60 mm" in text  # the family's words for tail-holes
+    assert "internal_explosion" in text and "engine failure" in text  # mechanism and description of a hypothesis
+    assert "fixed 1.00" in text  # the lab's reliability
+
+
+def test_report_modules_read_records_and_never_the_case_or_computations() -> None:
+    import ast
+
+    allowed = ("engine.results.records", "engine.run.store", "engine.errors", "engine.terms", "engine.report")
+    for path in sorted((Path(__file__).resolve().parent.parent / "engine" / "report").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            bad = [n for n in names if n.startswith("engine.") and not n.startswith(allowed)]
+            assert not bad, f"{path.name} imports {bad}"
+
+
+def test_old_run_folder_without_case_json_reports_and_says_how_to_add_it(tmp_path: Path) -> None:
+    root = make_run(tmp_path / "old", case_record=False)
+    run = load_run(root)
+    assert run.case is None and run.meta == {}
+    text = " ".join("\n".join(report_text(root, tmp_path)).split())
+    assert all(h in text for h in SECTIONS) and "0.654" in text
+    assert "case.json not found" in text and "incident report RUN" in text
+    assert "Evidence items: not available" in text
+
+
+def test_case_json_of_an_old_folder_is_written_from_its_frozen_case_and_priors(tmp_path: Path) -> None:
     text = (CASES / "oracle.yaml").read_text(encoding="utf-8") + "priors: ../no-such-priors\n"
-    run = load_run(make_run(tmp_path / "run", case_text=text))
-    assert run.case is None and run.meta["title"] == "Conjugate oracle case"
-    pages = report_text(run.root, tmp_path)
-    assert "Conjugate oracle case" in pages[0]
-    assert "could not be resolved" in "\n".join(pages)
+    root = make_run(tmp_path / "run", case_text=text, case_record=False)
+    assert "could not be resolved" in ensure_case_record(root) and not (root / "case.json").exists()
+    shutil.copytree(Path(__file__).resolve().parent.parent / "priors", root / "priors")
+    assert ensure_case_record(root) == ""
+    run = load_run(root)
+    assert run.case is not None and run.case.id == "oracle" and run.meta["title"] == "Conjugate oracle case"
+
+
+def test_report_command_completes_an_old_run_folder(tmp_path: Path) -> None:
+    import sys
+
+    root = make_run(tmp_path / "runs" / "oracle" / "old", case_record=False)
+    out = subprocess.run([sys.executable, "-m", "engine.cli", "report", str(root), "-o", str(tmp_path / "old.pdf")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (root / "case.json").exists()
+    assert "Conjugate oracle case" in pdf_pages(tmp_path / "old.pdf")[0]
 
 
 def test_case_differing_from_the_one_run_is_noted(hand_run: Path, tmp_path: Path) -> None:
@@ -231,23 +282,30 @@ def test_case_differing_from_the_one_run_is_noted(hand_run: Path, tmp_path: Path
     assert "case sha256 mismatch" not in "\n".join(report_text(hand_run, tmp_path))
 
 
-def test_case_is_resolved_against_the_runs_frozen_priors(tmp_path: Path) -> None:
-    text = (CASES / "oracle.yaml").read_text(encoding="utf-8") + "priors: ../no-such-priors\n"
-    root = make_run(tmp_path / "run", case_text=text)
-    shutil.copytree(Path(__file__).resolve().parent.parent / "priors", root / "priors")
-    run = load_run(root)
-    assert run.case is not None and run.case.id == "oracle"
-
-
 def test_folder_without_attribution_is_a_run_error(tmp_path: Path) -> None:
     root = make_run(tmp_path / "run")
     (root / "attribution.json").unlink()
     with pytest.raises(RunError, match="attribution.json"):
         write_report(root, tmp_path / "x.pdf")
-    write_json(root / "attribution.json", {"case": "oracle", "hypotheses": {"external": {"prior": 1.0}}})
-    with pytest.raises(RunError, match="posterior probabilities"):
+    att = _attribution()
+    del att["hypotheses"]["internal"]["posterior"]
+    write_json(root / "attribution.json", att)
+    with pytest.raises(RunError, match=r"attribution.json: hypotheses.internal.posterior: Field required"):
         write_report(root, tmp_path / "x.pdf")
     assert not (tmp_path / "x.pdf").exists()
+
+
+def test_malformed_or_other_version_record_is_a_run_error_naming_file_and_field(hand_run: Path, tmp_path: Path) -> None:
+    diag = _diagnostics()
+    diag["hypotheses"]["engine"]["divergences"] = "none"
+    write_json(hand_run / "diagnostics.json", diag)
+    with pytest.raises(RunError, match=r"diagnostics.json: hypotheses.engine.divergences: Input should be a valid integer"):
+        write_report(hand_run, tmp_path / "x.pdf")
+    write_json(hand_run / "diagnostics.json", _diagnostics())
+    case = json.loads((hand_run / "case.json").read_text(encoding="utf-8"))
+    write_json(hand_run / "case.json", {**case, "schema_version": 99})
+    with pytest.raises(RunError, match=r"case.json: schema_version: 99 is not the version this engine reads \(1\)"):
+        write_report(hand_run, tmp_path / "x.pdf")
 
 
 def test_default_output_is_reports_case_run_pdf_under_cwd(hand_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -447,14 +505,14 @@ def test_tornado_data_is_the_reliability_sweep_sorted_by_swing() -> None:
         assert b["low_reliability"] < b["high_reliability"]
         assert b["swing"] == pytest.approx(abs(b["high"] - b["low"]))
         assert (b["low_leader"], b["high_leader"]) == (sweep["lo"]["leader"], sweep["hi"]["leader"])
-    # the report reads the same bars, and rebuilds them from an older sensitivity.json without "tornado"
-    # or without the leaders in it
+    # the report reads the same bars; an older sensitivity.json without "tornado", or without the
+    # leaders in it, gets them built from its sweep when it is read
     assert C.tornado(sens) == torn
-    assert C.tornado({k: v for k, v in sens.items() if k != "tornado"}) == torn
+    assert Sensitivity.from_json({k: v for k, v in sens.items() if k != "tornado"}).to_json()["tornado"] == torn
     older = copy.deepcopy(sens)
     for b in older["tornado"]["bars"]:
         del b["low_leader"], b["high_leader"]
-    assert C.tornado(older) == torn
+    assert C.tornado(Sensitivity.from_json(older).to_json()) == torn
 
 
 def test_sensitivity_section_draws_the_tornado_next_to_its_table(tmp_path: Path) -> None:
@@ -510,6 +568,7 @@ def test_tornado_with_no_swing_or_a_single_source_still_fits(tmp_path: Path) -> 
     assert lo_x < BASE_P < hi_x and hi_x - lo_x >= 0.01  # a visible axis around the base even with zero swing
     one = sens["tornado"]["bars"][0]["source"]
     sens["reliability"] = {one: sens["reliability"][one]}
+    sens["tornado"]["bars"] = sens["tornado"]["bars"][:1]  # the report draws the tornado sensitivity.json holds
     write_json(root / "sensitivity.json", sens)
     pages = build_report(load_run(root), generated=WHEN)
     assert layout_problems(pages) == []

@@ -1,8 +1,8 @@
 """What the report says, computed from the run folder's data: rows and sentences, no drawing.
 
-Every function takes plain dicts (``attribution.json``, ``diagnostics.json``,
-``manifest.json``) or the resolved ``Case`` and returns strings, numbers or small records,
-so the numbers printed in the PDF can be tested without reading the PDF.
+Every function takes the records' JSON (``attribution.json``, ``diagnostics.json``,
+``sensitivity.json``), ``manifest.json`` or the ``CaseRecord`` (case.json) and returns strings,
+numbers or small records, so the numbers printed in the PDF can be tested without reading the PDF.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.report.fmt import NA, clean, count, flag, is_number, num, ratio, unit_label
+from engine.results.records import CaseRecord, CaseSource
 from engine.terms import probability_term
 
 
@@ -129,84 +130,36 @@ def verdict_sentence(v: Verdict) -> str:
 
 
 # ---------------------------------------------------------------- case tables
-def hypothesis_rows(attribution: dict, case: Any, raw: dict) -> list[list[str]]:
-    """id, prior (normalised, from the run), mechanism, description."""
-    raw_h = {h.get("id"): h for h in raw.get("hypotheses", []) if isinstance(h, dict)}
+def hypothesis_rows(attribution: dict, case: CaseRecord | None) -> list[list[str]]:
+    """id, prior (normalised, from the run), mechanism, description (from case.json)."""
+    known = {h.id: h for h in case.hypotheses} if case is not None else {}
     rows = []
     for hid, h in attribution["hypotheses"].items():
-        if case is not None and hid in case.hypotheses:
-            mech, desc = case.hypotheses[hid].mechanism, case.hypotheses[hid].description
-        else:
-            r = raw_h.get(hid, {})
-            mech, desc = str(r.get("mechanism", NA)), str(r.get("description", NA))
+        c = known.get(hid)
+        mech, desc = (c.mechanism, c.description) if c is not None else (NA, NA)
         rows.append([hid, num(h.get("prior")), clean(mech), clean(desc)])
     return rows
 
 
-def _range(a: float, b: float, unit: str) -> str:
-    return f"{a:g}–{b:g} {unit}"
-
-
-def observation_summary(family: str, obs: Any) -> str:
-    """A short human reading of one item's observed values (the resolved, validated form)."""
-    if family == "perforations":
-        parts = [f"{obs.holes} holes"]
-        if obs.inward is not None:
-            assessed = obs.holes if obs.assessed is None else obs.assessed
-            parts.append(f"{obs.inward} of {assessed} assessed bent inward")
-        if obs.sizes_mm:
-            parts.append(f"sizes {_range(min(obs.sizes_mm), max(obs.sizes_mm), 'mm')}")
-        if obs.region:
-            parts.append(f"region: {obs.region}")
-        return ", ".join(parts)
-    if family == "fragments":
-        return ", ".join(f"{k} {v}" for k, v in obs.counts.items())
-    if family == "timing":
-        return (f"damage at {obs.time:g} min; {obs.window_label} window {_range(*obs.window, 'min')}; "
-                f"period {_range(*obs.period, 'min')}; clock s.d. {obs.clock_sd_min.describe()} min")
-    if family == "interval":
-        return f"{obs.seconds:g} s" + (f" ({obs.what})" if obs.what else "")
-    if family in ("claim", "elicited"):
-        interest = f" (interest: {obs.interest})" if family == "claim" else ""
-        return f"“{clean(obs.statement)}”{interest}"
-    return clean(obs)
-
-
-def _raw_observed(observed: Any) -> str:
-    if isinstance(observed, dict):
-        return "; ".join(f"{k}: {v}" for k, v in observed.items())
-    return clean(observed)
-
-
-def _reliability(src: Any) -> str:
+def _reliability(src: CaseSource) -> str:
     """"profile, mean 0.70"; for a source's own reliability, "Beta(9, 1), mean 0.90" or "fixed 0.80"."""
-    dist = src.reliability
-    if dist.kind == "fixed":
-        return f"{src.profile}, fixed {dist.args[0]:.2f}" if src.profile != "custom" else f"fixed {dist.args[0]:.2f}"
-    name = src.profile if src.profile != "custom" else dist.describe()
-    return f"{name}, mean {dist.mean():.2f}"
+    if src.reliability_fixed:
+        return f"{src.profile}, fixed {src.reliability_mean:.2f}" if src.profile != "custom" else f"fixed {src.reliability_mean:.2f}"
+    name = src.profile if src.profile != "custom" else src.reliability
+    return f"{name}, mean {src.reliability_mean:.2f}"
 
 
-def evidence_rows(case: Any, raw: dict) -> list[list[str]]:
-    """id (group), family, observation, source, reliability (profile, mean)."""
-    if case is not None:
-        rows = []
-        for it in case.items:
-            obs = observation_summary(it.family, it.observed)
-            src = case.sources.get(it.source)
-            ident = it.id + (f" (group {it.group})" if it.group else "")
-            text = f"{obs} — {clean(it.description)}" if it.description else obs
-            rows.append([ident, it.family, text, it.source, _reliability(src) if src else NA])
-        return rows
-    sources = {s.get("id"): s for s in raw.get("sources", []) if isinstance(s, dict)}
+def evidence_rows(case: CaseRecord | None) -> list[list[str]]:
+    """id (group), family, observation, source, reliability (profile, mean); none without case.json."""
+    if case is None:
+        return []
+    sources = {s.id: s for s in case.sources}
     rows = []
-    for e in raw.get("evidence", []):
-        if not isinstance(e, dict):
-            continue
-        src = sources.get(e.get("source"), {})
-        obs = _raw_observed(e.get("observed"))
-        text = f"{obs} — {clean(e['description'])}" if e.get("description") else obs
-        rows.append([str(e.get("id", "?")), str(e.get("family", "?")), text, str(e.get("source", "?")), clean(src.get("reliability", NA))])
+    for it in case.evidence:
+        src = sources.get(it.source)
+        ident = it.id + (f" (group {it.group})" if it.group else "")
+        text = f"{it.observation} — {clean(it.description)}" if it.description else it.observation
+        rows.append([ident, it.family, text, it.source, _reliability(src) if src else NA])
     return rows
 
 
@@ -329,20 +282,10 @@ def unexplained_sentences(diagnostics: dict) -> list[str]:
 
 # ---------------------------------------------------------------- sensitivity
 def tornado(sensitivity: dict) -> dict:
-    """The reliability sweep as tornado bars (``{"base", "bars"}``, largest swing first), built
-    from sensitivity.json's ``reliability`` block as ``engine.results.sensitivity`` builds its ``tornado``
-    (so files written before a field was added read the same), else its ``tornado``; bars with a
-    missing or non-finite probability are left out."""
-    from engine.results.sensitivity import tornado as build
-
+    """sensitivity.json's tornado (``{"base", "bars"}``, largest swing first; a file written before
+    the tornado existed has it built from its sweep when it is read, ``engine.results.records``);
+    bars with a missing or non-finite probability are left out."""
     t = sensitivity.get("tornado") if isinstance(sensitivity.get("tornado"), dict) else {}
-    base = t.get("base", next((w.get("leader_posterior") for w in sensitivity.get("waterfall", []) if w.get("variant") == "base"), None))
-    rel = sensitivity.get("reliability")
-    if is_number(base) and isinstance(rel, dict) and rel:
-        try:
-            t = build(rel, base)
-        except (KeyError, TypeError):  # a hand-edited or partial file: show what its tornado holds
-            pass
     if not t:
         return {"base": math.nan, "bars": []}
     bars = [b for b in t.get("bars", []) if all(is_number(b.get(k)) and math.isfinite(b[k]) for k in ("low", "high"))]

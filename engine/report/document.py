@@ -84,9 +84,9 @@ def _case_tables(flow: Flow, run: RunData) -> None:
         flow.paragraph(f"Note: {run.case_note}.", size=8.5, color=MUTED)
     flow.heading("Hypotheses", level=2)
     flow.table([Column("id", 1.4), Column("prior", 0.6, "right"), Column("mechanism", 1.5), Column("description", 4.0)],
-               C.hypothesis_rows(run.attribution, run.case, run.case_raw))
+               C.hypothesis_rows(run.attribution, run.case))
     flow.heading("Evidence", level=2)
-    rows = C.evidence_rows(run.case, run.case_raw)
+    rows = C.evidence_rows(run.case)
     if rows:
         flow.table([Column("id", 1.2), Column("family", 0.8), Column("observation", 3.6, max_lines=7), Column("source", 0.9),
                     Column("reliability", 1.2)], rows, size=7.5)

@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from engine.report.content import Contributions
-from engine.report.layout import PAGE_H, PAGE_W, line_height, printable, text_width, truncate, wrap
+from engine.report.layout import PAGE_H, PAGE_W
+from engine.report.text import line_height, printable, text_width, truncate, wrap
 
 FAVOURS_LEADER, FAVOURS_RUNNER = "#0072B2", "#D55E00"  # colour-blind safe pair
 BAR_FONT = 7.5

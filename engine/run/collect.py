@@ -1,19 +1,24 @@
-"""Run folder → attribution: combine task results into posterior files, diagnostics.json and
-``attribution.json`` (the client-side end of a run; no sampling, no dask)."""
+"""Run folder → records: combine task results into posterior files and the records of
+``engine.results.records`` (``attribution.json``, ``diagnostics.json``, ``case.json``); the
+client-side end of a run, no sampling, no dask. Also the typed readers of those records.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from engine.run.runner import Settings, Task
+from engine.errors import EngineError, RunError
+from engine.results.records import SCHEMA_VERSION, Attribution, CaseRecord, Diagnostics
+from engine.run.plan import Task
+from engine.run.settings import Settings
 from engine.run.store import RunFolder, read_json, write_idata, write_json
 from engine.spec.case import Case
 
 
 def case_of_run(run_dir) -> Case:  # noqa: ANN001
     """The case as frozen in a run folder (its case.yaml read against its own priors/)."""
-    from pathlib import Path
-
     from engine.spec.case import load_case
 
     folder = RunFolder(Path(run_dir))
@@ -82,7 +87,7 @@ def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder |
     """
     from engine.inference.estimate import attribute, combine
     from engine.results.diagnostics import contributions, nuts_diagnostics, predictive_checks, verdict
-    from engine.run.runner import task_seed
+    from engine.run.seeds import resample_seed
 
     hids = list(case.hypotheses)
     posteriors, per, diag = {}, {}, {}
@@ -98,7 +103,7 @@ def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder |
                 diagnostics = cache.setdefault("diagnostics", read_json(base.diagnostics)["hypotheses"])
                 cache[hid] = (_merge_chains(base, hid, settings), diagnostics[hid], _estimates(base, hid, settings))
             base_idata, d, estimates = cache[hid]
-            idata = resampled(base_idata, rw["log_weights"], task_seed(settings.seed, Task("reweight", hid).key))
+            idata = resampled(base_idata, rw["log_weights"], resample_seed(settings.seed, hid))
             share = rw["ess"] / (settings.chains * settings.draws)
             diag[hid] = {**d, "ess_bulk_min": d["ess_bulk_min"] * share, "ess_tail_min": d["ess_tail_min"] * share,
                          "reweighted": {k: rw[k] for k in ("log_ratio", "se", "pareto_k", "k_max", "ess")}}
@@ -122,13 +127,9 @@ def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder |
     mcse_by = {h: float(mcse[i]) for i, h in enumerate(hids)}
     status, fail, warn = verdict(diag, mcse_by, unexplained)
 
-    result = {
-        "case": case.id,
-        "run": folder.root.name,
-        "leader": leader,
-        "converged": not fail,
-        "warnings": fail + warn,
-        "hypotheses": {
+    attribution = Attribution(
+        schema_version=SCHEMA_VERSION, case=case.id, run=folder.root.name, leader=leader, converged=not fail, warnings=fail + warn,
+        hypotheses={
             h: {
                 "prior": float(prior[i]),
                 "posterior": float(post[i]),
@@ -139,26 +140,62 @@ def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder |
             }
             for i, h in enumerate(hids)
         },
-    }
-    write_json(folder.diagnostics, {
-        "case": case.id, "run": folder.root.name, "verdict": status, "reasons": fail + warn,
-        "hypotheses": diag, "posterior_mcse": mcse_by, "predictive": predictive, "unexplained": unexplained,
-        "contributions": contrib,
-    })
+    )
+    diagnostics = Diagnostics(
+        schema_version=SCHEMA_VERSION, case=case.id, run=folder.root.name, verdict=status, reasons=fail + warn,
+        hypotheses=diag, posterior_mcse=mcse_by, predictive=predictive, unexplained=unexplained, contributions=contrib)
+    write_json(folder.diagnostics, diagnostics.to_json())
+    if base is None:
+        write_case_record(folder, case)
+    result = attribution.to_json()
     write_json(folder.attribution, result)
     return result
 
 
+def write_case_record(folder: RunFolder, case: Case) -> CaseRecord:
+    """case.json: the case as the report shows it (the report reads no YAML)."""
+    from engine.results.casesummary import case_record
+
+    record = case_record(case)
+    write_json(folder.root / CaseRecord.FILE, record.to_json())
+    return record
+
+
+def read_attribution_record(run_dir) -> Attribution:  # noqa: ANN001
+    """The validated attribution.json of a run (``RunError`` naming the field when it is malformed)."""
+    folder = RunFolder(Path(run_dir))
+    return Attribution.from_json(read_json(folder.attribution), source=str(folder.attribution))
+
+
 def read_diagnostics(run_dir) -> dict:  # noqa: ANN001
-    """diagnostics.json of a run, recomputed from the task results if it is missing."""
-    from pathlib import Path
-
-    from engine.errors import RunError
-
+    """diagnostics.json of a run, validated, recomputed from the task results if it is missing."""
     folder = RunFolder(Path(run_dir))
     if not folder.diagnostics.exists():
         if not folder.manifest.exists():
             raise RunError(f"{folder.root} is not a run folder (no manifest.json); give runs/<case>/<run>")
         settings = Settings(**read_json(folder.manifest)["settings"])
         collect(case_of_run(folder.root), folder, settings)
-    return read_json(folder.diagnostics)
+    return Diagnostics.from_json(read_json(folder.diagnostics), source=str(folder.diagnostics)).to_json()
+
+
+def ensure_case_record(run_dir) -> str:  # noqa: ANN001
+    """Write case.json into a run folder collected before it existed, from the folder's frozen
+    case.yaml and priors/; return "" when the folder has it (or now has it), else why not."""
+    folder = RunFolder(Path(run_dir))
+    if (folder.root / CaseRecord.FILE).exists() or not folder.attribution.exists():
+        return ""
+    if not folder.case.exists():
+        return "case.yaml not found in the run folder"
+    try:
+        write_case_record(folder, case_of_run(folder.root))
+    except EngineError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"the run's case.yaml could not be resolved ({first})"
+    return ""
+
+
+def prepare_report(run_dir) -> None:  # noqa: ANN001
+    """Complete an older run folder with the records the report reads: diagnostics.json
+    (recomputed if missing) and case.json (from the frozen case.yaml)."""
+    read_diagnostics(run_dir)
+    ensure_case_record(run_dir)
