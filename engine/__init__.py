@@ -5,6 +5,9 @@ Public API (imports are lazy so that ``import engine`` stays fast)::
     case = engine.load_case("cases/azal8243-2024.yaml")
     run_dir = engine.run_case(case, settings=engine.Settings(seed=1), out="runs")
     result = engine.read_attribution(run_dir)
+
+    # where the tasks run (default: a local cluster of 2 worker processes)
+    engine.run_case(case, settings=engine.Settings(seed=1), options=engine.ExecutionOptions(workers=0))
 """
 
 from __future__ import annotations
@@ -12,17 +15,20 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["load_case", "run_case", "Settings", "read_attribution", "case_schema", "EngineError", "CaseError", "RunError"]
+__all__ = ["load_case", "run_case", "Settings", "ExecutionOptions", "read_attribution", "case_schema", "EngineError", "CaseError",
+           "RunError", "OptionError"]
 
 _LAZY = {
     "load_case": ("engine.spec.case", "load_case"),
     "case_schema": ("engine.spec.case", "case_schema"),
-    "run_case": ("engine.run.runner", "run_case"),
-    "Settings": ("engine.run.runner", "Settings"),
-    "read_attribution": ("engine.run.runner", "read_attribution"),
+    "run_case": ("engine.run.lifecycle", "run_case"),
+    "Settings": ("engine.run.settings", "Settings"),
+    "ExecutionOptions": ("engine.run.settings", "ExecutionOptions"),
+    "read_attribution": ("engine.run.lifecycle", "read_attribution"),
     "EngineError": ("engine.errors", "EngineError"),
     "CaseError": ("engine.errors", "CaseError"),
     "RunError": ("engine.errors", "RunError"),
+    "OptionError": ("engine.errors", "OptionError"),
 }
 
 

@@ -38,17 +38,16 @@ TlsKey = Annotated[Path | None, typer.Option("--tls-key", metavar="FILE", help="
                                              "(omit it if the certificate file holds the key).")]
 
 
-def _tls(scheduler: str | None, ca: Path | None, cert: Path | None, key: Path | None):  # noqa: ANN202 - TLSFiles | None
-    """The --tls-* options, checked against --scheduler (``OptionError``, exit 2, when they do not fit).
+def _options(*, tls_ca: Path | None, tls_cert: Path | None, tls_key: Path | None, **options):  # noqa: ANN003, ANN202
+    """The execution options, checked once (``OptionError``, exit 2, when they do not fit).
 
-    With none given, a tls:// scheduler uses the certificates of the dask config
+    With no --tls-* option, a tls:// scheduler uses the certificates of the dask config
     (distributed.comm.tls.*), which this also checks.
     """
-    from engine.run.cluster import TLSFiles, check_tls
+    from engine.run.checks import TLSFiles
+    from engine.run.settings import ExecutionOptions
 
-    tls = TLSFiles.of(ca, cert, key)
-    check_tls(scheduler, tls)
-    return tls
+    return ExecutionOptions(**options, tls=TLSFiles.of(tls_ca, tls_cert, tls_key))
 
 
 def _version(value: bool) -> None:
@@ -142,19 +141,19 @@ def run(
                 raise RunError(f"--resume continues a run with the case and settings in its folder; drop {extra}")
         elif case_file is None:
             raise RunError("give a case file (incident run CASE.yaml) or a run folder to continue (--resume RUN)")
-        from engine.run.runner import VARIANT_METHODS
+        from engine.run.settings import VARIANT_METHODS
 
         if variant_method is not None and variant_method not in VARIANT_METHODS:
             raise OptionError(f"--variant-method {variant_method!r} is not known; use one of {', '.join(VARIANT_METHODS)}")
-        tls = _tls(scheduler, tls_ca, tls_cert, tls_key)
+        options = _options(workers=workers, scheduler=scheduler, cluster=cluster, cluster_config=cluster_config, retries=retries,
+                           no_workers_timeout=no_workers_timeout, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        from engine.run.runner import Settings, read_attribution, resume_run, run_case
+        from engine.run.lifecycle import read_attribution, resume_run, run_case
+        from engine.run.settings import Settings
 
         console = Console(stderr=True)
-        execution = {"workers": workers, "scheduler": scheduler, "cluster": cluster, "cluster_config": cluster_config,
-                     "retries": retries, "no_workers_timeout": no_workers_timeout, "tls": tls}
         plain = {"last": 0.0, "t0": time.monotonic()}
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True,
@@ -175,15 +174,15 @@ def run(
                     console.print(f"tasks {n}/{total}, elapsed {elapsed:.0f} s, eta {eta}", highlight=False)
 
             if resume is not None:
-                root = resume_run(resume, command=sys.argv, on_done=done, on_start=started, **execution)
+                root = resume_run(resume, options=options, command=sys.argv, on_done=done, on_start=started)
             else:
                 from engine.spec.case import load_case
 
                 case = load_case(case_file)
                 defaults = Settings()
                 settings = Settings(**{k: getattr(defaults, k) if v is None else v for k, v in sampling.items()})
-                root = run_case(case, settings=settings, out=out, run_id=run_id, variants=_read_variants(variants),
-                                command=sys.argv, on_done=done, on_start=started, **execution)
+                root = run_case(case, settings=settings, options=options, out=out, run_id=run_id,
+                                variants=_read_variants(variants), command=sys.argv, on_done=done, on_start=started)
         result = read_attribution(root)
     except EngineError as exc:
         _fail(exc)
@@ -202,7 +201,7 @@ def _read_variants(path: Path | None) -> tuple:
     import yaml
 
     from engine.errors import RunError
-    from engine.run.runner import Variant
+    from engine.run.settings import Variant
 
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -224,7 +223,7 @@ def show(
     json_out: Annotated[bool, typer.Option("--json", help="Print attribution.json.")] = False,
 ) -> None:
     """Print the attribution of a finished run."""
-    from engine.run.runner import read_attribution
+    from engine.run.lifecycle import read_attribution
 
     _read_and_print(read_attribution, run_dir, json_out, _print_table)
 
@@ -285,10 +284,10 @@ def sensitivity(
 ) -> None:
     """Break-even priors, evidence ablation (single-leg alarm), reliability sweep, waterfall."""
     try:
-        from engine.results.sensitivity import run_sensitivity
+        from engine.run.sensitivity import run_sensitivity
 
-        tls = _tls(scheduler, tls_ca, tls_cert, tls_key)
-        result = run_sensitivity(run_dir, workers=workers, scheduler=scheduler, tls=tls, command=sys.argv)
+        options = _options(workers=workers, scheduler=scheduler, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
+        result = run_sensitivity(run_dir, options=options, command=sys.argv)
     except EngineError as exc:
         _fail(exc)
         return
@@ -385,7 +384,7 @@ def calibrate(
     from engine.spec.case import load_case
 
     try:
-        tls = _tls(scheduler, tls_ca, tls_cert, tls_key)
+        options = _options(workers=workers, scheduler=scheduler, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
         case = load_case(template)
         settings = CalibrationSettings(seed=seed, n=n, draws=draws, tune=tune, chains=chains, smc_draws=smc_draws,
                                        smc_chains=smc_chains, estimator=estimator)
@@ -396,8 +395,9 @@ def calibrate(
             if k == total or k % 10 == 0:
                 typer.echo(f"incidents {k}/{total}, elapsed {time.monotonic() - t0:.0f} s", err=True)
 
-        run_ = run_calibration(case, settings, workers=workers, scheduler=scheduler, tls=tls, out=folder, on_done=done)
+        run_ = run_calibration(case, settings, options=options, out=folder, on_done=done)
         summary = write_report(run_, folder)
+        _reliability_png(summary, folder / "reliability.png")
     except EngineError as exc:
         _fail(exc)
         return
@@ -408,6 +408,15 @@ def calibrate(
         typer.echo(f"calibration check failed: {p}", err=True)
     if problems:
         raise typer.Exit(4)
+
+
+def _reliability_png(summary: dict, path: Path) -> None:
+    """The calibration's reliability diagram (``engine.report.calibration_plot``) as a PNG."""
+    from engine.report.calibration_plot import reliability_figure
+    from engine.run.store import atomic_write
+
+    fig = reliability_figure(summary, forecasters=("engine", "exact", "mixture"))
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120))
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={ROOT / '.pytensor'}")
-from engine.run.runner import ensure_compiledir  # noqa: E402  (no PyTensor import)
+from engine.run.compiled import ensure_compiledir  # noqa: E402  (no PyTensor import)
 
 ensure_compiledir()
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,8 +36,9 @@ def oracle_case():
 @pytest.fixture(scope="session")
 def oracle_run(oracle_case, tmp_path_factory):
     """The oracle case run once in-process (compiles shared with other tests)."""
-    from engine.run.runner import Settings, read_attribution, run_case
+    from engine.run.lifecycle import read_attribution, run_case
+    from engine.run.settings import ExecutionOptions, Settings
 
     root = run_case(oracle_case, settings=Settings(seed=7, draws=1000, tune=1000, chains=4, smc_draws=1000, smc_chains=4),
-                    out=tmp_path_factory.mktemp("runs"), workers=0, command=["pytest"])
+                    options=ExecutionOptions(workers=0), out=tmp_path_factory.mktemp("runs"), command=["pytest"])
     return root, read_attribution(root)

@@ -149,10 +149,10 @@ class DaskProcesses:
 # -- fault injection (imported by dask workers through PYTHONPATH)
 def install_fault(marker_dir: str, task_key: str) -> str:
     """Make ``task_key``'s SMC task raise once (cluster-wide, through a marker file)."""
-    import engine.run.runner as runner
+    import engine.run.task as task_module
 
-    original = getattr(runner, "_original_run_smc", runner._run_smc)
-    runner._original_run_smc = original
+    original = getattr(task_module, "_original_run_smc", task_module._run_smc)
+    task_module._original_run_smc = original
 
     def faulty(cm, task, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         marker = Path(marker_dir) / f"{task.id.replace('/', '_')}.failed"
@@ -161,13 +161,13 @@ def install_fault(marker_dir: str, task_key: str) -> str:
             raise RuntimeError("injected fault")
         return original(cm, task, *args, **kwargs)
 
-    runner._run_smc = faulty
+    task_module._run_smc = faulty
     return "installed"
 
 
 def remove_fault() -> str:
-    import engine.run.runner as runner
+    import engine.run.task as task_module
 
-    if hasattr(runner, "_original_run_smc"):
-        runner._run_smc = runner._original_run_smc
+    if hasattr(task_module, "_original_run_smc"):
+        task_module._run_smc = task_module._original_run_smc
     return "removed"

@@ -5,7 +5,7 @@
 * simulated incidents keep the template's design, are valid, and follow the prior predictive
   the models assume (hole counts against the exact marginal; the exact posterior is
   calibrated on them);
-* the case run's compile-once model (engine.runner.Compiled), switched to another dataset, gives
+* the case run's compile-once model (engine.run.compiled.Compiled), switched to another dataset, gives
   the draws of a model built on that dataset and its exact log evidence;
 * the scores (ECE, Brier, log score, SBC) on cases with known answers;
 * the quick calibration test passes for the engine and fails for deliberately broken
@@ -24,7 +24,10 @@ import pytest
 from conftest import CASES
 from scipy import integrate, stats
 
+from engine.run.settings import ExecutionOptions
 from engine.spec.case import load_case
+
+HERE = ExecutionOptions(workers=0)  # run in this process
 
 TEMPLATE = CASES / "calibration-4h.yaml"
 QUICK = dict(n=16, draws=200, tune=200, chains=2, smc_draws=200, smc_chains=2, seed=5)
@@ -127,8 +130,9 @@ def test_exact_evidence_is_refused_for_uncertain_reliabilities(template):
 
 # ------------------------------------------------------------------ simulation
 def test_simulated_incidents_keep_the_design_and_are_valid(template):
-    from engine.calibration.simulate import incident_seed, simulate_incident
+    from engine.calibration.simulate import simulate_incident
     from engine.model.build import observation_data
+    from engine.run.seeds import incident_seed
 
     shapes = {k: np.shape(v) for k, v in observation_data(template).items()}
     seen = set()
@@ -152,7 +156,8 @@ def test_simulated_incidents_keep_the_design_and_are_valid(template):
 
 def test_simulated_hole_counts_follow_the_models_prior_predictive(template):
     """P(holes = n) = sum_H pi_H [r NB_H(n) + (1 - r) NB_bg(n)], with r = 0.9 (chi-square)."""
-    from engine.calibration.simulate import incident_seed, simulate_incident
+    from engine.calibration.simulate import simulate_incident
+    from engine.run.seeds import incident_seed
 
     n_sim = 3000
     holes = np.array([simulate_incident(template, i, np.random.default_rng(incident_seed(11, i))).case.item("holes").observed.holes
@@ -175,8 +180,9 @@ def test_simulated_hole_counts_follow_the_models_prior_predictive(template):
 def test_exact_posterior_is_calibrated_on_simulated_incidents(template):
     """If the simulator and the exact evidence agree, P(H | y) is a calibrated forecast of H."""
     from engine.calibration.metrics import ece, ece_null
-    from engine.calibration.simulate import incident_seed, simulate_incident
+    from engine.calibration.simulate import simulate_incident
     from engine.inference.closedform import exact_posterior
+    from engine.run.seeds import incident_seed
 
     n_sim = 1500
     prob, truth = [], []
@@ -258,7 +264,7 @@ def test_reliability_figure_draws_each_named_element(template):
 
 # ------------------------------------------------------------------ compile once, another dataset
 def test_compiled_model_switched_to_another_dataset_equals_a_model_built_on_it(oracle_case):
-    """Calibration reuses the case run's compiled model (engine.runner.Compiled) and only resets its
+    """Calibration reuses the case run's compiled model (engine.run.compiled.Compiled) and only resets its
     pm.Data to each simulated incident: the draws equal a fresh pm.sample on a model built from
     that dataset, and bridge sampling on them lands on that dataset's exact log evidence."""
     import pymc as pm
@@ -266,7 +272,7 @@ def test_compiled_model_switched_to_another_dataset_equals_a_model_built_on_it(o
     from engine.inference.closedform import exact_log_evidence
     from engine.inference.estimate import bridge_log_evidence
     from engine.model.build import build_model
-    from engine.run.runner import compiled_for, unconstrained_draws
+    from engine.run.compiled import compiled_for, unconstrained_draws
 
     other = dataclasses.replace(oracle_case, items=tuple(
         dataclasses.replace(it, observed=it.observed.model_copy(update={"holes": 9, "inward": 2})) if it.id == "tail-holes" else it
@@ -293,7 +299,7 @@ def test_compiled_model_switched_to_another_dataset_equals_a_model_built_on_it(o
 
 def test_compiled_model_refuses_a_dataset_of_another_design(template):
     from engine.errors import RunError
-    from engine.run.runner import Compiled
+    from engine.run.compiled import Compiled
 
     cm = Compiled(template, "sam")
     frags = template.item("frags")
@@ -310,7 +316,7 @@ def test_compiled_model_refuses_a_dataset_of_another_design(template):
 def quick_engine(template):
     from engine.calibration.calibrate import CalibrationSettings, run_calibration, summarize
 
-    run = _quietly(run_calibration, template, CalibrationSettings(**QUICK), workers=0)
+    run = _quietly(run_calibration, template, CalibrationSettings(**QUICK), options=HERE)
     return run, summarize(run)
 
 
@@ -327,7 +333,7 @@ def test_quick_calibration_passes_for_the_engine(quick_engine):
 def test_quick_calibration_fails_for_a_sign_error_in_one_likelihood_term(template, quick_engine):
     from engine.calibration.calibrate import CalibrationSettings, run_calibration, summarize, verdict
 
-    broken = _quietly(run_calibration, template, CalibrationSettings(**{**QUICK, "estimator": "sign-error"}), workers=0)
+    broken = _quietly(run_calibration, template, CalibrationSettings(**{**QUICK, "estimator": "sign-error"}), options=HERE)
     summary = summarize(broken)
     problems = verdict(summary, **quick_criteria(quick_engine[1]))
     assert any("expected Brier excess" in p for p in problems) and any("expected ECE" in p for p in problems), summary["versus_exact"]
@@ -340,8 +346,8 @@ def test_calibration_results_do_not_depend_on_the_number_of_workers(template, tm
     from engine.calibration.calibrate import CalibrationSettings, run_calibration
 
     settings = CalibrationSettings(**{**QUICK, "n": 3})
-    here = _quietly(run_calibration, template, settings, workers=0)
-    there = _quietly(run_calibration, template, settings, workers=2, out=tmp_path)
+    here = _quietly(run_calibration, template, settings, options=HERE)
+    there = _quietly(run_calibration, template, settings, options=ExecutionOptions(workers=2), out=tmp_path)
     strip = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "process", "key")}  # noqa: E731
     assert [strip(r) for r in here.records] == [strip(r) for r in there.records]
     assert len({r["process"] for r in there.records}) >= 1
@@ -355,8 +361,8 @@ def trap_runs():
 
     trap = load_case(CASES / "calibration-mixture-trap.yaml")
     settings = dict(QUICK, n=12)
-    engine = _quietly(run_calibration, trap, CalibrationSettings(**settings), workers=0)
-    mixture = _quietly(run_calibration, trap, CalibrationSettings(**settings, estimator="mixture"), workers=0)
+    engine = _quietly(run_calibration, trap, CalibrationSettings(**settings), options=HERE)
+    mixture = _quietly(run_calibration, trap, CalibrationSettings(**settings, estimator="mixture"), options=HERE)
     return engine, mixture
 
 
@@ -426,7 +432,7 @@ def test_calibrate_refuses_templates_it_cannot_simulate_and_unknown_estimators(t
     out = _incident("calibrate", CASES / "oracle.yaml", "--n", "2", "--out", tmp_path)
     assert out.returncode == 2 and "sizes_mm" in out.stderr
     out = _incident("calibrate", TEMPLATE, "--n", "2", "--estimator", "magic", "--out", tmp_path)
-    assert out.returncode == 3 and "estimator 'magic' is not known" in out.stderr
+    assert out.returncode == 2 and "estimator 'magic' is not known" in out.stderr  # a usage error
 
 
 @pytest.mark.slow

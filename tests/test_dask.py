@@ -28,7 +28,8 @@ def test_compiled_once_samplers_are_bit_identical_to_fresh_pymc_and_variants_do_
     import pymc as pm
 
     from engine.model.build import build_model, pointwise_log_likelihood
-    from engine.run.runner import Variant, compiled_for
+    from engine.run.compiled import compiled_for
+    from engine.run.settings import Variant
 
     draws, tune, seed, smc_draws, smc_seed = 150, 150, 1234, 300, 99
     fresh = build_model(oracle_case, "internal")
@@ -76,12 +77,14 @@ def test_compiled_once_samplers_are_bit_identical_to_fresh_pymc_and_variants_do_
 
 
 def test_variant_with_unknown_or_misshaped_data_is_rejected_before_running(oracle_case, tmp_path):
-    from engine.run.runner import Settings, Variant, run_case
+    from engine.run.lifecycle import run_case
+    from engine.run.settings import ExecutionOptions, Settings, Variant
 
+    here = ExecutionOptions(workers=0)
     with pytest.raises(RunError, match=r"'hp__nope' is not a pm.Data.*known: .*hp__reliability__lab"):
-        run_case(oracle_case, settings=Settings(), out=tmp_path, variants=[Variant.of("x", {"hp__nope": 1.0})], workers=0)
+        run_case(oracle_case, settings=Settings(), options=here, out=tmp_path, variants=[Variant.of("x", {"hp__nope": 1.0})])
     with pytest.raises(RunError, match=r"hp__gap__log_median needs shape \(2,\)"):
-        run_case(oracle_case, settings=Settings(), out=tmp_path, variants=[Variant.of("x", {"hp__gap__log_median": 1.0})], workers=0)
+        run_case(oracle_case, settings=Settings(), options=here, out=tmp_path, variants=[Variant.of("x", {"hp__gap__log_median": 1.0})])
     with pytest.raises(RunError, match="not a safe folder name"):
         Variant.of("../up", {})
     assert not (tmp_path / "oracle").exists()
@@ -89,15 +92,15 @@ def test_variant_with_unknown_or_misshaped_data_is_rejected_before_running(oracl
 
 # ------------------------------------------------------------------ retries (client logic, fast)
 def _fake_tasks(n):  # noqa: ANN001, ANN202
-    from engine.run.runner import Task
+    from engine.run.plan import Task
 
     return [Task("smc", "external", c) for c in range(n)]
 
 
 def test_a_task_that_raises_is_retried_and_reported(monkeypatch, oracle_case, tmp_path):
-    import engine.run.runner as runner
-    from engine.run.cluster import ClusterSpec, TaskLoop
-    from engine.run.runner import Execution, Settings
+    import engine.run.task as task_module
+    from engine.run.executor import Execution, Executor, execute
+    from engine.run.settings import ExecutionOptions, Settings
     from engine.run.store import RunFolder
 
     calls = {}
@@ -108,20 +111,98 @@ def test_a_task_that_raises_is_retried_and_reported(monkeypatch, oracle_case, tm
             raise ValueError(f"boom {calls[task.id]}")
         return {"key": task.id, "skipped": False}
 
-    monkeypatch.setattr(runner, "run_task", flaky)
+    monkeypatch.setattr(task_module, "run_task", flaky)  # what the loop runs for a case's tasks
     ex = Execution()
-    loop = TaskLoop(oracle_case, _fake_tasks(3), RunFolder(tmp_path), Settings(), spec=ClusterSpec.make(workers=0), retries=2,
-                    execution=ex, on_done=None, on_start=None, offset=0, total=3)
-    assert len(loop.run()) == 3
+    summaries = execute(oracle_case, _fake_tasks(3), RunFolder(tmp_path), Settings(), Executor(ExecutionOptions(workers=0, retries=2)),
+                        execution=ex)
+    assert [s["key"] for s in summaries] == ["smc-external-0", "smc-external-1", "smc-external-2"]
     assert calls == {"smc-external-0": 1, "smc-external-1": 3, "smc-external-2": 1}
     assert ex.warnings == ["task smc-external-1 failed (attempt 1 of 3: ValueError: boom 1); retried",
                            "task smc-external-1 failed (attempt 2 of 3: ValueError: boom 2); retried"]
+    assert ex.computed == ["smc-external-0", "smc-external-1", "smc-external-2"] and ex.backend == "in-process"
 
     calls.clear()
-    loop = TaskLoop(oracle_case, _fake_tasks(3), RunFolder(tmp_path), Settings(), spec=ClusterSpec.make(workers=0), retries=1,
-                    execution=Execution(), on_done=None, on_start=None, offset=0, total=3)
     with pytest.raises(RunError, match=r"task smc-external-1 failed 2 times \(last: ValueError: boom 2\).*--resume"):
-        loop.run()
+        execute(oracle_case, _fake_tasks(3), RunFolder(tmp_path), Settings(), Executor(ExecutionOptions(workers=0, retries=1)))
+
+
+def test_the_task_loop_runs_the_callables_it_is_handed_in_order_with_follow_ups(oracle_case):
+    from engine.run.cluster import ClusterSpec
+    from engine.run.executor import Execution
+    from engine.run.loop import TaskLoop
+
+    seen, progress = [], []
+
+    def work(n):  # noqa: ANN001, ANN202
+        seen.append(n)
+        return {"n": n, "process": "here:1"}
+
+    ex = Execution()
+    loop = TaskLoop(ClusterSpec.make(workers=0), [1, 2], work=work, name=lambda n: f"t{n}", execution=ex,
+                    expand=lambda n: [10 * n] if n < 10 else [], on_done=lambda s, done, total: progress.append((done, total)))
+    assert [s["n"] for s in loop.run()] == [1, 2, 10, 20]
+    assert seen == [1, 2, 10, 20] and ex.computed == ["t1", "t2", "t10", "t20"] and ex.tasks_by_process == {"here:1": 4}
+    assert progress == [(1, 3), (2, 4), (3, 4), (4, 4)]
+
+
+def test_execution_options_are_checked_once_when_built(tmp_path):
+    from engine.errors import OptionError
+    from engine.run.settings import ExecutionOptions
+
+    with pytest.raises(OptionError, match="--workers -1 must be 0"):
+        ExecutionOptions(workers=-1)
+    with pytest.raises(OptionError, match="--retries -1 must be 0 or more"):
+        ExecutionOptions(retries=-1)
+    with pytest.raises(OptionError, match="--no-workers-timeout 0 must be positive"):
+        ExecutionOptions(no_workers_timeout=0)
+    with pytest.raises(OptionError, match="is not of the form tcp://HOST:PORT"):
+        ExecutionOptions(scheduler="nowhere")
+    assert ExecutionOptions(scheduler="127.0.0.1:8786").scheduler == "tcp://127.0.0.1:8786"
+    assert ExecutionOptions().kind == "local" and ExecutionOptions(workers=0).kind == "inprocess"
+    config = tmp_path / "slurm.yaml"
+    config.write_text("queue: debug\ncores: 2\n")
+    slurm = ExecutionOptions(cluster="slurm", cluster_config=config, workers=2)
+    assert slurm.kind == "slurm" and slurm.slurm == {"queue": "debug", "cores": 2}
+
+
+def test_settings_refuse_values_out_of_range_in_the_api():
+    import engine
+    from engine.errors import OptionError
+
+    with pytest.raises(OptionError, match="draws = 0 is out of range; give 1 or more"):
+        engine.Settings(draws=0)
+    with pytest.raises(OptionError, match="smc_chains = 0 is out of range"):
+        engine.Settings(smc_chains=0)
+    with pytest.raises(OptionError, match="seed = -1 is out of range"):
+        engine.Settings(seed=-1)
+    with pytest.raises(OptionError, match="chains = 2.5 should be a whole number"):
+        engine.Settings(chains=2.5)
+    with pytest.raises(OptionError, match="target_accept = 1.0 is out of range"):
+        engine.Settings(target_accept=1.0)
+    with pytest.raises(OptionError, match="variant method 'x' is not known"):
+        engine.Settings(variant_method="x")
+    assert engine.Settings(seed=0, draws=1, tune=0).draws == 1
+
+
+def test_seeds_keep_their_derivations():
+    """The seed of every task and sampler is a fixed function of the run seed and names (results
+    stay bit-identical across versions); the values below are those of the first release."""
+    import zlib
+
+    from engine.run import seeds
+
+    ss = seeds.task_seed(20241225, "nuts-external-0")
+    assert ss.spawn_key == (zlib.crc32(b"nuts-external-0"),) and ss.entropy == 20241225
+    assert seeds.int_seed(ss) == int(np.random.SeedSequence(20241225, spawn_key=(zlib.crc32(b"nuts-external-0"),))
+                                     .generate_state(1, dtype=np.uint32)[0])
+    assert seeds.resample_seed(5, "h").spawn_key == seeds.task_seed(5, "reweight-h-0").spawn_key
+    assert seeds.incident_seed(3, 7).spawn_key == (7,) and seeds.predictive_seed(3, 1, 2).spawn_key == (1, 2)
+    assert seeds.sampler_seed(1, 4, 2, "smc", 1) == seeds.int_seed(np.random.SeedSequence(1, spawn_key=(4, 3, 2, 1)))
+    assert seeds.mixture_seed(1, 4, 1) == seeds.sampler_seed(1, 4, 0, "nuts", 1)
+    # the derived-from-the-run-seed ones differ between runs and between items
+    assert seeds.coincidence_seed(1, "t").generate_state(1)[0] != seeds.coincidence_seed(2, "t").generate_state(1)[0]
+    assert seeds.coincidence_seed(1, "t").generate_state(1)[0] != seeds.coincidence_seed(1, "u").generate_state(1)[0]
+    assert seeds.ece_null_seed(1).generate_state(1)[0] != seeds.ece_null_seed(2).generate_state(1)[0]
 
 
 # ------------------------------------------------------------------ bad execution options
@@ -146,7 +227,7 @@ def test_bad_execution_options_are_one_line_errors(args, message, tmp_path):
 
 
 def test_cluster_config_with_unknown_keys_or_bad_types_is_a_clean_error(tmp_path):
-    from engine.run.cluster import load_cluster_config
+    from engine.run.checks import load_cluster_config
 
     bad = tmp_path / "slurm.yaml"
     bad.write_text("queue: debug\nqueu: typo\n")

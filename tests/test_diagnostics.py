@@ -64,12 +64,12 @@ def test_predictive_p_values_are_uniform_when_data_come_from_the_model(family, i
 
 @pytest.fixture(scope="module")
 def unexplained_run(tmp_path_factory):
-    from engine.run.runner import Settings, run_case
+    from engine.run.runner import ExecutionOptions, Settings, run_case
     from engine.spec.case import load_case
 
     case = load_case(CASES / "unexplained.yaml")
     return run_case(case, settings=Settings(seed=5, draws=400, tune=400, chains=2, smc_draws=500, smc_chains=2),
-                    out=tmp_path_factory.mktemp("runs"), workers=0)
+                    out=tmp_path_factory.mktemp("runs"), options=ExecutionOptions(workers=0))
 
 
 @pytest.mark.slow
@@ -85,11 +85,11 @@ def test_none_of_the_hypotheses_explains_an_impossible_count(unexplained_run):
 
 @pytest.mark.slow
 def test_under_sampled_run_fails_the_verdict_and_is_not_converged(tmp_path):
-    from engine.run.runner import Settings, read_attribution, run_case
+    from engine.run.runner import ExecutionOptions, Settings, read_attribution, run_case
     from engine.spec.case import load_case
 
     case = load_case(CASES / "ambiguous.yaml")
-    root = run_case(case, settings=Settings(seed=1, draws=50, tune=50, chains=2, smc_draws=200, smc_chains=2), out=tmp_path, workers=0)
+    root = run_case(case, settings=Settings(seed=1, draws=50, tune=50, chains=2, smc_draws=200, smc_chains=2), out=tmp_path, options=ExecutionOptions(workers=0))
     diag = json.loads((root / "diagnostics.json").read_text())
     assert diag["verdict"] == "fail" and diag["reasons"]
     assert read_attribution(root)["converged"] is False

@@ -86,7 +86,7 @@ def test_resume_refuses_changed_inputs_naming_the_files(edit, tiny_run, tmp_path
 
 def test_unchanged_inputs_pass_the_check_and_the_check_reads_the_manifest(tiny_run, tmp_path):
     from engine.errors import RunError
-    from engine.run.runner import open_run
+    from engine.run.lifecycle import open_run
     from engine.run.store import RunFolder
 
     run = tmp_path / "oracle" / "copy"

@@ -55,14 +55,14 @@ def test_attribution_matches_exact_posterior(oracle_run):
 @pytest.mark.slow
 def test_ambiguous_case_is_not_decided_by_a_mode(tmp_path):
     """Two hypotheses whose exact posterior is within 0.45-0.55: the case the mixture trap fails."""
-    from engine.run.runner import Settings, read_attribution, run_case
+    from engine.run.runner import ExecutionOptions, Settings, read_attribution, run_case
 
     case = load_case(__import__("conftest").CASES / "ambiguous.yaml")
     la = exact.perforations(12, 9, [8.0, 12.0], gamma=(2, 0.2), beta=(6, 2), normal=(2.3, 0.5), sd=0.5)
     lb = exact.perforations(12, 9, [8.0, 12.0], gamma=(4, 0.4), beta=(3, 1), normal=(2.4, 0.5), sd=0.5)
     p = exact.posterior([0.5, 0.5], [la, lb])
     assert 0.45 < p[0] < 0.55  # the case is really ambiguous
-    result = read_attribution(run_case(case, settings=Settings(seed=3), out=tmp_path, workers=0))
+    result = read_attribution(run_case(case, settings=Settings(seed=3), out=tmp_path, options=ExecutionOptions(workers=0)))
     assert abs(result["hypotheses"]["a"]["posterior"] - p[0]) < 0.01, (result, p)
     assert abs(result["hypotheses"]["a"]["log_evidence"]["pooled"] - la) < 0.1
     assert abs(result["hypotheses"]["b"]["log_evidence"]["pooled"] - lb) < 0.1

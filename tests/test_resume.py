@@ -22,7 +22,9 @@ def _snapshot(run_dir):  # noqa: ANN001, ANN202
 
 
 def _complete(run_dir):  # noqa: ANN001, ANN202
-    from engine.run.runner import Settings, Task, fingerprint, task_done
+    from engine.run.plan import Task, fingerprint
+    from engine.run.settings import Settings
+    from engine.run.store import task_done
     from engine.spec.case import load_case
 
     man = runhelp.manifest(run_dir)
@@ -78,7 +80,8 @@ def test_kill_9_of_the_run_then_resume_gives_the_same_numbers_without_recomputin
 
 
 def _all_tasks():  # noqa: ANN202
-    from engine.run.runner import Settings, plan
+    from engine.run.plan import plan
+    from engine.run.settings import Settings
     from engine.spec.case import load_case
 
     s = Settings(seed=int(runhelp.SEED), draws=200, tune=200, chains=2, smc_draws=300, smc_chains=2)
@@ -150,7 +153,8 @@ def test_resume_refuses_conflicting_options_and_busy_or_foreign_folders(tmp_path
 
 
 def test_a_run_folder_in_use_cannot_be_resumed_twice(tmp_path):
-    from engine.run.runner import Settings, manifest
+    from engine.run.lifecycle import manifest
+    from engine.run.settings import Settings
     from engine.run.store import RunFolder, write_json
     from engine.spec.case import load_case
 

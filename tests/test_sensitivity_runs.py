@@ -15,14 +15,16 @@ from conftest import CASES
 
 @pytest.fixture(scope="module")
 def sensitivity_result(tmp_path_factory):
-    from engine.results.sensitivity import run_sensitivity
-    from engine.run.runner import Settings, run_case
+    from engine.run.lifecycle import run_case
+    from engine.run.sensitivity import run_sensitivity
+    from engine.run.settings import ExecutionOptions, Settings
     from engine.spec.case import load_case
 
     case = load_case(CASES / "sensitivity.yaml")
-    root = run_case(case, settings=Settings(seed=4, draws=300, tune=300, chains=2, smc_draws=400, smc_chains=2),
-                    out=tmp_path_factory.mktemp("runs"), workers=0)
-    return root, run_sensitivity(root, workers=0)
+    here = ExecutionOptions(workers=0)
+    root = run_case(case, settings=Settings(seed=4, draws=300, tune=300, chains=2, smc_draws=400, smc_chains=2), options=here,
+                    out=tmp_path_factory.mktemp("runs"))
+    return root, run_sensitivity(root, options=here)
 
 
 @pytest.mark.slow
@@ -124,8 +126,11 @@ def _check_compiled_once_per_worker(case, summaries: list[dict], want_ids: set[s
 @pytest.mark.parametrize("case_file", ["azal8243-2024.yaml", "il20-2018.yaml"])
 def test_seed_case_sweep_runs_on_two_workers_compiling_each_structure_once_per_worker(case_file, tmp_path):
     from engine.report import build_report, layout_problems, load_run
-    from engine.results.sensitivity import plan_variants, run_sensitivity
-    from engine.run.runner import Settings, Variant, followups, plan, run_case
+    from engine.results.sensitivity import plan_variants
+    from engine.run.lifecycle import run_case
+    from engine.run.plan import followups, plan
+    from engine.run.sensitivity import run_sensitivity
+    from engine.run.settings import ExecutionOptions, Settings, Variant
     from engine.run.store import RunFolder
     from engine.spec.case import load_case
 
@@ -133,10 +138,11 @@ def test_seed_case_sweep_runs_on_two_workers_compiling_each_structure_once_per_w
     settings = Settings(**TINY)
     base: list[dict] = []
     sweep: list[dict] = []
-    root = run_case(case, settings=settings, out=tmp_path, workers=2, on_done=lambda s, done, total: base.append(s))
+    two = ExecutionOptions(workers=2)
+    root = run_case(case, settings=settings, options=two, out=tmp_path, on_done=lambda s, done, total: base.append(s))
     _check_compiled_once_per_worker(case, base, {t.id for t in plan(case, settings)})
 
-    res = run_sensitivity(root, workers=2, on_done=lambda s, done, total: sweep.append(s))
+    res = run_sensitivity(root, options=two, on_done=lambda s, done, total: sweep.append(s))
     variants = [Variant.of(n, v["overrides"]) for n, v in plan_variants(case).items()]
     reweights = [t for t in plan(case, settings, variants) if t.variant is not None]
     assert {t.kind for t in reweights} == {"reweight"}

@@ -9,7 +9,8 @@ import pytest
 import runhelp
 from test_oracle import oracle_truth
 
-from engine.run.runner import Settings, read_attribution
+from engine.run.lifecycle import read_attribution
+from engine.run.settings import ExecutionOptions, Settings
 
 VARIANTS = {
     "gap-shift": {"hp__gap__log_median": [3.3, 0.5]},  # the interval's prior moved: every hypothesis reweights
@@ -27,7 +28,7 @@ def variant_truth(hid: str, mu: float, tau: float) -> float:
 @pytest.fixture(scope="module")
 def swept(oracle_run, tmp_path_factory):
     """The oracle run copied, the variants added to its manifest and the run resumed (as `incident sensitivity` does)."""
-    from engine.run.runner import resume_run
+    from engine.run.lifecycle import resume_run
     from engine.run.store import RunFolder, read_json, write_json
 
     root = tmp_path_factory.mktemp("variants") / "oracle"
@@ -36,7 +37,7 @@ def swept(oracle_run, tmp_path_factory):
     man = read_json(folder.manifest)
     man["variants"] = VARIANTS
     write_json(folder.manifest, man)
-    resume_run(root, workers=0, command=["pytest"])
+    resume_run(root, options=ExecutionOptions(workers=0), command=["pytest"])
     return root
 
 
@@ -82,10 +83,10 @@ def test_an_unreliable_reweighting_falls_back_to_sampling_the_variant(swept):
 
 @pytest.mark.slow
 def test_resuming_a_swept_run_recomputes_nothing(swept):
-    from engine.run.runner import resume_run
+    from engine.run.lifecycle import resume_run
 
     before = {n: runhelp.numbers(swept / "variants" / n) for n in VARIANTS}
-    resume_run(swept, workers=0, command=["pytest"])
+    resume_run(swept, options=ExecutionOptions(workers=0), command=["pytest"])
     ex = runhelp.manifest(swept)["executions"][-1]
     assert ex["computed"] == [] and ex["status"] == "complete"
     assert {n: runhelp.numbers(swept / "variants" / n) for n in VARIANTS} == before

@@ -9,11 +9,12 @@ log scores; next to them the exact posterior's scores where it exists (``engine.
 SBC ranks of the true hypothesis's parameters, the estimators' errors against the exact log
 evidence and the rate at which the two estimators disagree beyond their stated errors.
 
-Seeds: incident ``i`` simulates with ``SeedSequence(seed, spawn_key=(i,))`` and its samplers
-use ``spawn_key=(i, 1 + hypothesis index, estimator, chain)``, so results do not depend on the
-number of workers or on which worker ran what. Each worker compiles the template's model once
-(``engine.runner.Compiled``, the same samplers as a case run) and resets its ``pm.Data`` per
-incident and hypothesis.
+Seeds (``engine.run.seeds``): incident ``i`` simulates with ``SeedSequence(seed, spawn_key=(i,))``
+and its samplers use ``spawn_key=(i, 1 + hypothesis index, estimator, chain)``, so results do not
+depend on the number of workers or on which worker ran what. Each worker compiles the template's
+model once (``engine.run.compiled.Compiled``, the same samplers as a case run) and resets its
+``pm.Data`` per incident and hypothesis. Incidents run as tasks of the same executor as case runs
+(``engine.run.executor.Executor``, from ``ExecutionOptions``).
 
 ``estimator`` selects what is scored: ``engine`` (the real thing) or a negative control that
 must fail the test (``engine.calibration.controls``): ``sign-error`` (one unit's log likelihood enters with
@@ -34,11 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import RunError
+from engine.errors import OptionError, RunError
+from engine.run.seeds import ece_null_seed, incident_seed, sampler_seed
+from engine.run.settings import ExecutionOptions
 from engine.spec.case import Case
 
 ESTIMATORS = ("engine", "sign-error", "mixture")
-_KIND = {"nuts": 1, "smc": 2, "bridge": 3, "sbc": 4}
 
 
 @dataclass(frozen=True)
@@ -58,17 +60,11 @@ class CalibrationSettings:
 
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:
-            raise RunError(f"estimator {self.estimator!r} is not known; use one of {', '.join(ESTIMATORS)}")
+            raise OptionError(f"estimator {self.estimator!r} is not known; use one of {', '.join(ESTIMATORS)}")
         if self.n < 1 or self.draws < 10 or self.tune < 0 or self.chains < 1 or self.smc_draws < 50 or self.smc_chains < 1:
-            raise RunError(f"calibration settings out of range: {self}")
+            raise OptionError(f"calibration settings out of range: {self}")
         if self.sbc_draws >= self.draws * self.chains:
-            raise RunError(f"sbc_draws={self.sbc_draws} must be below the {self.draws * self.chains} NUTS draws kept")
-
-
-def sampler_seed(seed: int, index: int, hyp: int, kind: str, chain: int = 0) -> int:
-    """Integer seed of one sampler run: a function of the run seed and the indices only."""
-    ss = np.random.SeedSequence(seed, spawn_key=(index, 1 + hyp, _KIND[kind], chain))
-    return int(ss.generate_state(1, dtype=np.uint32)[0])
+            raise OptionError(f"sbc_draws={self.sbc_draws} must be below the {self.draws * self.chains} NUTS draws kept")
 
 
 def _quiet() -> None:
@@ -79,9 +75,9 @@ def _quiet() -> None:
 # ------------------------------------------------------------------ one incident (worker side)
 def run_incident(template: Case, index: int, settings: CalibrationSettings) -> dict:
     """Simulate incident ``index`` and attribute it; a JSON-able record (worker side)."""
-    from engine.calibration.simulate import incident_seed, simulate_incident
+    from engine.calibration.simulate import simulate_incident
     from engine.inference.closedform import exact_posterior, has_exact
-    from engine.run.runner import ensure_compiledir
+    from engine.run.compiled import ensure_compiledir
 
     ensure_compiledir()
     _quiet()
@@ -115,12 +111,12 @@ def _observed_json(obs: Any) -> dict:
 def hypothesis_estimates(template: Case, case: Case, hid: str, index: int, settings: CalibrationSettings,
                          variant: Any = None) -> tuple[dict, Any]:
     """log Z of ``hid`` on ``case`` (a dataset of ``template``'s design) by SMC, bridge sampling and
-    the engine's combination, on this process's compiled model (``engine.runner.Compiled``, the
+    the engine's combination, on this process's compiled model (``engine.run.compiled.Compiled``, the
     same code path as a case run); also the NUTS posterior (InferenceData)."""
     import arviz as az
 
     from engine.inference.estimate import bridge_log_evidence, combine, smc_log_evidence
-    from engine.run.runner import compiled_for, unconstrained_draws
+    from engine.run.compiled import compiled_for, unconstrained_draws
 
     j = list(template.hypotheses).index(hid)
     cm = compiled_for(template, hid).use(template, hid, variant, observed=case)
@@ -145,7 +141,7 @@ def _engine_estimates(template: Case, inc, settings: CalibrationSettings) -> dic
     variant = None
     if settings.estimator == "sign-error":
         from engine.calibration.controls import sign_error_data
-        from engine.run.runner import Variant
+        from engine.run.settings import Variant
 
         variant = Variant.of("sign-error", sign_error_data(template))
     per: dict[str, dict] = {}
@@ -166,7 +162,7 @@ def _engine_estimates(template: Case, inc, settings: CalibrationSettings) -> dic
 def fixed_case_estimates(case: Case, hid: str, replicate: int, settings: CalibrationSettings) -> dict:
     """Estimators against the exact log evidence on a fixed (oracle) case; replicate r uses seeds of index r."""
     from engine.inference.closedform import exact_log_evidence
-    from engine.run.runner import ensure_compiledir
+    from engine.run.compiled import ensure_compiledir
 
     ensure_compiledir()
     _quiet()
@@ -224,27 +220,25 @@ def run_calibration(
     template: Case,
     settings: CalibrationSettings,
     *,
-    workers: int = 2,
-    scheduler: str | None = None,
+    options: ExecutionOptions | None = None,
     out: str | Path | None = None,
     on_done: Callable[[dict, int, int], None] | None = None,
-    no_workers_timeout: float = 120.0,
-    tls: Any = None,  # engine.cluster.TLSFiles: certificates for a tls:// scheduler
 ) -> CalibrationRun:
-    """Simulate and attribute ``settings.n`` incidents (dask tasks, or in this process with ``workers=0``).
+    """Simulate and attribute ``settings.n`` incidents, one task each, where ``options`` say
+    (default: a local cluster of 2 worker processes; ``ExecutionOptions(workers=0)``: in this process).
 
     With ``out``, each incident's record is written to ``out/incidents/<i>.json`` as it
     finishes, and records already there (same template and settings) are reused: an
     interrupted calibration continues where it stopped.
     """
     from engine.calibration.simulate import check_design
-    from engine.run.cluster import ClusterSpec, connect
-    from engine.run.runner import ensure_compiledir
+    from engine.run.compiled import ensure_compiledir
+    from engine.run.executor import Execution, Executor
     from engine.run.store import read_json, write_json
 
     check_design(template)
+    executor = Executor(options)
     ensure_compiledir()
-    spec = ClusterSpec.make(workers=workers, scheduler=scheduler, no_workers_timeout=no_workers_timeout, tls=tls)
     folder = Path(out) if out is not None else None
     key = _settings_key(template, settings)
     records: dict[int, dict] = {}
@@ -263,7 +257,7 @@ def run_calibration(
     todo = [i for i in range(settings.n) if i not in records]
     t0 = time.perf_counter()
 
-    def finished(rec: dict) -> None:
+    def finished(rec: dict, done: int, total: int) -> None:
         rec["key"] = key
         records[rec["index"]] = rec
         if folder is not None:
@@ -271,22 +265,24 @@ def run_calibration(
         if on_done:
             on_done(rec, len(records), settings.n)
 
-    if spec.kind == "inprocess":
-        for i in todo:
-            finished(run_incident(template, i, settings))
-    elif todo:
-        import dask
-        from distributed import as_completed
-
-        with dask.config.set({"distributed.scheduler.no-workers-timeout": f"{no_workers_timeout}s"}), connect(spec) as (client, _):
-            futures = [client.submit(run_incident, template, i, settings, key=f"incident-{key}-{i}", pure=False, retries=1)
-                       for i in todo]
-            for fut in as_completed(futures):
-                finished(fut.result())
-                fut.release()
+    if todo:
+        hint = f"continue with the same incident calibrate command (--run-id {folder.name})" if folder is not None else ""
+        executor.run(todo, work=IncidentWork(template, settings), name=lambda i: f"incident-{key}-{i}", execution=Execution(),
+                     on_done=finished, offset=len(records), total=settings.n, resume_hint=hint)
     ordered = [records[i] for i in range(settings.n)]
-    return CalibrationRun(template.path, settings, ordered, time.perf_counter() - t0, spec.describe(),
+    return CalibrationRun(template.path, settings, ordered, time.perf_counter() - t0, executor.describe(),
                           str(folder) if folder is not None else None, len(todo))
+
+
+@dataclass(frozen=True)
+class IncidentWork:
+    """``run_incident`` for one calibration: what the task loop submits (picklable)."""
+
+    template: Case
+    settings: CalibrationSettings
+
+    def __call__(self, index: int) -> dict:
+        return run_incident(self.template, index, self.settings)
 
 
 # ------------------------------------------------------------------ scores
@@ -316,8 +312,11 @@ def score(prob: np.ndarray, truth: np.ndarray, *, n_bins: int = 10) -> dict:
     }
 
 
-def summarize(run: CalibrationRun | list[dict], *, n_bins: int = 10, seed: int = 0) -> dict:
-    """Every number the calibration reports, as JSON-able data (see the module docstring)."""
+def summarize(run: CalibrationRun | list[dict], *, n_bins: int = 10, seed: int | None = None) -> dict:
+    """Every number the calibration reports, as JSON-able data (see the module docstring).
+
+    The ECE noise floor simulates calibrated forecasts seeded by ``engine.run.seeds.ece_null_seed``
+    of ``seed`` (default: the calibration's own seed; 0 for bare records)."""
     from engine.calibration.metrics import brier_each, brier_excess, ece, ece_null, sbc_uniformity
 
     records = run.records if isinstance(run, CalibrationRun) else run
@@ -331,7 +330,9 @@ def summarize(run: CalibrationRun | list[dict], *, n_bins: int = 10, seed: int =
     out["scores"] = {f: score(*_arrays(records, f), n_bins=n_bins) for f in forecasters}
     main = "engine" if "engine" in forecasters else forecasters[0]
     prob, truth = _arrays(records, main)
-    null = ece_null(prob, rng=np.random.default_rng(seed), reps=1000, n_bins=n_bins)
+    if seed is None:
+        seed = run.settings.seed if isinstance(run, CalibrationRun) else 0
+    null = ece_null(prob, rng=np.random.default_rng(ece_null_seed(seed)), reps=1000, n_bins=n_bins)
     out["ece_noise_floor"] = {"mean": float(null.mean()), "q95": float(np.quantile(null, 0.95))}
     if all("exact" in r for r in records):
         ex, _ = _arrays(records, "exact")
@@ -436,19 +437,15 @@ def calibration_folder(out: str | Path, template: Case, settings: CalibrationSet
     return Path(out) / "calibration" / safe_name(template.id, "template id") / safe_name(rid, "run id")
 
 
-def write_report(run: CalibrationRun, folder: str | Path, *, plot: bool = True) -> dict:
-    """Write ``summary.json``, ``summary.txt`` and (``plot``) ``reliability.png`` into ``folder``; return the summary."""
-    from engine.run.store import atomic_write, write_json, write_text
+def write_report(run: CalibrationRun, folder: str | Path) -> dict:
+    """Write ``summary.json`` and ``summary.txt`` into ``folder``; return the summary. (The
+    reliability diagram is drawn from the summary by ``engine.report.calibration_plot``.)"""
+    from engine.run.store import write_json, write_text
 
     folder = Path(folder)
     summary = summarize(run)
     write_json(folder / "summary.json", summary)
     write_text(folder / "summary.txt", format_summary(summary) + "\n")
-    if plot:
-        from engine.report.calibration_plot import reliability_figure
-
-        fig = reliability_figure(summary, forecasters=("engine", "exact", "mixture"))
-        atomic_write(folder / "reliability.png", lambda p: fig.savefig(p, format="png", dpi=120))
     return summary
 
 

@@ -46,7 +46,7 @@ class MixtureModel:
         from pytensor.graph.replace import graph_replace
 
         from engine.model.build import build_model
-        from engine.run.runner import Compiled
+        from engine.run.compiled import Compiled
 
         self.hids = list(template.hypotheses)
         self.subs = [build_model(template, h) for h in self.hids]
@@ -89,7 +89,7 @@ _MIXTURES: dict[str, MixtureModel] = {}
 
 def mixture_posterior(template: Case, case: Case, index: int, settings) -> dict:  # noqa: ANN001
     """P(H | y) of one incident by the marginalised mixture (NUTS, ``settings.chains`` chains)."""
-    from engine.calibration.calibrate import sampler_seed
+    from engine.run.seeds import mixture_seed
 
     mix = _MIXTURES.get(template.digest)
     if mix is None:
@@ -97,7 +97,7 @@ def mixture_posterior(template: Case, case: Case, index: int, settings) -> dict:
     mix.set_data(case)
     per_chain = []
     for c in range(settings.chains):
-        idata = mix.compiled.sample_nuts(draws=settings.draws, tune=settings.tune, seed=sampler_seed(settings.seed, index, 0, "nuts", c),
+        idata = mix.compiled.sample_nuts(draws=settings.draws, tune=settings.tune, seed=mixture_seed(settings.seed, index, c),
                                          target_accept=settings.target_accept)
         per_chain.append(mix.responsibilities(idata.posterior).mean(axis=0))
     post = np.mean(per_chain, axis=0)

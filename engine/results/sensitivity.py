@@ -30,7 +30,7 @@ def break_even_priors(prior: dict[str, float], log_z: dict[str, float], leader: 
 
 
 def coincidence_test(time: float, window: tuple[float, float], period: tuple[float, float], clock_sd: float,
-                     rounding: float = 0.0, *, n: int = 20000, seed: int = 0) -> dict:
+                     rounding: float = 0.0, *, n: int = 20000, seed: int | np.random.SeedSequence = 0) -> dict:
     """Monte Carlo p-value of a damage time at least this close to the window under pure chance."""
     rng = np.random.default_rng(seed)
     lo, hi = window
@@ -92,11 +92,13 @@ def plan_variants(case, *, quantiles: tuple[float, float] = (0.1, 0.9)) -> dict[
     return out
 
 
-def summarize(case, base: dict, variants: dict[str, dict], results: dict[str, dict]) -> dict:  # noqa: ANN001
+def summarize(case, base: dict, variants: dict[str, dict], results: dict[str, dict], *,  # noqa: ANN001
+              coincidence_seeds: dict | None = None) -> dict:
     """sensitivity.json: break-even priors, ablation with the single-leg alarm (and the near ties:
     leader changes within 2 combined MC standard errors, which are not alarms), reliability
     sweep (by source, and as a tornado sorted by swing), waterfall and the timing coincidence
-    tests, from the variants' attributions."""
+    tests, from the variants' attributions. ``coincidence_seeds``: per timing item, the seed of
+    its coincidence test (``engine.run.seeds.coincidence_seed``; 0 for an item left out)."""
     leader = base["leader"]
     post = {h: v["posterior"] for h, v in base["hypotheses"].items()}
     prior = {h: v["prior"] for h, v in base["hypotheses"].items()}
@@ -137,7 +139,8 @@ def summarize(case, base: dict, variants: dict[str, dict], results: dict[str, di
     for it in case.items:
         if it.family == "timing":
             o = it.observed
-            timing[it.id] = coincidence_test(o.time, o.window, o.period, o.clock_sd_min.mean(), o.rounding_min)
+            timing[it.id] = coincidence_test(o.time, o.window, o.period, o.clock_sd_min.mean(), o.rounding_min,
+                                             seed=(coincidence_seeds or {}).get(it.id, 0))
     return {"case": base["case"], "run": base["run"], "leader": leader,
             "break_even": break_even_priors(prior, log_z, leader), "ablation": ablation, "alarms": alarms, "ties": ties,
             "reliability": sweep, "tornado": tornado(sweep, post[leader]), "waterfall": waterfall, "coincidence": timing}
@@ -184,37 +187,4 @@ def compile_tally(summaries: list[dict]) -> dict:
         kind["tasks"] += 1
         kind["compiling_tasks"] += int(bool(s.get("compiled")))
         kind["function_sets"] += int(s.get("compiles", 0))
-    return out
-
-
-def run_sensitivity(run_dir, **execution) -> dict:  # noqa: ANN001, ANN003
-    """Add the sensitivity variants to a finished run, run them (dask tasks; the base tasks
-    are complete and skipped) and write ``sensitivity.json``, with the tasks' compile tally
-    (``execution``: per worker process, structure and task kind) from their summaries."""
-    from pathlib import Path
-
-    from engine.run.runner import open_run, read_attribution, resume_run, variant_folder
-    from engine.run.store import RunFolder, read_json, write_json
-
-    folder = RunFolder(Path(run_dir))
-    case, _, _, man = open_run(folder)
-    variants = plan_variants(case)
-    man["variants"] = {**(man.get("variants") or {}), **{n: v["overrides"] for n, v in variants.items()}}
-    write_json(folder.manifest, man)
-    summaries: list[dict] = []
-    user_on_done = execution.pop("on_done", None)
-
-    def on_done(summary: dict, done: int, total: int) -> None:
-        summaries.append(summary)
-        if user_on_done is not None:
-            user_on_done(summary, done, total)
-
-    resume_run(folder.root, on_done=on_done, **execution)
-    results = {n: read_json(variant_folder(folder, n).attribution) for n in variants}
-    out = summarize(case, read_attribution(folder.root), variants, results)
-    out["execution"] = {"computed": sum(1 for s in summaries if not s.get("skipped")), "by_process": compile_tally(summaries)}
-    # how each (variant, hypothesis) was estimated: importance reweighting of the base draws, or sampled
-    methods = [h.get("method", "sampled") for r in results.values() for h in r["hypotheses"].values()]
-    out["methods"] = {m: methods.count(m) for m in ("reweighted", "sampled")}
-    write_json(folder.root / "sensitivity.json", out)
     return out

@@ -255,3 +255,29 @@ def changed_inputs(folder: RunFolder, recorded: dict[str, str]) -> list[str]:
         elif current[name] != recorded[name]:
             out.append(name)
     return out
+
+
+def task_done(path: Path, fp: str | None = None, *, draws: int | None = None) -> bool:
+    """A task result is complete when it parses, says it finished, and (if given) matches ``fp``."""
+    if not path.exists():
+        return False
+    if path.suffix == ".json":
+        try:
+            result = read_json(path)
+        except RunError:
+            return False
+        return bool(isinstance(result, dict) and result.get("ok") and (fp is None or result.get("fingerprint") == fp))
+    try:
+        import arviz as az
+        import numpy as np
+
+        idata = az.from_netcdf(str(path))
+        post = idata.posterior
+        if fp is not None and post.attrs.get("incident_fingerprint") != fp:
+            return False
+        if draws is not None and post.sizes.get("draw", 0) != draws:
+            return False
+        return "sample_stats" in idata.groups() and post.sizes.get("draw", 0) > 0 and all(
+            np.all(np.isfinite(post[v].values)) for v in post.data_vars)
+    except Exception:  # noqa: BLE001 - any unreadable file is an incomplete result
+        return False

@@ -1,0 +1,305 @@
+"""Compile once per worker process: the model of each structure, its samplers, and the PyTensor set-up.
+
+``pm.sample`` and ``pm.sample_smc`` recompile their functions on every call (graph rewrites
+and a C-cache hit, seconds each). Each worker process instead keeps one :class:`Compiled` per
+model *structure* (``engine.model.build.structure_key``): the model, its NUTS
+log-density-and-gradient function, its jittered initial-point function, its trace function,
+an SMC kernel, and the bridge sampler's log density. A task resets every ``pm.Data`` to the
+values of its hypothesis and variant and reruns PyMC's own NUTS / SMC code paths with fresh
+step objects on those cached functions; the draws are bit-identical to a fresh ``pm.sample`` /
+``pm.sample_smc`` with the same seed (tests/test_dask.py). PyTensor is not thread-safe: tasks
+in one process run one at a time (``engine.run.task``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import RunError
+from engine.run.seeds import SMC_KERNEL_SEED
+from engine.run.settings import Variant
+from engine.spec.case import Case
+
+CACHE_SIZE = 8  # model structures (and base-run draws) kept per worker process
+
+
+def quiet() -> None:
+    for name in ("pymc", "pymc.sampling", "pymc.smc", "pymc.stats", "pytensor"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="pymc")
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module="pymc")
+
+
+class Compiled:
+    """One model structure compiled once in this process; ``pm.Data`` is set per task.
+
+    Every compiled function reads the model's shared ``pm.Data`` containers, so setting them
+    (``use``) switches hypothesis and variant without recompiling. Each ``use`` resets *all*
+    containers (to the values the model was built with, then the hypothesis's, then the
+    variant's), so nothing a previous task set can leak into the next.
+    """
+
+    def __init__(self, case: Case | None, hid: str | None, *, model=None) -> None:  # noqa: ANN001 - a pm.Model
+        from engine.model.build import build_model
+
+        self.model = model if model is not None else build_model(case, hid)
+        self.defaults = {v.name: np.array(v.get_value(borrow=False)) for v in self.model.data_vars}
+        self._nuts: tuple | None = None
+        self._smc: dict[int, Any] = {}
+        self._logp: Callable | None = None
+        self._pointwise: Callable | None = None
+        self.compiles = 0  # how many function sets this object compiled (tests read it)
+        self.structure = ""  # short id of engine.model.structure_key, set by compiled_for
+
+    # -- data
+    def check(self, data: Mapping[str, np.ndarray], what: str) -> None:
+        for name, value in data.items():
+            if name not in self.defaults:
+                known = ", ".join(sorted(self.defaults))
+                raise RunError(f"{what}: {name!r} is not a pm.Data of this case's models; known: {known}")
+            if np.shape(value) != self.defaults[name].shape:
+                raise RunError(f"{what}: {name} needs shape {self.defaults[name].shape}, got {np.shape(value)}")
+
+    def use(self, case: Case, hid: str, variant: Variant | None = None, *, observed: Case | None = None) -> Compiled:
+        """Set hypothesis ``hid``'s hyper-parameters, then ``observed``'s observations (a case of
+        the same design, e.g. a simulated incident), then the variant's data."""
+        from engine.model.build import hypothesis_data, observation_data
+
+        data = {**self.defaults, **hypothesis_data(case, hid)}
+        if observed is not None:
+            obs = observation_data(observed)
+            self.check(obs, f"case {observed.id!r}")
+            data.update(obs)
+        if variant is not None:
+            self.check(variant.data(), f"variant {variant.name!r}")
+            data.update(variant.data())
+        for name, value in data.items():
+            self.model.set_data(name, np.asarray(value, dtype=self.defaults[name].dtype))
+        return self
+
+    # -- NUTS: pm.sample(chains=1, cores=1, init="jitter+adapt_diag") on cached functions
+    def _nuts_parts(self) -> tuple:
+        if self._nuts is None:
+            import pytensor
+            from pymc.initial_point import make_initial_point_fns_per_chain
+            from pymc.pytensorf import compile as pm_compile
+
+            m = self.model
+            logp_dlogp = m.logp_dlogp_function(ravel_inputs=True)
+            logp_dlogp.trust_input = True
+            ipfn = make_initial_point_fns_per_chain(model=m, overrides=None, jitter_rvs=set(m.free_RVs), chains=1)[0]
+            trace_vars = m.unobserved_value_vars
+            trace_fn = pm_compile(inputs=[pytensor.In(v, borrow=True) for v in m.value_vars],
+                                  outputs=[pytensor.Out(v, borrow=True) for v in trace_vars], on_unused_input="ignore")
+            trace_fn.trust_input = True
+            values = trace_fn(**m.initial_point())
+            shapes = {v.name: x.shape for v, x in zip(trace_vars, values, strict=True)}
+            dtypes = {v.name: x.dtype for v, x in zip(trace_vars, values, strict=True)}
+            self._nuts = (logp_dlogp, ipfn, trace_vars, trace_fn, shapes, dtypes)
+            self.compiles += 1
+        return self._nuts
+
+    def sample_nuts(self, *, draws: int, tune: int, seed: int, target_accept: float, jitter_max_retries: int = 10):  # noqa: ANN201
+        """One NUTS chain; the same InferenceData as ``pm.sample(..., chains=1, random_seed=seed)``."""
+        import pymc as pm
+        from pymc.backends.ndarray import NDArray
+        from pymc.blocking import DictToArrayBijection
+        from pymc.sampling.mcmc import _iter_sample, _sample_return
+        from pymc.step_methods.hmc import quadpotential
+        from pymc.util import get_random_generator
+
+        logp_dlogp, ipfn, trace_vars, trace_fn, shapes, dtypes = self._nuts_parts()
+        m = self.model
+        rngs = get_random_generator(seed).spawn(1)
+        seed0 = int(rngs[0].integers(2**30))
+        point = _jittered_start(m, ipfn, logp_dlogp, seed0, jitter_max_retries)
+        q = DictToArrayBijection.map(point).data
+        potential = quadpotential.QuadPotentialDiagAdapt(q.size, np.mean([q], axis=0), np.ones_like(q), 10, rng=seed0)
+        step = pm.NUTS(potential=potential, model=m, rng=seed0, initial_point=point, logp_dlogp_func=logp_dlogp,
+                       target_accept=target_accept)
+        start = {k: v for k, v in point.items() if k in {v.name for v in m.value_vars}}
+        trace = NDArray(model=m, vars=trace_vars, fn=trace_fn, var_shapes=shapes, var_dtypes=dtypes)
+        trace.setup(draws + tune, 0, step.stats_dtypes)
+        t0 = time.time()
+        for _ in _iter_sample(draws=draws + tune, step=step, start=start, trace=trace, chain=0, tune=tune, rng=rngs[0], model=m):
+            pass
+        return _sample_return(run=None, traces=[trace], tune=tune, t_sampling=time.time() - t0, discard_tuned_samples=True,
+                              compute_convergence_checks=False, return_inferencedata=True, keep_warning_stat=False,
+                              idata_kwargs={"include_transformed": True}, model=m, quiet=True)
+
+    # -- SMC: pm.sample_smc(chains=1, cores=1, kernel=IMH) on a cached kernel
+    def smc_kernel(self, draws: int):  # noqa: ANN201
+        if draws not in self._smc:
+            self._smc[draws] = _cached_imh_class()(draws=draws, start=None, model=self.model, random_seed=SMC_KERNEL_SEED)
+            self.compiles += 1
+        return self._smc[draws]
+
+    def sample_smc(self, *, draws: int, seed: int) -> dict:
+        """One SMC chain: its final log marginal likelihood and number of stages, as ``pm.sample_smc`` computes them."""
+        from pymc.util import _get_seeds_per_chain
+
+        (chain_seed,) = _get_seeds_per_chain(random_state=seed, chains=1)
+        rng = np.random.default_rng(chain_seed)
+        rng.integers(2**30)  # sample_smc draws the kernel's construction seed from the chain's generator first
+        kernel = self.smc_kernel(draws)
+        kernel.initialize(None, rng)
+        stages = 0
+        while kernel.beta < 1:
+            kernel.update_beta_and_weights()
+            kernel.step()
+            stages += 1
+        return {"log_marginal_likelihood": float(kernel.log_marginal_likelihood), "stages": stages}
+
+    # -- bridge sampling and pointwise log-likelihood
+    def log_density(self) -> Callable[[np.ndarray], np.ndarray]:
+        """Vectorised log p(y, theta) on the unconstrained space (Jacobians included)."""
+        if self._logp is None:
+            self._logp = log_density(self.model)
+            self.compiles += 1
+        return self._logp
+
+    def pointwise_log_likelihood(self, posterior) -> dict[str, np.ndarray]:  # noqa: ANN001
+        """``engine.model.pointwise_log_likelihood`` with its function compiled once."""
+        m = self.model
+        if self._pointwise is None:
+            self._pointwise = m.compile_fn(m.replace_rvs_by_values(m.potentials), inputs=m.value_vars, on_unused_input="ignore")
+            self.compiles += 1
+        pots = m.potentials
+        n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+        values = {v.name: posterior[v.name].values for v in m.value_vars}
+        out = np.empty((len(pots), n_chain, n_draw))
+        for c in range(n_chain):
+            for d in range(n_draw):
+                out[:, c, d] = self._pointwise({k: v[c, d] for k, v in values.items()})
+        return {p.name.removeprefix("ll__"): out[i] for i, p in enumerate(pots)}
+
+
+def _jittered_start(model, ipfn, logp_dlogp, seed: int, max_retries: int) -> dict:  # noqa: ANN001
+    """``pymc.sampling.mcmc._init_jitter`` for one chain, on a cached initial-point function."""
+    from pymc.blocking import DictToArrayBijection
+
+    rng = np.random.default_rng(seed)
+    for i in range(max_retries + 1):
+        point = ipfn(seed)
+        q, _ = DictToArrayBijection.map(point)
+        if np.isfinite(logp_dlogp([q], extra_vars={})[0]):
+            break
+        if i == max_retries:
+            model.check_start_vals(point)
+        seed = rng.integers(2**30, dtype=np.int64)
+    return point
+
+
+_IMH = None
+
+
+def _cached_imh_class():  # noqa: ANN202
+    """PyMC's IMH SMC kernel whose prior-draw function is compiled once and reseeded per chain."""
+    global _IMH
+    if _IMH is None:
+        from pymc.pytensorf import collect_default_updates, reseed_rngs
+        from pymc.pytensorf import compile as pm_compile
+        from pymc.smc.kernels import IMH
+        from pymc.util import _get_seeds_per_chain
+
+        class CachedIMH(IMH):
+            _draw_fn = None
+            _draw_rngs: list = []
+
+            def set_rng(self, rng: np.random.Generator) -> None:
+                # IMH's logp functions hold no random generators; PyMC's set_rng only copies them.
+                self.rng = rng
+
+            def initialize_population(self) -> dict[str, np.ndarray]:
+                # == pymc.draw(self._prior_expression, draws=self.draws, random_seed=self.rng)
+                (seed,) = _get_seeds_per_chain(self.rng, 1)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", category=UserWarning, message="The effect of Potentials")
+                    if self._draw_fn is None:
+                        self._draw_rngs = list(collect_default_updates(inputs=[], outputs=self._prior_expression))
+                        self._draw_fn = pm_compile(inputs=[], outputs=self._prior_expression, random_seed=seed)
+                    else:
+                        reseed_rngs(self._draw_rngs, seed)
+                    values = [np.stack(v) for v in zip(*(self._draw_fn() for _ in range(self.draws)), strict=True)]
+                return dict(zip(self._prior_var_names, values, strict=True))
+
+        _IMH = CachedIMH
+    return _IMH
+
+
+_COMPILED: OrderedDict[tuple, Compiled] = OrderedDict()
+
+
+def compiled_for(case: Case, hid: str, variant: Variant | None = None) -> Compiled:
+    """This process's compiled model for ``hid``'s structure, with ``hid``'s (and the variant's) data set."""
+    from engine.model.build import structure_key
+
+    key = structure_key(case, hid)
+    cm = _COMPILED.get(key)
+    if cm is None:
+        cm = _COMPILED[key] = Compiled(case, hid)
+        cm.structure = hashlib.sha256(repr(key).encode()).hexdigest()[:12]
+        while len(_COMPILED) > CACHE_SIZE:
+            _COMPILED.popitem(last=False)
+    _COMPILED.move_to_end(key)
+    return cm.use(case, hid, variant)
+
+
+def model_for(case: Case, hid: str, variant: Variant | None = None):  # noqa: ANN201
+    """The model of ``hid`` (shared by every hypothesis of the same structure in this process)."""
+    return compiled_for(case, hid, variant).model
+
+
+def unconstrained_draws(model, idata) -> np.ndarray:  # noqa: ANN001
+    """(chain, draw, d) matrix of the model's value variables, in ``model.value_vars`` order."""
+    post = idata.posterior
+    cols = [post[v.name].values.reshape(post.sizes["chain"], post.sizes["draw"], -1) for v in model.value_vars]
+    return np.concatenate(cols, axis=-1)
+
+
+def log_density(model):  # noqa: ANN001, ANN201
+    """Vectorised log p(y, theta) on the unconstrained space (Jacobians included)."""
+    fn = model.compile_logp(jacobian=True)
+    point = model.initial_point()
+    names = [v.name for v in model.value_vars]
+    shapes = [np.shape(point[n]) for n in names]
+    sizes = [int(np.prod(s)) for s in shapes]
+    splits = np.cumsum(sizes)[:-1]
+
+    def f(x: np.ndarray) -> np.ndarray:
+        res = np.empty(x.shape[0])
+        for i, row in enumerate(x):
+            parts = np.split(row, splits)
+            res[i] = fn({n: p.reshape(s) for n, p, s in zip(names, parts, shapes, strict=True)})
+        return res
+
+    return f
+
+
+
+def ensure_compiledir() -> None:
+    """Point PyTensor at a stable compile cache (shared by this process and its workers).
+
+    Also sets ``blas__ldflags`` to empty unless given: the models are scalar-sized, and
+    PyTensor's BLAS probe on pip installs only warns that it found none. Processes sharing
+    one compile directory serialise on PyTensor's file lock; threads would not, which is why
+    workers run one thread each.
+    """
+    flags = [f for f in os.environ.get("PYTENSOR_FLAGS", "").split(",") if f]
+    if not any(f.startswith("base_compiledir") for f in flags):
+        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "incident-engine" / "pytensor"
+        flags.append(f"base_compiledir={cache}")
+    if not any(f.startswith("blas__ldflags") for f in flags):
+        flags.append("blas__ldflags=")
+    os.environ["PYTENSOR_FLAGS"] = ",".join(flags)
