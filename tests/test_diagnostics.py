@@ -13,8 +13,13 @@ import pytensor.tensor as pt
 import pytest
 from conftest import CASES
 
-from engine.evidence import fragments, interval, perforations, timing
-from engine.spec.case import FragmentsObs, IntervalObs, PerforationsObs, TimingObs
+from engine.evidence import REGISTRY
+from engine.evidence.fragments import FragmentsObs
+from engine.evidence.interval import IntervalObs
+from engine.evidence.perforations import PerforationsObs
+from engine.evidence.timing import TimingObs
+
+fragments, interval, perforations, timing = (REGISTRY[n] for n in ("fragments", "interval", "perforations", "timing"))
 
 
 def item(obs, iid="x"):

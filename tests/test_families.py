@@ -11,8 +11,15 @@ import pytest
 from scipy import integrate, special, stats
 
 from engine.dists import Dist
-from engine.evidence import claim, elicited, fragments, interval, perforations, timing
-from engine.spec.case import ClaimObs, FragmentsObs, IntervalObs, PerforationsObs, TimingObs
+from engine.evidence import REGISTRY
+from engine.evidence.claim import ClaimObs
+from engine.evidence.fragments import FragmentsObs
+from engine.evidence.interval import IntervalObs
+from engine.evidence.perforations import PerforationsObs
+from engine.evidence.timing import TimingObs, log_uniform_conv
+
+claim, elicited, fragments, interval, perforations, timing = (
+    REGISTRY[n] for n in ("claim", "elicited", "fragments", "interval", "perforations", "timing"))
 
 
 def item(obs, **params):
@@ -72,14 +79,14 @@ def test_timing_loglik_is_uniform_window_mixture_convolved_with_clock_error(t):
 def test_timing_group_shares_one_latent_time():
     obs = [TimingObs(time=t, window=(40.0, 70.0), period=(0.0, 600.0)) for t in (50.0, 58.0)]
     sds = (2.0, 5.0)
-    got = timing.log_uniform_conv([50.0, 58.0], [c(s) for s in sds], 40.0, 70.0).eval()
+    got = log_uniform_conv([50.0, 58.0], [c(s) for s in sds], 40.0, 70.0).eval()
     want = integrate.quad(lambda x: stats.norm.pdf(50, x, 2.0) * stats.norm.pdf(58, x, 5.0) / 30, 40, 70)[0]
     assert got == pytest.approx(math.log(want), rel=1e-7)
     assert len(obs) == 2
 
 
 def test_timing_far_tail_is_finite():
-    got = timing.log_uniform_conv([5000.0], [c(1.0)], 40.0, 70.0).eval()
+    got = log_uniform_conv([5000.0], [c(1.0)], 40.0, 70.0).eval()
     assert np.isfinite(got) and got < -1e6
 
 

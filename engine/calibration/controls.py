@@ -24,11 +24,11 @@ from engine.spec.case import Case
 
 def sign_error_data(template: Case) -> dict[str, np.ndarray]:
     """``pm.Data`` overrides that flip the sign of one parameter-free unit's log likelihood."""
-    from engine.evidence import FAMILY_MODULES
+    from engine.evidence import family_of
     from engine.model.build import unit_id
 
     for _, items in template.units():
-        if not FAMILY_MODULES[items[0].family].SAMPLED:
+        if not family_of(items).sampled:
             return {f"use__{unit_id(items)}": np.asarray(-1.0)}
     raise RunError("the sign-error control needs a unit without sampled parameters (timing, claim or elicited)")
 

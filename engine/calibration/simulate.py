@@ -28,16 +28,16 @@ count (the multinomial is conditional on it); timing reports keep window, period
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import numpy as np
 
 from engine.dists import Dist
 from engine.errors import CaseError, CaseErrors
+from engine.evidence import REGISTRY, combined_reliability, family_of, generic_spec, unit_sources
 from engine.spec.case import Case, ResolvedItem
 
-SIMULABLE = ("perforations", "fragments", "timing", "interval")
+SIMULABLE = tuple(name for name, fam in REGISTRY.items() if fam.simulable)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,15 +56,11 @@ def check_design(case: Case) -> None:
     problems = []
     for i, it in enumerate(case.items):
         where = f"evidence[{i}] ({it.id})"
-        if it.family not in SIMULABLE:
+        fam = REGISTRY[it.family]
+        if not fam.simulable:
             problems.append(CaseError(case.path, where, f"family {it.family} cannot be simulated; templates use {', '.join(SIMULABLE)}"))
-        elif it.family == "perforations":
-            if it.observed.inward is None:
-                problems.append(CaseError(case.path, f"{where}.observed.inward", "give inward (any value): it fixes that bending is assessed"))
-            if it.observed.sizes_mm:
-                problems.append(CaseError(case.path, f"{where}.observed.sizes_mm", "remove sizes_mm: their count could exceed simulated holes"))
-        elif it.family == "timing" and it.observed.clock_sd_min.kind not in ("fixed", "halfnormal"):
-            problems.append(CaseError(case.path, f"{where}.observed.clock_sd_min", "use a number or {halfnormal: s}"))
+            continue
+        problems += [CaseError(case.path, f"{where}.observed.{fld}", msg) for fld, msg in fam.design_problems(it.observed)]
     if problems:
         raise CaseErrors(problems)
 
@@ -87,46 +83,14 @@ def draw(spec: Dist, n: int, rng: np.random.Generator, labels: tuple[str, ...] =
 
 
 def _unit_theta(items: tuple[ResolvedItem, ...], specs: dict[str, Dist], rng: np.random.Generator) -> dict[str, Any]:
-    labels = tuple(items[0].observed.counts) if items[0].family == "fragments" else ()
-    theta: dict[str, Any] = {name: draw(spec, 1, rng, labels) for name, spec in specs.items()}
-    if items[0].family == "timing":
-        theta["clock_sd"] = [draw(it.observed.clock_sd_min, 1, rng) for it in items]
-    return theta
-
-
-def _background_specs(case: Case, items: tuple[ResolvedItem, ...]) -> dict[str, Dist]:
-    if items[0].family == "timing":
-        return {"in_window": Dist("fixed", (0.0,))}  # the model's background: uniform on the period
-    return dict(case.background[items[0].family])
+    fam = family_of(items)
+    theta: dict[str, Any] = {name: draw(spec, 1, rng, fam.labels(items)) for name, spec in specs.items()}
+    return fam.bind(items, theta, {name: draw(spec, 1, rng) for name, spec in fam.unit_parameters(items).items()})
 
 
 def _simulate_unit(items: tuple[ResolvedItem, ...], theta: dict[str, Any], rng: np.random.Generator) -> list[Any]:
     """New observed values, one per item of the unit (validated by the family's model)."""
-    fam = items[0].family
-    obs = items[0].observed
-    if fam == "perforations":
-        design = obs.holes if obs.assessed is None else obs.assessed
-        holes = int(rng.poisson(theta["hole_rate"][0] * obs.exposure))
-        assessed = min(design, holes)
-        inward = int(rng.binomial(assessed, theta["inward_fraction"][0]))
-        new = [{"holes": holes, "assessed": assessed, "inward": inward}] * len(items)
-    elif fam == "fragments":
-        from engine.evidence.fragments import simulate
-
-        counts = simulate(items, {"alpha": theta["alpha"]}, rng)["counts"][0]
-        new = [{"counts": dict(zip(obs.counts, (int(c) for c in counts), strict=True))}] * len(items)
-    elif fam == "interval":
-        from engine.evidence.interval import simulate
-
-        log_d = float(simulate(items, theta, rng)["log_d"][0])
-        new = [{"seconds": math.exp(log_d)}] * len(items)
-    elif fam == "timing":
-        from engine.evidence.timing import simulate
-
-        times = simulate(items, theta, rng)["times"][0]
-        new = [{"time": float(t)} for t in times]
-    else:  # pragma: no cover - check_design refuses these
-        raise ValueError(f"cannot simulate family {fam}")
+    new = family_of(items).simulate_observed(items, theta, rng)
     return [_revalidate(it.observed, upd) for it, upd in zip(items, new, strict=True)]
 
 
@@ -138,7 +102,7 @@ def _revalidate(obs: Any, update: dict[str, Any]) -> Any:
 
 def unit_reliability(case: Case, items: tuple[ResolvedItem, ...], reliability: dict[str, float]) -> float:
     """r_u = 1 - prod over the unit's distinct sources of (1 - r_s)."""
-    return 1.0 - math.prod(1.0 - reliability[s] for s in sorted({it.source for it in items}))
+    return combined_reliability(reliability[s] for s in unit_sources(items))
 
 
 def simulate_incident(template: Case, index: int, rng: np.random.Generator) -> Incident:
@@ -158,15 +122,10 @@ def simulate_incident(template: Case, index: int, rng: np.random.Generator) -> I
         r = unit_reliability(template, items, reliability)
         theta = _unit_theta(items, items[0].params[hid], rng)
         faithful[uid] = bool(rng.random() < r)
-        source = theta if faithful[uid] else _unit_theta(items, _background_specs(template, items), rng)
+        source = theta if faithful[uid] else _unit_theta(items, generic_spec(template, items), rng)
         for it, obs in zip(items, _simulate_unit(items, source, rng), strict=True):
             replaced[it.id] = obs
-        truth[uid] = {k: (v if k == "clock_sd" else np.asarray(v)[0]) for k, v in theta.items()}
+        truth[uid] = {k: (v if isinstance(v, list) else np.asarray(v)[0]) for k, v in theta.items()}  # per-report lists stay lists
     items = tuple(dataclasses.replace(it, observed=replaced[it.id]) for it in template.items)
     case = dataclasses.replace(template, items=items)
     return Incident(index, case, hid, faithful, truth)
-
-
-def incident_seed(run_seed: int, index: int) -> np.random.SeedSequence:
-    """Seed of incident ``index``: a function of the run seed and the index only."""
-    return np.random.SeedSequence(run_seed, spawn_key=(index,))

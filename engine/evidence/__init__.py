@@ -1,31 +1,46 @@
-"""Evidence families: one module per family, each a likelihood term with uncertain parameters.
+"""Evidence families: one module per family, each one ``Family`` (``engine.evidence.base``) that
+declares everything the engine needs of it; ``REGISTRY`` maps family names to them.
 
-Every family module exposes
-
-``SAMPLED``
-    the parameters that become random variables of the hypothesis's model (their priors come
-    from the mechanism, the hypothesis's overrides or the item's ``under``); the other
-    parameters of the family enter the likelihood linearly and once, so they are integrated
-    out exactly by replacing them with their prior mean (Rao-Blackwellisation);
-``loglik(items, theta)``
-    log p(y | H, theta) as a PyTensor expression, for the unit's items (one item, or the
-    reports of one dependency group, which describe one latent observation);
-``background(items, generic)``
-    log p_bg(y): the same observation under the hypothesis-independent background that an
-    unfaithful report is drawn from (the ``generic`` mechanism's closed-form prior
-    predictive), a float.
-
-The model combines them per unit with the source reliability r (engine.model.build):
-``p(y | H) = r p(y | H, theta) + (1 - r) p_bg(y)``.
+Adding a family is one new module with its ``Family`` subclass plus its line here. Nothing
+outside this folder branches on a family's name: spec, model, inference, results, calibration
+and report ask the registry. Importing this package imports pydantic, numpy and the family
+modules, never PyMC or PyTensor (validation stays fast); the tensor methods import them.
 """
 
-from engine.evidence import claim, elicited, fragments, interval, perforations, timing
+from __future__ import annotations
 
-FAMILY_MODULES = {
-    "perforations": perforations,
-    "fragments": fragments,
-    "timing": timing,
-    "interval": interval,
-    "claim": claim,
-    "elicited": elicited,
-}
+from engine.dists import Dist
+from engine.evidence.base import Family, combined_reliability, unit_sources
+from engine.evidence.claim import Claim
+from engine.evidence.elicited import Elicited
+from engine.evidence.fragments import Fragments
+from engine.evidence.interval import Interval
+from engine.evidence.perforations import Perforations
+from engine.evidence.timing import Timing
+
+REGISTRY: dict[str, Family] = {f.name: f for f in (
+    Perforations(),
+    Fragments(),
+    Timing(),
+    Interval(),
+    Claim(),
+    Elicited(),
+)}
+
+
+def family_of(items: tuple) -> Family:
+    """The family of a unit (an item, or the reports of one dependency group)."""
+    return REGISTRY[items[0].family]
+
+
+def generic_spec(case, items: tuple) -> dict[str, Dist]:  # noqa: ANN001 - an engine.spec.case.Case
+    """The parameters of the background an unfaithful report of the unit follows."""
+    return family_of(items).generic(items, case.background.get(items[0].family, {}), case.hypotheses)
+
+
+def shared_parameters(case) -> dict[str, Dist]:  # noqa: ANN001 - an engine.spec.case.Case
+    """Model parameters several units share (e.g. claims' assertion rates): name -> prior."""
+    return {name: spec for fam in REGISTRY.values() for name, spec in fam.shared_parameters(case).items()}
+
+
+__all__ = ["REGISTRY", "Family", "combined_reliability", "family_of", "generic_spec", "shared_parameters", "unit_sources"]

@@ -9,56 +9,87 @@ with :math:`\alpha` from the mechanism's ``alpha`` table (types it does not list
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
-import pymc as pm
-from scipy import stats
+from pydantic import Field, model_validator
 
-from engine.evidence.common import observed_tensors
-
-SAMPLED = ("alpha",)
+from engine.evidence.base import Family, NonNegativeInt, Strict, observed_tensors
 
 
-def labels(items) -> tuple[str, ...]:  # noqa: ANN001
-    return tuple(items[0].observed.counts)
+class FragmentsObs(Strict):
+    """Counts of recovered fragment types."""
+
+    counts: dict[Annotated[str, Field(pattern=r"^[a-z0-9_-]+$")], NonNegativeInt]
+
+    @model_validator(mode="after")
+    def _nonempty(self) -> FragmentsObs:
+        if not self.counts:
+            raise ValueError("counts is empty; list at least one fragment type with its count")
+        return self
 
 
 def _counts(items) -> np.ndarray:  # noqa: ANN001
     return np.asarray(list(items[0].observed.counts.values()), dtype=int)
 
 
-def data(items) -> dict[str, np.ndarray]:  # noqa: ANN001
-    return {"counts": _counts(items)}
+class Fragments(Family):
+    name = "fragments"
+    Obs = FragmentsObs
+    params = {"alpha": (("dirichlet",), (0.0, 0.0))}
+    sampled = ("alpha",)
+    simulable = True
+    replicable = True
 
+    def check_params(self, obs, spec) -> list[tuple[str, str]]:  # noqa: ANN001
+        if "alpha" in spec:
+            try:
+                spec["alpha"].alpha_for(tuple(obs.counts))
+            except ValueError as exc:
+                return [("counts", str(exc))]
+        return []
 
-def loglik(items, theta):  # noqa: ANN001, ANN201
-    counts = observed_tensors(theta, data(items))["counts"]
-    return pm.logp(pm.Multinomial.dist(n=counts.sum(), p=theta["alpha"]), counts)
+    def describe(self, obs) -> str:  # noqa: ANN001
+        return ", ".join(f"{k} {v}" for k, v in obs.counts.items())
 
+    def labels(self, items) -> tuple[str, ...]:  # noqa: ANN001
+        return tuple(items[0].observed.counts)
 
-def closed_form(items, spec) -> float:  # noqa: ANN001
-    counts = _counts(items)
-    alpha = np.asarray(spec["alpha"].alpha_for(labels(items)))
-    if counts.sum() == 0:
-        return 0.0
-    return float(stats.dirichlet_multinomial.logpmf(counts, alpha, int(counts.sum())))
+    def data(self, items) -> dict[str, np.ndarray]:  # noqa: ANN001
+        return {"counts": _counts(items)}
 
+    def loglik(self, items, theta):  # noqa: ANN001, ANN201
+        import pymc as pm
 
-def background(items, generic, theta) -> float:  # noqa: ANN001
-    return closed_form(items, generic)
+        counts = observed_tensors(theta, self.data(items))["counts"]
+        return pm.logp(pm.Multinomial.dist(n=counts.sum(), p=theta["alpha"]), counts)
 
+    def closed_form(self, items, spec) -> float:  # noqa: ANN001
+        from scipy import stats
 
-# ---- numpy side: replicated data for predictive checks
-def simulate(items, theta, rng):  # noqa: ANN001, ANN201
-    p = np.asarray(theta["alpha"])
-    total = int(_counts(items).sum())
-    return {"counts": np.stack([rng.multinomial(total, row / row.sum()) for row in p])}
+        counts = _counts(items)
+        alpha = np.asarray(spec["alpha"].alpha_for(self.labels(items)))
+        if counts.sum() == 0:
+            return 0.0
+        return float(stats.dirichlet_multinomial.logpmf(counts, alpha, int(counts.sum())))
 
+    # ---- simulation: the design keeps the types and their total (the multinomial is conditional on it)
+    def simulate_observed(self, items, theta, rng):  # noqa: ANN001, ANN201
+        counts = self.simulate(items, {"alpha": theta["alpha"]}, rng)["counts"][0]
+        return [{"counts": dict(zip(items[0].observed.counts, (int(c) for c in counts), strict=True))}] * len(items)
 
-def observed(items):  # noqa: ANN001, ANN201
-    return {"counts": _counts(items)[None, :]}
+    # ---- numpy side: replicated data for predictive checks
+    def simulate(self, items, theta, rng):  # noqa: ANN001, ANN201
+        p = np.asarray(theta["alpha"])
+        total = int(_counts(items).sum())
+        return {"counts": np.stack([rng.multinomial(total, row / row.sum()) for row in p])}
 
+    def observed(self, items):  # noqa: ANN001, ANN201
+        return {"counts": _counts(items)[None, :]}
 
-def logp_np(items, y, theta):  # noqa: ANN001, ANN201
-    p = np.asarray(theta["alpha"])
-    total = int(_counts(items).sum())
-    return stats.multinomial.logpmf(y["counts"], total, p / p.sum(axis=1, keepdims=True))
+    def logp_np(self, items, y, theta):  # noqa: ANN001, ANN201
+        from scipy import stats
+
+        p = np.asarray(theta["alpha"])
+        total = int(_counts(items).sum())
+        return stats.multinomial.logpmf(y["counts"], total, p / p.sum(axis=1, keepdims=True))

@@ -15,43 +15,61 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pymc as pm
-from scipy import stats
 
-from engine.evidence.common import observed_tensors
-
-SAMPLED = ("log_median",)
+from engine.evidence.base import Family, PositiveFloat, Strict, observed_tensors
 
 
-def data(items) -> dict[str, np.ndarray]:  # noqa: ANN001
-    return {"log_d": np.asarray(math.log(items[0].observed.seconds))}
+class IntervalObs(Strict):
+    """A duration (a warning interval, a gap between detonations), in seconds."""
+
+    seconds: PositiveFloat
+    what: str = ""
 
 
-def loglik(items, theta):  # noqa: ANN001, ANN201
-    log_d = observed_tensors(theta, data(items))["log_d"]
-    return pm.logp(pm.Normal.dist(theta["log_median"], theta["log_sd"]), log_d) - log_d
+class Interval(Family):
+    name = "interval"
+    Obs = IntervalObs
+    params = {
+        "log_median": (("normal", "fixed"), (-math.inf, math.inf)),
+        "log_sd": (("fixed",), (1e-6, math.inf)),
+    }
+    sampled = ("log_median",)
+    simulable = True
+    replicable = True
 
+    def describe(self, obs) -> str:  # noqa: ANN001
+        return f"{obs.seconds:g} s" + (f" ({obs.what})" if obs.what else "")
 
-def closed_form(items, spec) -> float:  # noqa: ANN001
-    d = items[0].observed.seconds
-    med, sd = spec["log_median"], spec["log_sd"].args[0]
-    tau = med.args[1] if med.kind == "normal" else 0.0
-    return float(stats.norm.logpdf(math.log(d), med.args[0], math.hypot(tau, sd)) - math.log(d))
+    def data(self, items) -> dict[str, np.ndarray]:  # noqa: ANN001
+        return {"log_d": np.asarray(math.log(items[0].observed.seconds))}
 
+    def loglik(self, items, theta):  # noqa: ANN001, ANN201
+        import pymc as pm
 
-def background(items, generic, theta) -> float:  # noqa: ANN001
-    return closed_form(items, generic)
+        log_d = observed_tensors(theta, self.data(items))["log_d"]
+        return pm.logp(pm.Normal.dist(theta["log_median"], theta["log_sd"]), log_d) - log_d
 
+    def closed_form(self, items, spec) -> float:  # noqa: ANN001
+        from scipy import stats
 
-# ---- numpy side: replicated data for predictive checks
-def simulate(items, theta, rng):  # noqa: ANN001, ANN201
-    mu = np.asarray(theta["log_median"])
-    return {"log_d": mu + theta["log_sd"] * rng.standard_normal(mu.shape)}
+        d = items[0].observed.seconds
+        med, sd = spec["log_median"], spec["log_sd"].args[0]
+        tau = med.args[1] if med.kind == "normal" else 0.0
+        return float(stats.norm.logpdf(math.log(d), med.args[0], math.hypot(tau, sd)) - math.log(d))
 
+    def simulate_observed(self, items, theta, rng):  # noqa: ANN001, ANN201
+        log_d = float(self.simulate(items, theta, rng)["log_d"][0])
+        return [{"seconds": math.exp(log_d)}] * len(items)
 
-def observed(items):  # noqa: ANN001, ANN201
-    return {"log_d": np.asarray(math.log(items[0].observed.seconds))}
+    # ---- numpy side: replicated data for predictive checks
+    def simulate(self, items, theta, rng):  # noqa: ANN001, ANN201
+        mu = np.asarray(theta["log_median"])
+        return {"log_d": mu + theta["log_sd"] * rng.standard_normal(mu.shape)}
 
+    def observed(self, items):  # noqa: ANN001, ANN201
+        return {"log_d": np.asarray(math.log(items[0].observed.seconds))}
 
-def logp_np(items, y, theta):  # noqa: ANN001, ANN201
-    return stats.norm.logpdf(y["log_d"], theta["log_median"], theta["log_sd"])
+    def logp_np(self, items, y, theta):  # noqa: ANN001, ANN201
+        from scipy import stats
+
+        return stats.norm.logpdf(y["log_d"], theta["log_median"], theta["log_sd"])

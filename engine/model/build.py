@@ -16,15 +16,12 @@ potentials the likelihood (SMC relies on that split).
 
 from __future__ import annotations
 
-from functools import reduce
-
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
 from engine.dists import Dist
-from engine.evidence import FAMILY_MODULES
-from engine.evidence.fragments import labels as fragment_labels
+from engine.evidence import combined_reliability, family_of, generic_spec, shared_parameters, unit_sources
 from engine.spec.case import Case, ResolvedItem
 
 _RV = {
@@ -40,10 +37,10 @@ def unit_id(items: tuple[ResolvedItem, ...]) -> str:
     return items[0].group or items[0].id
 
 
-def _hyper_value(item: ResolvedItem, pname: str, spec: Dist, sampled: bool) -> tuple[str, np.ndarray]:
+def _hyper_value(items: tuple[ResolvedItem, ...], spec: Dist, sampled: bool) -> tuple[str, np.ndarray]:
     """(structural kind, hyper-parameter array) of one family parameter under one hypothesis."""
     if spec.kind == "dirichlet":
-        return "dirichlet", np.asarray(spec.alpha_for(fragment_labels((item,))), dtype=float)
+        return "dirichlet", np.asarray(spec.alpha_for(family_of(items).labels(items)), dtype=float)
     if spec.kind == "fixed" or not sampled:
         return "const", np.asarray(spec.mean(), dtype=float)
     return spec.kind, np.asarray(spec.args, dtype=float)
@@ -53,9 +50,9 @@ def hyper(case: Case, hid: str) -> dict[str, tuple[str, np.ndarray]]:
     """Every hypothesis-dependent hyper-parameter: name -> (kind, value)."""
     out = {}
     for _, items in case.units():
-        fam = FAMILY_MODULES[items[0].family]
+        fam = family_of(items)
         for pname, spec in items[0].params[hid].items():
-            out[f"hp__{unit_id(items)}__{pname}"] = _hyper_value(items[0], pname, spec, pname in fam.SAMPLED)
+            out[f"hp__{unit_id(items)}__{pname}"] = _hyper_value(items, spec, pname in fam.sampled)
     return out
 
 
@@ -75,15 +72,11 @@ def observation_data(case: Case) -> dict[str, np.ndarray]:
     a simulated incident with the same design reuses the compiled model."""
     out: dict[str, np.ndarray] = {}
     for _, items in case.units():
-        uid, fam = unit_id(items), FAMILY_MODULES[items[0].family]
-        if hasattr(fam, "data"):
-            out.update({f"obs__{uid}__{k}": v for k, v in fam.data(items).items()})
-        if items[0].family not in _TENSOR_BACKGROUND:
-            out[f"bg__{uid}"] = np.asarray(fam.background(items, _generic(case, items), {}), dtype=float)
+        uid, fam = unit_id(items), family_of(items)
+        out.update({f"obs__{uid}__{k}": v for k, v in fam.data(items).items()})
+        if not fam.background_is_tensor:
+            out[f"bg__{uid}"] = np.asarray(fam.background(items, generic_spec(case, items), {}), dtype=float)
     return out
-
-
-_TENSOR_BACKGROUND = ("timing", "claim")  # their background depends on parameters
 
 
 def log_mix(w, log_a, log_b):  # noqa: ANN001, ANN201
@@ -103,15 +96,6 @@ def _param(name: str, spec: Dist):  # noqa: ANN202
     return _RV[spec.kind](name, pm.Data(f"hp__{name}", np.asarray(spec.args, dtype=float)))
 
 
-def _generic(case: Case, items: tuple[ResolvedItem, ...]) -> dict[str, Dist]:
-    fam = items[0].family
-    if fam in ("claim", "elicited"):
-        key = "holds" if fam == "claim" else "p"
-        mean = float(np.mean([items[0].params[h][key].mean() for h in case.hypotheses]))
-        return {key: Dist("fixed", (mean,))}
-    return case.background.get(fam, {})
-
-
 def build_model(case: Case, hid: str) -> pm.Model:
     """The PyMC model of hypothesis ``hid``: priors of its parameters, one potential per unit."""
     hp = hyper(case, hid)
@@ -119,29 +103,25 @@ def build_model(case: Case, hid: str) -> pm.Model:
     with pm.Model(coords={}) as model:
         used = {it.source for it in case.items}
         reliability = {s: _param(f"reliability__{s}", case.sources[s].reliability) for s in sorted(used)}
-        interests = sorted({it.observed.interest for it in case.items if it.family == "claim"})
-        rates = {c: _param(f"assertion_rate__{c}", case.assertion_rates[c]) for c in interests}
+        shared = {name: _param(name, spec) for name, spec in shared_parameters(case).items()}
         for _, items in case.units():
-            uid, fam = unit_id(items), FAMILY_MODULES[items[0].family]
+            uid, fam = unit_id(items), family_of(items)
             theta = {}
             for pname in items[0].params[hid]:
                 kind, value = hp[f"hp__{uid}__{pname}"]
                 data = pm.Data(f"hp__{uid}__{pname}", value)
                 theta[pname] = data if kind == "const" else _RV[kind](f"{uid}__{pname}", data)
-            if hasattr(fam, "data"):
-                theta["data"] = {k: pm.Data(f"obs__{uid}__{k}", obs[f"obs__{uid}__{k}"]) for k in fam.data(items)}
-            if items[0].family == "timing":
-                theta["clock_sd"] = [_param(f"{it.id}__clock_sd", it.observed.clock_sd_min) for it in items]
-            if items[0].family == "claim":
-                theta["assertion_rate"] = rates[items[0].observed.interest]
-                theta["holds"] = pt.clip(theta["holds"], 1e-9, 1.0)
+            if data := fam.data(items):
+                theta["data"] = {k: pm.Data(f"obs__{uid}__{k}", obs[f"obs__{uid}__{k}"]) for k in data}
+            extra = {name: _param(name, spec) for name, spec in fam.unit_parameters(items).items()}
+            theta = fam.bind(items, theta, {**shared, **extra})
             ll_h = fam.loglik(items, theta)
-            ll_bg = (fam.background(items, _generic(case, items), theta) if items[0].family in _TENSOR_BACKGROUND
+            ll_bg = (fam.background(items, generic_spec(case, items), theta) if fam.background_is_tensor
                      else pm.Data(f"bg__{uid}", obs[f"bg__{uid}"]))
-            sources = sorted({it.source for it in items})
+            sources = unit_sources(items)
             # inc__<unit>__<source> (1; 0 drops that source's reports of the unit, for ablation)
             inc = {s: pm.Data(f"inc__{uid}__{s}", np.asarray(1.0)) for s in sources}
-            r = 1 - reduce(lambda acc, s: acc * (1 - inc[s] * reliability[s]), sources, pt.constant(1.0))
+            r = combined_reliability((inc[s] * reliability[s] for s in sources), one=pt.constant(1.0))
             use = pm.Data(f"use__{uid}", np.asarray(1.0))  # 0 drops the unit (evidence ablation) without recompiling
             pm.Potential(f"ll__{uid}", use * log_mix(r, ll_h, ll_bg))
     return model

@@ -42,6 +42,7 @@ ALPHA = 0.01  # a unit is "not explained" by a hypothesis when its predictive p-
 
 def unit_theta(case, hid: str, items, posterior) -> dict:  # noqa: ANN001
     """Per-draw parameter values (numpy, leading axis = draws) of one unit under one hypothesis."""
+    from engine.evidence import family_of
     from engine.model.build import hyper, unit_id
 
     uid = unit_id(items)
@@ -55,12 +56,10 @@ def unit_theta(case, hid: str, items, posterior) -> dict:  # noqa: ANN001
         else:
             v = posterior[f"{uid}__{pname}"].values
             theta[pname] = v.reshape(n, *v.shape[2:])
-    if items[0].family == "timing":
-        theta["clock_sd"] = [
-            posterior[f"{it.id}__clock_sd"].values.reshape(n) if f"{it.id}__clock_sd" in posterior
-            else np.full(n, it.observed.clock_sd_min.args[0])
-            for it in items
-        ]
+    fam = family_of(items)
+    extra = {name: posterior[name].values.reshape(n) if name in posterior else np.full(n, spec.mean())
+             for name, spec in fam.unit_parameters(items).items()}
+    theta = fam.bind(items, theta, extra)
     return theta
 
 
@@ -71,10 +70,10 @@ def predictive_p_value(case, hid: str, items, posterior, rng: np.random.Generato
     the report were faithful); p = (1 + #{T(y_rep) >= T(y_obs)}) / (N + 1). ``None`` for
     families with nothing to replicate (claims, elicited probabilities).
     """
-    from engine.evidence import FAMILY_MODULES
+    from engine.evidence import family_of
 
-    fam = FAMILY_MODULES[items[0].family]
-    if not hasattr(fam, "simulate"):
+    fam = family_of(items)
+    if not fam.replicable:
         return None
     theta = unit_theta(case, hid, items, posterior)
     t_obs = -fam.logp_np(items, fam.observed(items), theta)
@@ -82,8 +81,9 @@ def predictive_p_value(case, hid: str, items, posterior, rng: np.random.Generato
     return float((1 + np.sum(t_rep >= t_obs)) / (t_rep.size + 1))
 
 
-def predictive_checks(case, posteriors: dict, *, seed: int) -> tuple[dict, list[str]]:  # noqa: ANN001
-    """p-values per unit and hypothesis, and the units that no hypothesis explains."""
+def predictive_checks(case, posteriors: dict, *, seeds) -> tuple[dict, list[str]]:  # noqa: ANN001
+    """p-values per unit and hypothesis, and the units that no hypothesis explains; ``seeds(k, j)``
+    seeds the replicates of the k-th unit under the j-th hypothesis (``engine.run.seeds.predictive_seed``)."""
     from engine.model.build import unit_id
 
     out, unexplained = {}, []
@@ -91,7 +91,7 @@ def predictive_checks(case, posteriors: dict, *, seed: int) -> tuple[dict, list[
         uid = unit_id(items)
         pv = {}
         for j, hid in enumerate(case.hypotheses):
-            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k, j)))
+            rng = np.random.default_rng(seeds(k, j))
             pv[hid] = predictive_p_value(case, hid, items, posteriors[hid].posterior, rng)
         out[uid] = {"family": items[0].family, "items": [it.id for it in items], "p_values": pv}
         checked = [p for p in pv.values() if p is not None]
@@ -111,34 +111,17 @@ def unit_log_evidence(case, hid: str, items, posterior) -> float:  # noqa: ANN00
     """
     from scipy.special import logsumexp
 
-    from engine.evidence import FAMILY_MODULES
-    from engine.model.build import _generic
+    from engine.evidence import combined_reliability, family_of, generic_spec, shared_parameters, unit_sources
 
     n = posterior.sizes["chain"] * posterior.sizes["draw"]
 
     def draws(name: str, fixed: float) -> np.ndarray:
         return posterior[name].values.reshape(n) if name in posterior else np.full(n, fixed)
 
-    fam_name, spec = items[0].family, items[0].params[hid]
-    fam = FAMILY_MODULES[fam_name]
-    keep = np.ones(n)
-    for src in sorted({it.source for it in items}):
-        rel = case.sources[src].reliability
-        keep *= 1 - draws(f"reliability__{src}", rel.mean())
-    r = 1 - keep
-    if fam_name == "timing":
-        theta = {"in_window": np.full(n, spec["in_window"].mean()),
-                 "clock_sd": [draws(f"{it.id}__clock_sd", it.observed.clock_sd_min.mean()) for it in items]}
-        lz = fam.logp_np(items, fam.observed(items), theta)
-        bg = fam.logp_np(items, fam.observed(items), {**theta, "in_window": np.zeros(n)})
-    elif fam_name == "claim":
-        interest = items[0].observed.interest
-        with np.errstate(divide="ignore"):
-            lz = np.full(n, np.log(max(spec["holds"].mean(), 1e-9)))
-        bg = np.log(draws(f"assertion_rate__{interest}", case.assertion_rates[interest].mean()))
-    else:
-        lz = np.full(n, fam.closed_form(items, spec))
-        bg = np.full(n, fam.background(items, _generic(case, items), {}))
+    fam = family_of(items)
+    r = combined_reliability(draws(f"reliability__{s}", case.sources[s].reliability.mean()) for s in unit_sources(items))
+    params = {name: draws(name, spec.mean()) for name, spec in {**shared_parameters(case), **fam.unit_parameters(items)}.items()}
+    lz, bg = fam.unit_log_evidence(items, items[0].params[hid], generic_spec(case, items), params, n)
     with np.errstate(divide="ignore"):
         mix = np.logaddexp(np.log(r) + lz, np.log1p(-r) + bg)
     return float(logsumexp(mix) - np.log(n))

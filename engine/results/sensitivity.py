@@ -135,12 +135,12 @@ def summarize(case, base: dict, variants: dict[str, dict], results: dict[str, di
     waterfall.sort(key=lambda r: r["step"])
     waterfall.append({"step": len(waterfall), "variant": "base", "label": "all evidence", "leader": leader,
                       "leader_posterior": post[leader], "shift": 0.0, "posteriors": post})
+    from engine.evidence import REGISTRY
+
     timing = {}
     for it in case.items:
-        if it.family == "timing":
-            o = it.observed
-            timing[it.id] = coincidence_test(o.time, o.window, o.period, o.clock_sd_min.mean(), o.rounding_min,
-                                             seed=(coincidence_seeds or {}).get(it.id, 0))
+        if (timed := REGISTRY[it.family].coincidence(it.observed)) is not None:  # a time against an activity window
+            timing[it.id] = coincidence_test(*timed, seed=(coincidence_seeds or {}).get(it.id, 0))
     return {"case": base["case"], "run": base["run"], "leader": leader,
             "break_even": break_even_priors(prior, log_z, leader), "ablation": ablation, "alarms": alarms, "ties": ties,
             "reliability": sweep, "tornado": tornado(sweep, post[leader]), "waterfall": waterfall, "coincidence": timing}

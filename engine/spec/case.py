@@ -18,136 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationError
 
-from engine.dists import Dist, parse_dist
+from engine.dists import Dist
 from engine.errors import CaseError, CaseErrors
+from engine.evidence import REGISTRY
+from engine.evidence.base import BIG, ParamSpec, Strict
 from engine.spec.priors import PriorLibrary, load_priors
 from engine.spec.yamlio import read_yaml
 
 ID = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 ID_HINT = "ids are 1-64 lowercase letters, digits, '-' or '_'"
-BIG = 1e9  # refuse absurd magnitudes (units are holes, mm, seconds, minutes)
-NonNegativeInt = Annotated[int, Field(strict=True, ge=0, le=10_000_000)]
-PositiveFloat = Annotated[float, Field(strict=True, gt=0, le=BIG)]
-Number = Annotated[float, Field(strict=True, ge=-BIG, le=BIG)]
-Text = Annotated[str, Field(min_length=1, max_length=20_000)]
-FAMILIES = ("perforations", "fragments", "timing", "interval", "claim", "elicited")
-
-
-def _to_dist(value: Any) -> Dist:
-    return parse_dist(value)
-
-
-ParamSpec = Annotated[Dist, BeforeValidator(_to_dist)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False)
-
-
-# ---------------------------------------------------------------- observed values per family
-class PerforationsObs(Strict):
-    """Holes counted in one region of the airframe."""
-
-    region: str = ""
-    holes: NonNegativeInt
-    exposure: PositiveFloat = 1.0
-    assessed: NonNegativeInt | None = None
-    inward: NonNegativeInt | None = None
-    sizes_mm: tuple[PositiveFloat, ...] = ()
-
-    @model_validator(mode="after")
-    def _counts(self) -> PerforationsObs:
-        assessed = self.holes if self.assessed is None else self.assessed
-        if assessed > self.holes:
-            raise ValueError(f"assessed={assessed} is above holes={self.holes}; assessed counts holes whose bending was judged")
-        if self.inward is not None and self.inward > assessed:
-            raise ValueError(f"inward={self.inward} is above the {assessed} holes assessed; lower inward or raise assessed")
-        if len(self.sizes_mm) > self.holes:
-            raise ValueError(f"{len(self.sizes_mm)} sizes given for {self.holes} holes; give at most one size per hole")
-        return self
-
-
-class FragmentsObs(Strict):
-    """Counts of recovered fragment types."""
-
-    counts: dict[Annotated[str, Field(pattern=r"^[a-z0-9_-]+$")], NonNegativeInt]
-
-    @model_validator(mode="after")
-    def _nonempty(self) -> FragmentsObs:
-        if not self.counts:
-            raise ValueError("counts is empty; list at least one fragment type with its count")
-        return self
-
-
-Time = Number | dt.datetime
-
-
-class TimingObs(Strict):
-    """Reported time of the damage, an activity window and the observation period."""
-
-    time: Time
-    window: tuple[Time, Time]
-    period: tuple[Time, Time]
-    clock_sd_min: ParamSpec = Dist("fixed", (1.0,))
-    rounding_min: Annotated[float, Field(strict=True, ge=0, le=1440)] = 0.0
-    window_label: str = "activity"
-
-
-class IntervalObs(Strict):
-    """A duration (a warning interval, a gap between detonations), in seconds."""
-
-    seconds: PositiveFloat
-    what: str = ""
-
-
-class ClaimObs(Strict):
-    """A statement asserted by the item's source."""
-
-    statement: Text
-    interest: Literal["serves", "neutral", "against"]
-
-
-class ElicitedObs(Strict):
-    """Any other observation, with P(observation | hypothesis) elicited per hypothesis."""
-
-    statement: Text
-
-
-OBSERVED = {
-    "perforations": PerforationsObs,
-    "fragments": FragmentsObs,
-    "timing": TimingObs,
-    "interval": IntervalObs,
-    "claim": ClaimObs,
-    "elicited": ElicitedObs,
-}
-
-# family -> parameter -> (allowed kinds, allowed range of a fixed value)
-PARAMS: dict[str, dict[str, tuple[tuple[str, ...], tuple[float, float]]]] = {
-    "perforations": {
-        "hole_rate": (("gamma", "fixed"), (1e-9, math.inf)),
-        "inward_fraction": (("beta", "fixed"), (0.0, 1.0)),
-        "log_size_mean": (("normal", "fixed"), (-math.inf, math.inf)),
-        "log_size_sd": (("fixed",), (1e-6, math.inf)),
-    },
-    "fragments": {"alpha": (("dirichlet",), (0.0, 0.0))},
-    "timing": {"in_window": (("beta", "fixed"), (0.0, 1.0))},
-    "interval": {
-        "log_median": (("normal", "fixed"), (-math.inf, math.inf)),
-        "log_sd": (("fixed",), (1e-6, math.inf)),
-    },
-    "claim": {"holds": (("beta", "fixed"), (0.0, 1.0))},
-    "elicited": {"p": (("beta", "fixed"), (1e-12, 1.0))},
-}
+FAMILIES = tuple(REGISTRY)
+OBSERVED: dict[str, type[BaseModel]] = {name: fam.Obs for name, fam in REGISTRY.items()}  # observed values per family
+PARAMS = {name: fam.params for name, fam in REGISTRY.items()}  # family -> parameter -> (allowed kinds, range of a fixed value)
 
 
 # ---------------------------------------------------------------- the document
@@ -298,37 +182,6 @@ def _pyd_errors(file: str, exc: ValidationError, prefix: str = "") -> list[CaseE
     return list(seen.values())
 
 
-def _minutes(t: float | dt.datetime, origin: dt.datetime | None) -> float:
-    if isinstance(t, dt.datetime):
-        if origin is None:
-            raise ValueError("mixes clock times and plain numbers; use one or the other throughout the item")
-        if (t.tzinfo is None) != (origin.tzinfo is None):
-            raise ValueError("mixes times with and without a timezone; give every time a timezone (e.g. +00:00)")
-        return (t - origin).total_seconds() / 60.0
-    if origin is not None:
-        raise ValueError("mixes clock times and plain numbers; use one or the other throughout the item")
-    return float(t)
-
-
-def _timing_minutes(obs: TimingObs) -> TimingObs:
-    """Convert every time of a timing item to minutes from the start of its period."""
-    origin = obs.period[0] if isinstance(obs.period[0], dt.datetime) else None
-    conv = {k: _minutes(v, origin) for k, v in (("time", obs.time),)}
-    window = tuple(_minutes(v, origin) for v in obs.window)
-    period = tuple(_minutes(v, origin) for v in obs.period)
-    if origin is None:
-        period = (period[0], period[1])
-    if not period[0] < period[1]:
-        raise ValueError("period must end after it starts; swap or correct the two times")
-    if not window[0] < window[1]:
-        raise ValueError("window must end after it starts; swap or correct the two times")
-    if window[0] < period[0] or window[1] > period[1]:
-        raise ValueError("window is not inside period; widen the period to contain the activity window")
-    if not period[0] - (period[1] - period[0]) <= conv["time"] <= period[1] + (period[1] - period[0]):
-        raise ValueError("time lies far outside the observation period; check the date or widen the period")
-    return obs.model_copy(update={"time": conv["time"], "window": window, "period": period})
-
-
 def _check_spec(family: str, name: str, spec: Dist) -> str | None:
     table = PARAMS[family]
     if name not in table:
@@ -419,20 +272,17 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
         where = f"evidence[{i}]"
         if e.source not in {s.id for s in doc.sources}:
             err(f"{where}.source", f"undefined source {e.source!r}; add it under sources or use one of {', '.join(s.id for s in doc.sources)}")
+        family = REGISTRY[e.family]
         try:
-            obs = OBSERVED[e.family].model_validate(e.observed)
-            if e.family == "timing":
-                obs = _timing_minutes(obs)
+            obs = family.parse(e.observed)
         except ValidationError as exc:
             errors.extend(_pyd_errors(file, exc, f"{where}.observed"))
             continue
         except ValueError as exc:
             err(f"{where}.observed", str(exc))
             continue
-        if e.family == "timing" and obs.clock_sd_min.kind not in ("fixed", "halfnormal"):
-            err(f"{where}.observed.clock_sd_min", "clock_sd_min must be a number > 0 or {halfnormal: s}")
-        if e.family == "timing" and obs.clock_sd_min.kind == "fixed" and obs.clock_sd_min.args[0] <= 0:
-            err(f"{where}.observed.clock_sd_min", "clock_sd_min must be > 0 minutes")
+        for fld, problem in family.check_observed(obs):
+            err(f"{where}.observed.{fld}", problem)
         for hid, params in e.under.items():
             if hid != "default" and hid not in hyp_ids:
                 err(f"{where}.under.{hid}", f"unknown hypothesis {hid!r}; use one of {', '.join(hyp_ids)} or 'default'")
@@ -451,11 +301,8 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
                 else:
                     if h.mechanism in lib.mechanisms:
                         err(f"{where}.under.{h.id}.{name}", f"no value of {name!r} for hypothesis {h.id!r}; add under.{h.id}.{name} or under.default.{name}")
-            if e.family == "fragments" and "alpha" in resolved:
-                try:
-                    resolved["alpha"].alpha_for(tuple(obs.counts))
-                except ValueError as exc:
-                    err(f"{where}.observed.counts", f"{exc} (mechanism {h.mechanism})")
+            for fld, problem in family.check_params(obs, resolved):
+                err(f"{where}.observed.{fld}", f"{problem} (mechanism {h.mechanism})")
             params[h.id] = resolved
         items.append(ResolvedItem(e.id, e.family, e.source, e.group, e.description, obs, e.cites, params))
 
@@ -492,13 +339,8 @@ def _check_groups(file: str, items: list[ResolvedItem], err) -> None:  # noqa: A
             where = f"evidence[{i}].group"
             if it.family != first.family:
                 err(where, f"group {name!r} mixes families {first.family} and {it.family}; a group holds reports of one fact")
-            elif it.family == "timing":
-                if (it.observed.window, it.observed.period) != (first.observed.window, first.observed.period):
-                    err(where, f"timing reports in group {name!r} differ in window or period; reports of one event share them")
-            elif it.family in ("perforations", "fragments", "interval") and it.observed != first.observed:
-                err(where, f"reports in group {name!r} disagree on the observed values; reconcile them or split the group")
-            elif it.family == "claim" and it.observed.interest != first.observed.interest:
-                err(where, f"reports in group {name!r} disagree on interest; reports of one statement share it")
+            elif problem := REGISTRY[it.family].group_conflict(name, first.observed, it.observed):
+                err(where, problem)
             elif it.params != first.params:
                 err(where, f"reports in group {name!r} have different 'under' predictions; give them once, identically")
 

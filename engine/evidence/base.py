@@ -1,0 +1,185 @@
+r"""The evidence-family protocol: everything the engine needs of one family, declared in one class.
+
+A family is a subclass of ``Family`` with one instance in the registry (``engine.evidence.REGISTRY``).
+The engine asks it, and nothing else, about its items:
+
+* **validation** (pydantic and numpy only, no PyMC): ``Obs`` (the observation schema),
+  ``parse`` (schema plus conversions such as clock times to minutes), ``check_observed``,
+  ``params`` (parameter table: allowed kinds and the range of a fixed value), ``check_params``,
+  ``group_conflict`` (may two reports in one dependency group describe one fact?),
+  ``describe`` (the observation in words), ``coincidence`` (a time against an activity window);
+* **model** (PyMC/PyTensor imported inside the methods only): ``sampled`` (the parameters that
+  become random variables; the others enter the likelihood linearly and once, so they are
+  integrated out by their prior mean), ``labels`` (category names of a Dirichlet parameter),
+  ``data`` (observed numbers, held as ``pm.Data``), ``loglik`` (log p(y | H, theta)),
+  ``background`` (log p_bg(y), what an unfaithful report follows: a number, or a tensor when
+  ``background_is_tensor``), ``generic`` (the parameters of that background), and extra model
+  parameters through ``shared_parameters`` / ``unit_parameters`` / ``bind``;
+* **closed forms**: ``closed_form`` (None where there is none), ``exact_problem`` (why a case's
+  evidence is not exact for this family, or None), ``unit_log_evidence`` (numpy, over draws of
+  the shared parameters);
+* **simulation and predictive checks**: ``simulable`` with ``design_problems`` and
+  ``simulate_observed``; ``replicable`` with ``simulate``, ``observed`` and ``logp_np``.
+
+The model combines a unit's two densities with the unit's reliability
+(``combined_reliability``): ``p(y | H) = r p(y | H, theta) + (1 - r) p_bg(y)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from functools import reduce
+from typing import Annotated, Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from engine.dists import Dist, parse_dist
+
+BIG = 1e9  # refuse absurd magnitudes (units are holes, mm, seconds, minutes)
+NonNegativeInt = Annotated[int, Field(strict=True, ge=0, le=10_000_000)]
+PositiveFloat = Annotated[float, Field(strict=True, gt=0, le=BIG)]
+Number = Annotated[float, Field(strict=True, ge=-BIG, le=BIG)]
+Text = Annotated[str, Field(min_length=1, max_length=20_000)]
+ParamSpec = Annotated[Dist, BeforeValidator(parse_dist)]
+ParamTable = dict[str, tuple[tuple[str, ...], tuple[float, float]]]  # name -> (allowed kinds, range of a fixed value)
+Problems = list[tuple[str, str]]  # (field of the observation, message)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False)
+
+
+def unit_sources(items: Iterable[Any]) -> list[str]:
+    """The distinct sources reporting a unit, sorted (one report counts once)."""
+    return sorted({it.source for it in items})
+
+
+def combined_reliability(reliabilities: Iterable[Any], one: Any = 1.0) -> Any:
+    """r = 1 - prod_s (1 - r_s) over a unit's distinct sources: the chance that at least one of
+    several independent reports of one fact carries it faithfully.
+
+    Works on floats, numpy arrays of draws and PyTensor tensors alike (``one`` is the starting
+    product, e.g. ``pt.constant(1.0)``).
+    """
+    return 1 - reduce(lambda acc, r: acc * (1 - r), reliabilities, one)
+
+
+def observed_tensors(theta: dict, values: dict[str, np.ndarray]) -> dict:
+    """The unit's observed numbers as tensors: the model's ``pm.Data`` when it passes them in
+    ``theta["data"]``, else constants (for direct evaluation, e.g. in tests)."""
+    given = theta.get("data")
+    if given is not None:
+        return given
+    import pytensor.tensor as pt
+
+    return {k: pt.as_tensor_variable(v) for k, v in values.items()}
+
+
+class Family:
+    """Base of the evidence families; the defaults describe a family with nothing optional."""
+
+    name: ClassVar[str]
+    Obs: ClassVar[type[Strict]]
+    params: ClassVar[ParamTable]
+    sampled: ClassVar[tuple[str, ...]] = ()
+    background_is_tensor: ClassVar[bool] = False  # the background depends on model parameters
+    simulable: ClassVar[bool] = False  # calibration can simulate its observations (design_problems, simulate_observed)
+    replicable: ClassVar[bool] = False  # predictive checks can replicate it (simulate, observed, logp_np)
+
+    # ---------------------------------------------------------------- validation
+    def parse(self, raw: Any) -> Strict:
+        """The validated observation (raises pydantic's ``ValidationError`` or ``ValueError``)."""
+        return self.Obs.model_validate(raw)
+
+    def check_observed(self, obs: Any) -> Problems:
+        """Problems of a parsed observation that the schema cannot express."""
+        return []
+
+    def check_params(self, obs: Any, spec: dict[str, Dist]) -> Problems:
+        """Problems of one hypothesis's resolved parameters against the observation."""
+        return []
+
+    def group_conflict(self, group: str, first: Any, other: Any) -> str | None:
+        """Why two reports in one dependency group cannot describe one fact, or None."""
+        if other != first:
+            return f"reports in group {group!r} disagree on the observed values; reconcile them or split the group"
+        return None
+
+    def describe(self, obs: Any) -> str:
+        """A short human reading of one observation."""
+        return " ".join(str(obs).split())
+
+    def coincidence(self, obs: Any) -> tuple[float, tuple, tuple, float, float] | None:
+        """(time, window, period, clock s.d., rounding) of a time reported against an activity
+        window (for the chance-coincidence test), or None."""
+        return None
+
+    # ---------------------------------------------------------------- model
+    def labels(self, items: tuple) -> tuple[str, ...]:
+        """Category names a Dirichlet parameter of the unit ranges over."""
+        return ()
+
+    def data(self, items: tuple) -> dict[str, np.ndarray]:
+        """The observed numbers, which the model holds as ``pm.Data`` (replaceable without recompiling)."""
+        return {}
+
+    def shared_parameters(self, case: Any) -> dict[str, Dist]:
+        """Model parameters shared by several units of this family in ``case`` (name -> prior)."""
+        return {}
+
+    def unit_parameters(self, items: tuple) -> dict[str, Dist]:
+        """Model parameters of one unit besides its hypothesis-dependent ones (name -> prior)."""
+        return {}
+
+    def bind(self, items: tuple, theta: dict, params: Mapping[str, Any]) -> dict:
+        """``theta`` with the unit's shared and extra parameters (tensors or numpy draws, by name) added."""
+        return theta
+
+    def loglik(self, items: tuple, theta: dict) -> Any:
+        """log p(y | H, theta), a PyTensor expression."""
+        raise NotImplementedError
+
+    def background(self, items: tuple, generic: dict[str, Dist], theta: dict) -> Any:
+        """log p_bg(y): a float, or a tensor of ``theta`` when ``background_is_tensor``."""
+        return self.closed_form(items, generic)
+
+    def generic(self, items: tuple, library: dict[str, Dist], hypotheses: Iterable[str]) -> dict[str, Dist]:
+        """The parameters of the background: by default the ``generic`` mechanism's for this family."""
+        return library
+
+    # ---------------------------------------------------------------- closed forms
+    def closed_form(self, items: tuple, spec: dict[str, Dist]) -> float | None:
+        """log p(y | H) with the unit's parameters integrated out, or None where there is no closed form."""
+        return None
+
+    def exact_problem(self, case: Any) -> str | None:
+        """Why ``case``'s evidence is not exact for this family's units, or None."""
+        return None
+
+    def unit_log_evidence(self, items: tuple, spec: dict[str, Dist], generic: dict[str, Dist],
+                          params: Mapping[str, np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(log p(y | H), log p_bg(y)) per draw of the shared and extra parameters (``params``, by name)."""
+        return np.full(n, self.closed_form(items, spec)), np.full(n, self.background(items, generic, {}))
+
+    # ---------------------------------------------------------------- simulation (``simulable``)
+    def design_problems(self, obs: Any) -> Problems:
+        """Why an item cannot serve as a calibration template's design."""
+        return []
+
+    def simulate_observed(self, items: tuple, theta: dict, rng: np.random.Generator) -> list[dict[str, Any]]:
+        """New observed values (updates of each item's observation) drawn given one draw of ``theta``."""
+        raise NotImplementedError(f"family {self.name} cannot be simulated")
+
+    # ---------------------------------------------------------------- predictive checks (``replicable``)
+    def simulate(self, items: tuple, theta: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Replicated data, one per draw of ``theta`` (leading axis)."""
+        raise NotImplementedError(f"family {self.name} has nothing to replicate")
+
+    def observed(self, items: tuple) -> dict[str, np.ndarray]:
+        """The observed data in the shape of ``simulate``'s (one draw)."""
+        raise NotImplementedError(f"family {self.name} has nothing to replicate")
+
+    def logp_np(self, items: tuple, y: dict[str, np.ndarray], theta: dict) -> np.ndarray:
+        """numpy log p(y | H, theta) per draw: the twin of ``loglik``."""
+        raise NotImplementedError(f"family {self.name} has nothing to replicate")
