@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.results.records import SCHEMA_VERSION, Sensitivity
+from engine.results.records import tornado_of as tornado  # the reliability sweep as tornado bars
+
 
 def break_even_priors(prior: dict[str, float], log_z: dict[str, float], leader: str) -> dict[str, dict]:
     """For each alternative: its Bayes factor against the leader and the prior that flips the ranking."""
@@ -141,29 +144,10 @@ def summarize(case, base: dict, variants: dict[str, dict], results: dict[str, di
     for it in case.items:
         if (timed := REGISTRY[it.family].coincidence(it.observed)) is not None:  # a time against an activity window
             timing[it.id] = coincidence_test(*timed, seed=(coincidence_seeds or {}).get(it.id, 0))
-    return {"case": base["case"], "run": base["run"], "leader": leader,
-            "break_even": break_even_priors(prior, log_z, leader), "ablation": ablation, "alarms": alarms, "ties": ties,
-            "reliability": sweep, "tornado": tornado(sweep, post[leader]), "waterfall": waterfall, "coincidence": timing}
-
-
-def tornado(sweep: dict[str, dict], base: float) -> dict:
-    """The reliability sweep as a tornado: per source the leader's probability with the source's
-    reliability at its low and high quantile (and which hypothesis leads then), around the base
-    value, largest swing first.
-
-    ``swing`` = |P(high) - P(low)|; ties keep the sweep's (alphabetical) source order.
-    """
-    bars = []
-    for src, d in sweep.items():
-        if "lo" not in d or "hi" not in d:
-            continue
-        lo, hi = d["lo"]["leader_posterior"], d["hi"]["leader_posterior"]
-        bars.append({"source": src, "low_reliability": d["lo"]["reliability"], "low": lo, "low_leader": d["lo"]["leader"],
-                     "high_reliability": d["hi"]["reliability"], "high": hi, "high_leader": d["hi"]["leader"],
-                     "swing": abs(hi - lo),
-                     "mcse": max((m for m in (d["lo"]["mcse"], d["hi"]["mcse"]) if m is not None), default=None)})
-    bars.sort(key=lambda b: -b["swing"])
-    return {"base": base, "bars": bars}
+    out = {"schema_version": SCHEMA_VERSION, "case": base["case"], "run": base["run"], "leader": leader,
+           "break_even": break_even_priors(prior, log_z, leader), "ablation": ablation, "alarms": alarms, "ties": ties,
+           "reliability": sweep, "tornado": tornado(sweep, post[leader]), "waterfall": waterfall, "coincidence": timing}
+    return Sensitivity.from_json(out, source="sensitivity.json (as computed)").to_json()
 
 
 FUNCTION_SET = {"bridge": "log density", "reweight": "log density"}  # task kinds that share one compiled function set

@@ -87,7 +87,7 @@ def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder |
     """
     from engine.inference.estimate import attribute, combine
     from engine.results.diagnostics import contributions, nuts_diagnostics, predictive_checks, verdict
-    from engine.run.seeds import resample_seed
+    from engine.run.seeds import predictive_seed, resample_seed
 
     hids = list(case.hypotheses)
     posteriors, per, diag = {}, {}, {}
@@ -122,7 +122,7 @@ def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder |
     order = np.argsort(-post)
     leader, runner_up = hids[order[0]], hids[order[1]]
 
-    predictive, unexplained = predictive_checks(case, posteriors, seed=settings.seed)
+    predictive, unexplained = predictive_checks(case, posteriors, seeds=lambda k, j: predictive_seed(settings.seed, k, j))
     contrib = contributions(case, posteriors, leader, runner_up)
     mcse_by = {h: float(mcse[i]) for i, h in enumerate(hids)}
     status, fail, warn = verdict(diag, mcse_by, unexplained)
