@@ -262,9 +262,9 @@ def report(
     """Write the PDF attribution report of a run."""
     try:
         from engine.report import write_report
-        from engine.run.collect import read_diagnostics
+        from engine.run.collect import prepare_report
 
-        read_diagnostics(run_dir)  # recomputed if missing, so the report has its diagnostics
+        prepare_report(run_dir)  # diagnostics.json and case.json written if an older run lacks them
         path = write_report(run_dir, output)
     except EngineError as exc:
         _fail(exc)
