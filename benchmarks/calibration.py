@@ -41,6 +41,9 @@ def main() -> int:
     a = p.parse_args()
 
     from engine.calibration.calibrate import CalibrationSettings, calibration_folder, format_summary, run_calibration, verdict, write_report
+    from engine.report.calibration_plot import reliability_figure
+    from engine.run.settings import ExecutionOptions
+    from engine.run.store import atomic_write
     from engine.spec.case import load_case
 
     print("command:", shlex.join([sys.executable, *sys.argv]), flush=True)
@@ -54,8 +57,11 @@ def main() -> int:
         if k % 20 == 0 or k == total:
             print(f"  {k}/{total} incidents, {time.monotonic() - t0:.0f} s", flush=True)
 
-    run = run_calibration(case, settings, workers=a.workers, scheduler=a.scheduler, out=folder, on_done=done)
+    options = ExecutionOptions(workers=a.workers, scheduler=a.scheduler)
+    run = run_calibration(case, settings, options=options, out=folder, on_done=done)
     summary = write_report(run, folder)
+    fig = reliability_figure(summary, forecasters=("engine", "exact", "mixture"))
+    atomic_write(folder / "reliability.png", lambda p: fig.savefig(p, format="png", dpi=120))
     print(format_summary(summary))
     print(f"results: {folder}")
     problems = verdict(summary, ece_max=a.ece_max, brier_gap_max=a.brier_gap_max)

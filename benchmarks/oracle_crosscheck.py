@@ -70,7 +70,7 @@ def main() -> int:
 
     from engine.calibration.calibrate import CalibrationSettings, fixed_case_estimates, run_calibration
     from engine.run.cluster import ClusterSpec, connect
-    from engine.run.runner import Settings, ensure_compiledir
+    from engine.run.runner import ExecutionOptions, Settings, ensure_compiledir
     from engine.spec.case import load_case
 
     print("command:", shlex.join([sys.executable, *sys.argv]), flush=True)
@@ -102,7 +102,7 @@ def main() -> int:
     all_rows = list(rows)
     for name in a.templates:
         template = load_case(CASES / f"calibration-{name}.yaml")
-        cal = run_calibration(template, sim_settings, workers=a.workers)
+        cal = run_calibration(template, sim_settings, options=ExecutionOptions(workers=a.workers))
         sim_rows = [{"exact": rec["exact"]["log_z"][j], **rec["estimated"]["log_z"][h]}
                     for rec in cal.records for j, h in enumerate(rec["hypotheses"])]
         all_rows += sim_rows

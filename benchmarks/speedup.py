@@ -84,7 +84,7 @@ def dask_warm(out: str, workers: int, draws: int, smc: int) -> None:
 
     from distributed import Client, LocalCluster
 
-    from engine.run.runner import ensure_compiledir, execute, run_task
+    from engine.run.runner import ExecutionOptions, Executor, ensure_compiledir, execute, run_task
     from engine.run.store import RunFolder
 
     ensure_compiledir()
@@ -95,17 +95,17 @@ def dask_warm(out: str, workers: int, draws: int, smc: int) -> None:
                 for i, w in enumerate(client.scheduler_info()["workers"]) for t in _warm_tasks(draws, smc)]
         client.gather(warm)
         t0 = time.time()
-        execute(case, tasks, RunFolder(Path(out)), settings, scheduler=cluster.scheduler_address)
+        execute(case, tasks, RunFolder(Path(out)), settings, Executor(ExecutionOptions(scheduler=cluster.scheduler_address)))
         print(json.dumps({"seconds": time.time() - t0}))
 
 
 def dask(out: str, workers: int, draws: int, smc: int) -> None:
-    from engine.run.runner import ensure_compiledir, execute
+    from engine.run.runner import ExecutionOptions, Executor, ensure_compiledir, execute
     from engine.run.store import RunFolder
 
     ensure_compiledir()
     case, settings, tasks = sweep(draws, smc)
-    execute(case, tasks, RunFolder(Path(out)), settings, workers=workers)
+    execute(case, tasks, RunFolder(Path(out)), settings, Executor(ExecutionOptions(workers=workers)))
 
 
 def timed_plain_warm(me: list[str], out: str, parts: int) -> float:
