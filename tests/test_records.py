@@ -51,6 +51,12 @@ def test_diagnostics_round_trip_keeps_nan_and_claims_without_replicates() -> Non
     assert "pareto_k" not in out["contributions"]  # absent keys stay absent
 
 
+def test_reweighted_hypothesis_with_a_constant_ratio_has_no_pareto_k() -> None:
+    diag = _diagnostics()
+    diag["hypotheses"]["a"]["reweighted"] = {"log_ratio": 0.0, "se": 0.0, "pareto_k": None, "k_max": 0.7, "ess": 200.0}
+    assert Diagnostics.from_json(diag).to_json()["hypotheses"]["a"]["reweighted"]["pareto_k"] is None
+
+
 def test_file_written_before_schema_versions_reads_as_the_current_version() -> None:
     old = _attribution()
     for h in old["hypotheses"].values():

@@ -124,7 +124,7 @@ class EstimatorAgreement(Part):
 class Reweighted(Part):
     log_ratio: float
     se: float
-    pareto_k: float
+    pareto_k: float | None  # None: the variant leaves every draw's density ratio the same (no tail to fit)
     k_max: float
     ess: float
 
