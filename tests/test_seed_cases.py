@@ -49,3 +49,14 @@ def test_seed_case_runs_end_to_end(name, tmp_path):
         assert abs(h["log_evidence"]["smc"] - h["log_evidence"]["bridge"]) < 1.0
     diag = json.loads((root / "diagnostics.json").read_text())
     assert set(diag["predictive"]) and diag["verdict"] in {"pass", "warn", "fail"}
+    # the run folder holds what the report shows of the case, and the report reads it, not the YAML
+    from pypdf import PdfReader
+
+    from engine.report import write_report
+    from engine.results.records import CaseRecord
+
+    record = CaseRecord.from_json(json.loads((root / "case.json").read_text()))
+    assert [e.id for e in record.evidence] == [it.id for it in case.items] and all(e.observation for e in record.evidence)
+    (root / "case.yaml").unlink()
+    page1 = PdfReader(str(write_report(root, tmp_path / "report.pdf"))).pages[0].extract_text()
+    assert " ".join(case.title.split())[:40] in " ".join(page1.split())
