@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytensor.tensor as pt
@@ -63,8 +64,22 @@ def test_each_family_declares_a_consistent_protocol(name):
         assert "simulate_observed" in overridden
     if fam.replicable:
         assert {"simulate", "observed", "logp_np"} <= overridden
-    if not fam.background_is_tensor:
+    if fam.background_is_tensor:
+        assert "unit_log_evidence" in overridden, "a tensor background needs its numpy evaluation"
+    else:
         assert "closed_form" in overridden or "background" in overridden, "a number background needs a closed form"
+
+
+def test_a_family_without_closed_form_is_never_called_exact():
+    class Opaque(Family):
+        name = "opaque"
+        params = {"p": (("fixed",), (0.0, 1.0))}
+
+    item = SimpleNamespace(family="opaque", id="x", group=None, params={"h": {"p": None}})
+    case = SimpleNamespace(units=lambda: [("item:x", (item,))], hypotheses={"h": None}, items=(item,))
+    assert Opaque().exact_problem(case) == "opaque unit x has no closed form"
+    lz, bg = Opaque().unit_log_evidence((item,), item.params["h"], {}, {}, 3)
+    assert np.isnan(lz).all() and np.isnan(bg).all()
 
 
 def test_combined_reliability_is_one_formula_for_numbers_draws_and_tensors():

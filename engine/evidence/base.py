@@ -154,13 +154,21 @@ class Family:
         return None
 
     def exact_problem(self, case: Any) -> str | None:
-        """Why ``case``'s evidence is not exact for this family's units, or None."""
+        """Why ``case``'s evidence is not exact for this family's units, or None. By default: a unit
+        whose ``closed_form`` is None under some hypothesis."""
+        for _, items in case.units():
+            if items[0].family == self.name and any(self.closed_form(items, items[0].params[h]) is None for h in case.hypotheses):
+                return f"{self.name} unit {items[0].group or items[0].id} has no closed form"
         return None
 
     def unit_log_evidence(self, items: tuple, spec: dict[str, Dist], generic: dict[str, Dist],
                           params: Mapping[str, np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
-        """(log p(y | H), log p_bg(y)) per draw of the shared and extra parameters (``params``, by name)."""
-        return np.full(n, self.closed_form(items, spec)), np.full(n, self.background(items, generic, {}))
+        """(log p(y | H), log p_bg(y)) per draw of the shared and extra parameters (``params``, by name);
+        NaN where there is no closed form."""
+        def full(x: float | None) -> np.ndarray:
+            return np.full(n, np.nan if x is None else float(x))
+
+        return full(self.closed_form(items, spec)), full(self.background(items, generic, {}))
 
     # ---------------------------------------------------------------- simulation (``simulable``)
     def design_problems(self, obs: Any) -> Problems:
