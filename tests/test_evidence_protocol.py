@@ -178,3 +178,12 @@ def test_a_new_family_is_one_module_plus_its_registry_line(tmp_path):
     want = math.log(0.9 * stats.binom.pmf(8, 10, 0.5) + 0.1 * stats.betabinom.pmf(8, 10, 1, 1))
     assert exact == pytest.approx(want, rel=1e-12)
     assert model_logp == pytest.approx(want, rel=1e-9)  # 'fair' has no free parameter: its model is its evidence
+
+
+def test_only_a_time_reported_against_a_window_gets_a_coincidence_test():
+    from engine.spec.case import load_case
+
+    case = load_case(ROOT / "tests" / "cases" / "oracle.yaml")
+    timed = {it.id: REGISTRY[it.family].coincidence(it.observed) for it in case.items}
+    assert timed.pop("time") == (52.0, (40.0, 70.0), (0.0, 600.0), 3.0, 5.0)
+    assert set(timed.values()) == {None}
