@@ -41,7 +41,7 @@ def test_expected_holes_per_panel_match_fragments_thrown_one_by_one(config):
     inside = config[5] == "inside"
     n = 400_000
     quad = panel_quadrature(BOX, cell=0.2, order=4)
-    model = expected_counts(np, quad, burst, axis, rel, 2000.0, phi0, sigma, n, 300.0, 60.0, outside=not inside)
+    model = expected_counts(np, quad, burst, axis, rel, 2000.0, phi0, sigma, n, 300.0, 60.0, entry=-1.0 if inside else 1.0)
     panel, _ = holes(np.random.default_rng(11), n, BOX, burst, axis, rel, 2000.0, phi0, sigma, 300.0, 60.0,
                      entering="inside" if inside else "outside")
     sim = np.bincount(panel, minlength=len(BOX))

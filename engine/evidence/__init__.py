@@ -12,6 +12,7 @@ from __future__ import annotations
 from engine.dists import Dist
 from engine.evidence.base import Family, combined_reliability, unit_sources
 from engine.evidence.claim import Claim
+from engine.evidence.damage_map import DamageMap
 from engine.evidence.elicited import Elicited
 from engine.evidence.fragments import Fragments
 from engine.evidence.interval import Interval
@@ -25,6 +26,7 @@ REGISTRY: dict[str, Family] = {f.name: f for f in (
     Interval(),
     Claim(),
     Elicited(),
+    DamageMap(),
 )}
 
 

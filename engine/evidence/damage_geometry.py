@@ -38,9 +38,10 @@ an inhomogeneous Poisson process of intensity (per m\ :sup:`2`)
 
 the solid angle a unit of skin subtends, thinned by the chance that a fragment striking at
 normal speed :math:`s \cos i` perforates it (ballistic limit :math:`v_{50}`, spread
-:math:`w`, a probit). The sign selects skin struck from outside (:math:`-\omega\cdot n > 0`,
-a burst outside the airframe: the near side of a convex hull is hit first, the far side is
-not counted) or from inside (a burst inside). Drag is neglected: under 20 m it costs under
+:math:`w`, a probit). ``entry`` (:math:`\pm 1`, the upper sign) selects skin struck from
+outside (``entry=1``, :math:`-\omega\cdot n > 0`: a burst outside the airframe, where the
+near side of a convex hull is hit first and the far side is not counted) or from inside
+(``entry=-1``, a burst inside). Drag is neglected: under 20 m it costs under
 7 % of the speed of an 8 g fragment (PHYSICS.md §2). The expected count on a panel is the
 integral of :math:`\lambda` over it, by Gauss-Legendre quadrature on cells of at most
 ``cell`` metres (:func:`panel_quadrature`).
@@ -104,12 +105,16 @@ def panel_quadrature(panels: list[tuple[np.ndarray, np.ndarray, np.ndarray]], *,
 
 def band_normaliser(xp, phi0, sigma):  # noqa: ANN001, ANN201
     """Z = 2 pi int_0^pi exp(-(phi - phi0)^2 / 2 sigma^2) sin(phi) dphi, by Gauss-Legendre on phi0 +- 8 sigma."""
-    lo = xp.clip(phi0 - BAND_HALF_WIDTH * sigma, 0.0, math.pi)
-    hi = xp.clip(phi0 + BAND_HALF_WIDTH * sigma, 0.0, math.pi)
+    lo = _clip(xp, phi0 - BAND_HALF_WIDTH * sigma, 0.0, math.pi)
+    hi = _clip(xp, phi0 + BAND_HALF_WIDTH * sigma, 0.0, math.pi)
     nodes, weights = _GL_BAND
     phi = (hi - lo) / 2 * nodes + (hi + lo) / 2
     f = xp.exp(-((phi - phi0) ** 2) / (2 * sigma**2)) * xp.sin(phi)
     return 2 * math.pi * (hi - lo) / 2 * xp.sum(weights * f)
+
+
+def _clip(xp, x, lo, hi):  # noqa: ANN001, ANN202
+    return xp.minimum(xp.maximum(x, lo), hi)  # (PyTensor's clip gradient trips its elementwise fusion here)
 
 
 def _dot(xp, a, b):  # noqa: ANN001, ANN202
@@ -122,7 +127,7 @@ def direction_density(xp, omega, axis, rel_velocity, v0, phi0, sigma):  # noqa: 
     root = xp.sqrt(xp.maximum(b**2 - _dot(xp, rel_velocity, rel_velocity) + v0**2, 1e-12))
     s = b + root
     d = (s[..., None] * omega - rel_velocity) / v0
-    cos_phi = xp.clip(_dot(xp, d, axis), -1.0 + 1e-12, 1.0 - 1e-12)
+    cos_phi = _clip(xp, _dot(xp, d, axis), -1.0 + 1e-12, 1.0 - 1e-12)
     phi = xp.arccos(cos_phi)
     q = xp.exp(-((phi - phi0) ** 2) / (2 * sigma**2)) / band_normaliser(xp, phi0, sigma)
     return q * s**2 / (v0 * root), s
@@ -139,19 +144,84 @@ def _scipy_erf(z):  # noqa: ANN001, ANN202
     return erf(z)
 
 
-def hole_intensity(xp, points, normals, burst, axis, rel_velocity, v0, phi0, sigma, n_fragments, v50, v_spread, *, outside: bool = True):  # noqa: ANN001, ANN201
+def hole_intensity(xp, points, normals, burst, axis, rel_velocity, v0, phi0, sigma, n_fragments, v50, v_spread, *, entry: float = 1.0):  # noqa: ANN001, ANN201
     """Holes per m^2 at ``points`` (M, 3) with outward ``normals`` (M, 3); see the module docstring."""
     diff = points - burst
     r2 = _dot(xp, diff, diff)
     omega = diff / xp.sqrt(r2)[..., None]
-    cos_i = xp.maximum((-1.0 if outside else 1.0) * _dot(xp, omega, normals), 0.0)
+    cos_i = xp.maximum(-entry * _dot(xp, omega, normals), 0.0)
     p, s = direction_density(xp, omega, axis, rel_velocity, v0, phi0, sigma)
     return n_fragments * p * cos_i / r2 * _probit(xp, (s * cos_i - v50) / v_spread)
 
 
-def expected_counts(xp, quad: Quadrature, burst, axis, rel_velocity, v0, phi0, sigma, n_fragments, v50, v_spread, *, outside: bool = True):  # noqa: ANN001, ANN201
+def expected_counts(xp, quad: Quadrature, burst, axis, rel_velocity, v0, phi0, sigma, n_fragments, v50, v_spread, *, entry: float = 1.0):  # noqa: ANN001, ANN201
     """Expected holes per panel, shape (P,)."""
-    lam = hole_intensity(xp, quad.points, quad.normals, burst, axis, rel_velocity, v0, phi0, sigma, n_fragments, v50, v_spread, outside=outside)
+    lam = hole_intensity(xp, quad.points, quad.normals, burst, axis, rel_velocity, v0, phi0, sigma, n_fragments, v50, v_spread, entry=entry)
     if xp is np:
         return np.bincount(quad.panel, weights=quad.weights * lam, minlength=quad.n_panels)
     return xp.dot(quad.panel_matrix(), lam)
+
+
+def incidence_cosine(xp, points, normals, burst, *, entry: float = 1.0):  # noqa: ANN001, ANN201
+    """cos of the angle between a fragment's path from ``burst`` and the skin's normal at ``points`` (0 when unreachable)."""
+    diff = points - burst
+    omega = diff / xp.sqrt(_dot(xp, diff, diff))[..., None]
+    return xp.maximum(-entry * _dot(xp, omega, normals), 0.0)
+
+
+@dataclass(frozen=True)
+class HoleMap:
+    """A damage map in numbers: mapped holes (positions on mapped panels) and counts on count-only panels.
+
+    ``mapped`` lists the panels whose holes are all located (their quadrature is ``quad_mapped``);
+    ``count_quad`` the panels with a hole count only, ``counts`` those counts. Per hole,
+    ``elongation`` (length / width, NaN where not measured) and ``bent_in`` (1 inward, 0 outward,
+    -1 not assessed).
+    """
+
+    quad_mapped: Quadrature | None
+    points: np.ndarray  # (H, 3)
+    normals: np.ndarray  # (H, 3)
+    elongation: np.ndarray  # (H,)
+    bent_in: np.ndarray  # (H,)
+    count_quad: Quadrature | None = None
+    counts: np.ndarray | None = None
+
+
+def log_likelihood(xp, hm: HoleMap, burst, axis, rel_velocity, v0, phi0, sigma, n_fragments, v50, v_spread,  # noqa: ANN001, ANN201
+                   *, entry: float = 1.0, elongation_sd: float = 0.1, misread: float = 0.05, floor: float = 1e-12):
+    r"""log p(hole map | burst, weapon): inhomogeneous Poisson process on the mapped panels,
+    Poisson counts on count-only panels, log-normal elongation around 1 / cos i, and bend direction.
+
+    .. math::
+        \sum_i \log \lambda(x_i) - \sum_{p\ \text{mapped}} \Lambda_p
+        + \sum_{p\ \text{counted}} (n_p \log \Lambda_p - \Lambda_p - \log n_p!)
+        + \sum_i \log \mathcal{LN}(e_i \mid -\log\cos i_i, \sigma_e)
+        + \sum_i \log P(\text{bend}_i)
+
+    with :math:`P(\text{in}) = 1 - \epsilon` for a burst outside (``misread`` :math:`\epsilon`, an
+    inward-bent hole read as outward or the reverse) and :math:`\epsilon` for a burst inside.
+    ``floor`` keeps the log finite where the intensity vanishes (a hole the model cannot reach).
+    """
+    from scipy.special import gammaln
+
+    weapon = (burst, axis, rel_velocity, v0, phi0, sigma, n_fragments, v50, v_spread)
+    total = 0.0
+    if len(hm.points):
+        lam = hole_intensity(xp, hm.points, hm.normals, *weapon, entry=entry)
+        total = total + xp.sum(xp.log(lam + floor))
+        measured = np.isfinite(hm.elongation)
+        if measured.any():
+            cos_i = incidence_cosine(xp, hm.points[measured], hm.normals[measured], burst, entry=entry)
+            loge = np.log(hm.elongation[measured])
+            z = (loge + xp.log(xp.maximum(cos_i, 1e-6))) / elongation_sd
+            total = total + xp.sum(-0.5 * z**2) - measured.sum() * xp.log(elongation_sd * math.sqrt(2 * math.pi)) - loge.sum()
+        n_in, n_out = int((hm.bent_in == 1).sum()), int((hm.bent_in == 0).sum())
+        p_in = misread + (1 - 2 * misread) * (1 + entry) / 2
+        total = total + n_in * xp.log(p_in) + n_out * xp.log(1 - p_in)
+    if hm.quad_mapped is not None:
+        total = total - xp.sum(expected_counts(xp, hm.quad_mapped, *weapon, entry=entry))
+    if hm.count_quad is not None:
+        mu = expected_counts(xp, hm.count_quad, *weapon, entry=entry)
+        total = total + xp.sum(hm.counts * xp.log(mu + floor) - mu) - float(gammaln(np.asarray(hm.counts) + 1).sum())
+    return total

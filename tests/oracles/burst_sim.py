@@ -71,12 +71,14 @@ def strikes(start: np.ndarray, vel: np.ndarray, panels) -> tuple[np.ndarray, np.
 
 
 def holes(rng: np.random.Generator, n_fragments: int, panels, burst, axis, rel_velocity, v0, phi0, sigma, v50, v_spread,  # noqa: ANN001
-          *, entering: str = "outside") -> tuple[np.ndarray, np.ndarray]:
-    """(panel index, hit point) of every perforation left by ``n_fragments`` fragments."""
+          *, entering: str = "outside", with_cosine: bool = False):
+    """(panel index, hit point[, cosine of incidence]) of every perforation left by ``n_fragments`` fragments."""
     start, vel = throw(rng, n_fragments, burst, axis, rel_velocity, v0, phi0, sigma)
     panel, point, cos_n = strikes(start, vel, panels)
     cos_i = -cos_n if entering == "outside" else cos_n
     normal_speed = np.linalg.norm(vel, axis=1) * cos_i
     limit = rng.normal(v50, v_spread, size=len(panel))
     keep = (panel >= 0) & (cos_i > 0) & (normal_speed > limit)
+    if with_cosine:
+        return panel[keep], point[keep], cos_i[keep]
     return panel[keep], point[keep]
