@@ -162,11 +162,11 @@ def reliability_pdf(path: Path, per_variant: dict[str, list[dict]], bins: int = 
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(per_variant), figsize=(4.2 * len(per_variant), 4.2), squeeze=False)
-    for ax, (variant, scores) in zip(axes[0], per_variant.items()):
+    for ax, (variant, scores) in zip(axes[0], per_variant.items(), strict=False):
         pairs = [(p, h == s["established"]) for s in scores for h, p in s["posteriors"].items()]
         edges = [i / bins for i in range(bins + 1)]
         xs, ys, ns = [], [], []
-        for lo, hi in zip(edges[:-1], edges[1:]):
+        for lo, hi in zip(edges[:-1], edges[1:], strict=False):
             sel = [(p, y) for p, y in pairs if lo <= p < hi or (hi == 1.0 and p == 1.0)]
             if sel:
                 xs.append(sum(p for p, _ in sel) / len(sel))
@@ -174,7 +174,7 @@ def reliability_pdf(path: Path, per_variant: dict[str, list[dict]], bins: int = 
                 ns.append(len(sel))
         ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
         ax.plot(xs, ys, marker="o", color="black", lw=1)
-        for x, y, k in zip(xs, ys, ns):
+        for x, y, k in zip(xs, ys, ns, strict=False):
             ax.annotate(str(k), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                     pf.write_text(text, encoding="utf-8")
                 log(f"{cid}: physical evidence only")
                 runs["physical"] = run_engine(pf, out, cid, "physical", args, log)
-        for variant, r in runs.items():
+        for r in runs.values():
             if r.get("attribution"):
                 r["score"] = score_one(r["attribution"], established)
             r["verdict"] = (r.get("diagnostics") or {}).get("verdict")
