@@ -112,6 +112,8 @@ def run_calibration(
     t0 = time.perf_counter()
 
     def finished(rec: dict, done: int, total: int) -> None:
+        if rec.get("skipped"):  # the task loop's notice of the incidents already complete (read back above)
+            return
         rec["key"] = key
         records[rec["index"]] = rec
         if folder is not None:
