@@ -70,7 +70,8 @@ def main() -> int:
 
     from engine.calibration.calibrate import CalibrationSettings, fixed_case_estimates, run_calibration
     from engine.run.cluster import ClusterSpec, connect
-    from engine.run.runner import ExecutionOptions, Settings, ensure_compiledir
+    from engine.run.compiled import ensure_compiledir
+    from engine.run.settings import ExecutionOptions, Settings
     from engine.spec.case import load_case
 
     print("command:", shlex.join([sys.executable, *sys.argv]), flush=True)

@@ -5,12 +5,12 @@ same work gets as two plain independent processes (the hardware's own limit on t
 
 The sweep: the oracle case's hypothesis "external" under 4 variants (reliability of its only
 source 1.0, 0.9, 0.8, 0.7) x (2 NUTS + 2 SMC chains) = 16 tasks, each run by
-``engine.runner.run_task`` exactly as in a real run. Every configuration starts from nothing
+``engine.run.task.run_task`` exactly as in a real run. Every configuration starts from nothing
 (a fresh interpreter; for dask a fresh LocalCluster), with PyTensor's on-disk compile cache
 warmed beforehand, so each pays the same import and per-process compile costs:
 
 * plain x1: one process runs the 16 tasks; plain x2: two processes run 8 each, at once;
-* dask x1 / x2: ``engine.runner.execute`` on a LocalCluster with 1 / 2 workers.
+* dask x1 / x2: ``engine.run.executor.execute`` on a LocalCluster with 1 / 2 workers.
 
 Each is also measured *warm*: the processes (or dask workers) first import the engine and
 compile the model on a task of their own, and only the 16 tasks that follow are timed; this
@@ -35,7 +35,8 @@ RELIABILITIES = (1.0, 0.9, 0.8, 0.7)
 
 
 def sweep(args_draws: int, args_smc: int):  # noqa: ANN201
-    from engine.run.runner import Settings, Task, Variant
+    from engine.run.plan import Task
+    from engine.run.settings import Settings, Variant
     from engine.spec.case import load_case
 
     case = load_case(CASE)
@@ -47,7 +48,8 @@ def sweep(args_draws: int, args_smc: int):  # noqa: ANN201
 
 def plain(out: str, part: int, parts: int, draws: int, smc: int) -> None:
     """A plain process: run every ``parts``-th task of the sweep, starting at ``part``."""
-    from engine.run.runner import ensure_compiledir, run_task
+    from engine.run.compiled import ensure_compiledir
+    from engine.run.task import run_task
 
     ensure_compiledir()
     case, settings, tasks = sweep(draws, smc)
@@ -56,7 +58,8 @@ def plain(out: str, part: int, parts: int, draws: int, smc: int) -> None:
 
 
 def _warm_tasks(draws: int, smc: int):  # noqa: ANN202
-    from engine.run.runner import Task, Variant
+    from engine.run.plan import Task
+    from engine.run.settings import Variant
 
     v = Variant.of("warm", {"hp__reliability__lab": 0.95})
     return [Task("nuts", "external", 0, v), Task("smc", "external", 0, v)]
@@ -64,7 +67,8 @@ def _warm_tasks(draws: int, smc: int):  # noqa: ANN202
 
 def plain_warm(out: str, part: int, parts: int, draws: int, smc: int, sync: str) -> None:
     """Like ``plain``, but compile on a task of its own first, then wait for the others and time the sweep."""
-    from engine.run.runner import ensure_compiledir, run_task
+    from engine.run.compiled import ensure_compiledir
+    from engine.run.task import run_task
 
     ensure_compiledir()
     case, settings, tasks = sweep(draws, smc)
@@ -84,8 +88,11 @@ def dask_warm(out: str, workers: int, draws: int, smc: int) -> None:
 
     from distributed import Client, LocalCluster
 
-    from engine.run.runner import ExecutionOptions, Executor, ensure_compiledir, execute, run_task
+    from engine.run.compiled import ensure_compiledir
+    from engine.run.executor import Executor, execute
+    from engine.run.settings import ExecutionOptions
     from engine.run.store import RunFolder
+    from engine.run.task import run_task
 
     ensure_compiledir()
     case, settings, tasks = sweep(draws, smc)
@@ -100,7 +107,9 @@ def dask_warm(out: str, workers: int, draws: int, smc: int) -> None:
 
 
 def dask(out: str, workers: int, draws: int, smc: int) -> None:
-    from engine.run.runner import ExecutionOptions, Executor, ensure_compiledir, execute
+    from engine.run.compiled import ensure_compiledir
+    from engine.run.executor import Executor, execute
+    from engine.run.settings import ExecutionOptions
     from engine.run.store import RunFolder
 
     ensure_compiledir()
@@ -174,7 +183,7 @@ def main() -> None:
 
     import os
 
-    from engine.run.runner import ensure_compiledir
+    from engine.run.compiled import ensure_compiledir
 
     # A compile directory of the benchmark's own: other processes compiling into a shared one hold
     # its lock, which would be measured as (serialised) start-up time.

@@ -12,7 +12,7 @@ Two sweeps of the oracle case (tests/cases/oracle.yaml), each the base plus 19 v
 Two levels, each measured from a fresh interpreter with PyTensor's on-disk compile cache warm:
 
 1. one worker process, one model (hypothesis "external"): the single variant is one NUTS
-   chain and one SMC chain through ``engine.runner.Compiled`` (compile once, ``pm.Data`` per
+   chain and one SMC chain through ``engine.run.compiled.Compiled`` (compile once, ``pm.Data`` per
    variant). A sweep either samples every variant the same way (``sample``), or estimates
    each variant by Pareto-smoothed importance reweighting of the base chain
    (``engine.estimate.importance_ratio``) and samples only the variants whose weights are
@@ -52,14 +52,16 @@ def one_model(n: int, draws: int, smc: int, mode: str, kind: str, report: str) -
     """Sample (or reweight) n variants of one model in this (fresh) process; write what happened to ``report``."""
     import warnings
 
-    from engine.run.runner import _quiet, ensure_compiledir
+    from engine.run.compiled import ensure_compiledir
+    from engine.run.compiled import quiet as _quiet
 
     ensure_compiledir()
     _quiet()
     warnings.simplefilter("ignore")
 
     from engine.inference.estimate import importance_ratio
-    from engine.run.runner import Variant, compiled_for, unconstrained_draws
+    from engine.run.compiled import compiled_for, unconstrained_draws
+    from engine.run.settings import Variant
     from engine.spec.case import load_case
 
     case = load_case(CASE)
@@ -119,7 +121,7 @@ def main() -> None:
 
     import os
 
-    from engine.run.runner import ensure_compiledir
+    from engine.run.compiled import ensure_compiledir
 
     # A compile directory of the benchmark's own: other processes compiling into a shared one hold
     # its lock, which would be measured as (serialised) start-up time.

@@ -69,7 +69,8 @@ def test_predictive_p_values_are_uniform_when_data_come_from_the_model(family, i
 
 @pytest.fixture(scope="module")
 def unexplained_run(tmp_path_factory):
-    from engine.run.runner import ExecutionOptions, Settings, run_case
+    from engine.run.lifecycle import run_case
+    from engine.run.settings import ExecutionOptions, Settings
     from engine.spec.case import load_case
 
     case = load_case(CASES / "unexplained.yaml")
@@ -90,7 +91,8 @@ def test_none_of_the_hypotheses_explains_an_impossible_count(unexplained_run):
 
 @pytest.mark.slow
 def test_under_sampled_run_fails_the_verdict_and_is_not_converged(tmp_path):
-    from engine.run.runner import ExecutionOptions, Settings, read_attribution, run_case
+    from engine.run.lifecycle import read_attribution, run_case
+    from engine.run.settings import ExecutionOptions, Settings
     from engine.spec.case import load_case
 
     case = load_case(CASES / "ambiguous.yaml")

@@ -55,7 +55,8 @@ def test_attribution_matches_exact_posterior(oracle_run):
 @pytest.mark.slow
 def test_ambiguous_case_is_not_decided_by_a_mode(tmp_path):
     """Two hypotheses whose exact posterior is within 0.45-0.55: the case the mixture trap fails."""
-    from engine.run.runner import ExecutionOptions, Settings, read_attribution, run_case
+    from engine.run.lifecycle import read_attribution, run_case
+    from engine.run.settings import ExecutionOptions, Settings
 
     case = load_case(__import__("conftest").CASES / "ambiguous.yaml")
     la = exact.perforations(12, 9, [8.0, 12.0], gamma=(2, 0.2), beta=(6, 2), normal=(2.3, 0.5), sd=0.5)

@@ -38,7 +38,8 @@ def test_seed_cases_name_the_competing_accounts():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASE_FILES))
 def test_seed_case_runs_end_to_end(name, tmp_path):
-    from engine.run.runner import ExecutionOptions, Settings, read_attribution, run_case
+    from engine.run.lifecycle import read_attribution, run_case
+    from engine.run.settings import ExecutionOptions, Settings
 
     case = load_case(CASE_FILES[name])
     root = run_case(case, settings=Settings(seed=2, draws=300, tune=300, chains=2, smc_draws=500, smc_chains=2), out=tmp_path, options=ExecutionOptions(workers=0))
