@@ -1,14 +1,8 @@
-"""The ``incident`` command line: thin commands over the library.
-
-Exit codes: 0 success, 1 unexpected internal error, 2 invalid input (case file),
-3 run failure or unusable run folder, 4 diagnostics verdict "fail".
-Errors are one line each on stderr, never a traceback (set INCIDENT_DEBUG=1 to see one).
-"""
+"""Commands on case runs: ``run`` (or ``--resume``), ``show``, ``diagnose``, ``report``."""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -16,87 +10,10 @@ from typing import Annotated
 
 import typer
 
-from engine.errors import CaseError, CaseErrors, EngineError
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Attribute the cause of an incident among competing hypotheses.")
+from engine.cli.common import TlsCa, TlsCert, TlsKey, execution_options, fail, read_and_print
+from engine.errors import EngineError
 
 
-def _fail(exc: EngineError) -> None:
-    lines = [str(e) for e in exc.errors] if isinstance(exc, CaseErrors) else [str(exc)]
-    for line in lines:
-        typer.echo(line if isinstance(exc, (CaseError, CaseErrors)) else f"error: {line}", err=True)
-    raise typer.Exit(exc.exit_code)
-
-
-# TLS to an existing scheduler: the same three options on every command that takes --scheduler
-TlsCa = Annotated[Path | None, typer.Option("--tls-ca", metavar="FILE", help="CA certificate (PEM) that signed the "
-                                            "certificates of a tls:// scheduler and its workers.")]
-TlsCert = Annotated[Path | None, typer.Option("--tls-cert", metavar="FILE", help="This client's certificate (PEM), "
-                                              "signed by that CA; with --scheduler tls://HOST:PORT.")]
-TlsKey = Annotated[Path | None, typer.Option("--tls-key", metavar="FILE", help="The private key (PEM) of --tls-cert "
-                                             "(omit it if the certificate file holds the key).")]
-
-
-def _options(*, tls_ca: Path | None, tls_cert: Path | None, tls_key: Path | None, **options):  # noqa: ANN003, ANN202
-    """The execution options, checked once (``OptionError``, exit 2, when they do not fit).
-
-    With no --tls-* option, a tls:// scheduler uses the certificates of the dask config
-    (distributed.comm.tls.*), which this also checks.
-    """
-    from engine.run.checks import TLSFiles
-    from engine.run.settings import ExecutionOptions
-
-    return ExecutionOptions(**options, tls=TLSFiles.of(tls_ca, tls_cert, tls_key))
-
-
-def _version(value: bool) -> None:
-    if value:
-        from engine import __version__
-
-        typer.echo(f"incident-engine {__version__}")
-        raise typer.Exit(0)
-
-
-@app.callback()
-def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
-) -> None:
-    pass
-
-
-@app.command()
-def validate(cases: Annotated[list[Path], typer.Argument(help="Case files to check.")]) -> None:
-    """Check case files; print one line per problem (exit 2) or 'ok' per file."""
-    from engine.spec.case import load_case
-
-    bad = 0
-    for path in cases:
-        try:
-            case = load_case(path)
-        except CaseErrors as exc:
-            bad += 1
-            for e in exc.errors:
-                typer.echo(str(e), err=True)
-            continue
-        except EngineError as exc:
-            bad += 1
-            typer.echo(str(exc), err=True)
-            continue
-        typer.echo(f"{path}: ok ({len(case.hypotheses)} hypotheses, {len(case.items)} evidence items)")
-    if bad:
-        raise typer.Exit(2)
-
-
-@app.command()
-def schema() -> None:
-    """Print the JSON Schema of case files (for editor completion)."""
-    from engine.spec.case import case_schema
-
-    typer.echo(json.dumps(case_schema(), indent=2))
-
-
-@app.command()
 def run(
     case_file: Annotated[Path | None, typer.Argument(help="The case file (YAML); omit it with --resume.")] = None,
     seed: Annotated[int | None, typer.Option(help="Run seed; every task's seed derives from it. (default 20181017)")] = None,
@@ -145,7 +62,7 @@ def run(
 
         if variant_method is not None and variant_method not in VARIANT_METHODS:
             raise OptionError(f"--variant-method {variant_method!r} is not known; use one of {', '.join(VARIANT_METHODS)}")
-        options = _options(workers=workers, scheduler=scheduler, cluster=cluster, cluster_config=cluster_config, retries=retries,
+        options = execution_options(workers=workers, scheduler=scheduler, cluster=cluster, cluster_config=cluster_config, retries=retries,
                            no_workers_timeout=no_workers_timeout, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -185,7 +102,7 @@ def run(
                                 variants=_read_variants(variants), command=sys.argv, on_done=done, on_start=started)
         result = read_attribution(root)
     except EngineError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if json_out:
         typer.echo(json.dumps(result, indent=2))
@@ -217,7 +134,6 @@ def _read_variants(path: Path | None) -> tuple:
         raise RunError(f"variants file {path}: {exc}") from None
 
 
-@app.command()
 def show(
     run_dir: Annotated[Path, typer.Argument(help="A run folder, runs/<case>/<run>.")],
     json_out: Annotated[bool, typer.Option("--json", help="Print attribution.json.")] = False,
@@ -225,23 +141,9 @@ def show(
     """Print the attribution of a finished run."""
     from engine.run.lifecycle import read_attribution
 
-    _read_and_print(read_attribution, run_dir, json_out, _print_table)
+    read_and_print(read_attribution, run_dir, json_out, _print_table)
 
 
-def _read_and_print(read, run_dir: Path, json_out: bool, printer) -> dict:  # noqa: ANN001
-    """Read one result of a run folder and print it as JSON or through ``printer``."""
-    try:
-        data = read(run_dir)
-    except EngineError as exc:
-        _fail(exc)
-    if json_out:
-        typer.echo(json.dumps(data, indent=2))
-    else:
-        printer(data)
-    return data
-
-
-@app.command()
 def diagnose(
     run_dir: Annotated[Path, typer.Argument(help="A run folder, runs/<case>/<run>.")],
     json_out: Annotated[bool, typer.Option("--json", help="Print diagnostics.json.")] = False,
@@ -249,12 +151,11 @@ def diagnose(
     """Convergence, estimator agreement and predictive checks of a run; exit 4 if the verdict is 'fail'."""
     from engine.run.collect import read_diagnostics
 
-    diag = _read_and_print(read_diagnostics, run_dir, json_out, _print_diagnostics)
+    diag = read_and_print(read_diagnostics, run_dir, json_out, _print_diagnostics)
     if diag["verdict"] == "fail":
         raise typer.Exit(4)
 
 
-@app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run folder, runs/<case>/<run>.")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="PDF path (default reports/<case>-<run>.pdf).")] = None,
@@ -267,42 +168,9 @@ def report(
         prepare_report(run_dir)  # diagnostics.json and case.json written if an older run lacks them
         path = write_report(run_dir, output)
     except EngineError as exc:
-        _fail(exc)
+        fail(exc)
         return
     typer.echo(f"report: {path}")
-
-
-@app.command()
-def sensitivity(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run folder, runs/<case>/<run>.")],
-    workers: Annotated[int, typer.Option(min=0, help="Local dask worker processes (0: run in this process).")] = 2,
-    scheduler: Annotated[str | None, typer.Option(help="Address of an existing dask scheduler.")] = None,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print sensitivity.json.")] = False,
-) -> None:
-    """Break-even priors, evidence ablation (single-leg alarm), reliability sweep, waterfall."""
-    try:
-        from engine.run.sensitivity import run_sensitivity
-
-        options = _options(workers=workers, scheduler=scheduler, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
-        result = run_sensitivity(run_dir, options=options, command=sys.argv)
-    except EngineError as exc:
-        _fail(exc)
-        return
-    if json_out:
-        typer.echo(json.dumps(result, indent=2))
-        return
-    typer.echo(f"leader: {result['leader']}")
-    for alt, row in result["break_even"].items():
-        typer.echo(f"break-even prior of {alt}: {row['break_even_prior']:.3f} (now {row['prior']:.3f}; "
-                   f"log10 BF leader vs {alt} = {row['log10_bf_leader_vs_alt']:.2f})")
-    for r in result["ablation"]:
-        typer.echo(f"without {r['label']}: P({result['leader']}) = {r['leader_posterior']:.3f} ({r['shift']:+.3f}), leader {r['leader']}")
-    for alarm in result["alarms"] or ["no single-leg alarm"]:
-        typer.echo(alarm)
-    typer.echo(f"sensitivity: {Path(run_dir) / 'sensitivity.json'}")
 
 
 def _print_diagnostics(diag: dict) -> None:
@@ -355,85 +223,3 @@ def _print_table(result: dict) -> None:
     for w in result["warnings"]:
         console.print(f"warning: {w}")
 
-
-@app.command()
-def calibrate(
-    template: Annotated[Path, typer.Argument(help="Case template (YAML): hypotheses, sources and the evidence design.")],
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of simulated incidents.")] = 200,
-    seed: Annotated[int, typer.Option(help="Run seed; incident i uses SeedSequence(seed, spawn_key=(i,)).")] = 1,
-    draws: Annotated[int, typer.Option(min=10, help="NUTS draws per chain.")] = 500,
-    tune: Annotated[int, typer.Option(min=0, help="NUTS tuning steps per chain.")] = 500,
-    chains: Annotated[int, typer.Option(min=1, help="NUTS chains per hypothesis.")] = 2,
-    smc_draws: Annotated[int, typer.Option(min=50, help="SMC particles per chain.")] = 500,
-    smc_chains: Annotated[int, typer.Option(min=1, help="SMC chains per hypothesis.")] = 2,
-    estimator: Annotated[str, typer.Option(help="engine, or a deliberately broken control: sign-error, mixture.")] = "engine",
-    workers: Annotated[int, typer.Option(min=0, help="Local dask worker processes (0: run in this process).")] = 2,
-    scheduler: Annotated[str | None, typer.Option(help="Address of an existing dask scheduler (tcp://host:port).")] = None,
-    tls_ca: TlsCa = None,
-    tls_cert: TlsCert = None,
-    tls_key: TlsKey = None,
-    out: Annotated[Path, typer.Option(help="Folder that receives calibration/<template>/<run>.")] = Path("runs"),
-    run_id: Annotated[str | None, typer.Option(help="Name of the run folder (default s<seed>-n<N>-<estimator>); "
-                                               "an existing one is continued.")] = None,
-    ece_max: Annotated[float, typer.Option(help="Exit 4 when the class-wise ECE is above this.")] = 0.03,
-    brier_gap_max: Annotated[float, typer.Option(help="Exit 4 when Brier exceeds the exact posterior's by more.")] = 0.01,
-    json_out: Annotated[bool, typer.Option("--json", help="Print summary.json instead of the text report.")] = False,
-) -> None:
-    """Simulate incidents from TEMPLATE's prior predictive, attribute each, and score the calibration."""
-    from engine.calibration.calibrate import CalibrationSettings, calibration_folder, format_summary, run_calibration, verdict, write_report
-    from engine.spec.case import load_case
-
-    try:
-        options = _options(workers=workers, scheduler=scheduler, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
-        case = load_case(template)
-        settings = CalibrationSettings(seed=seed, n=n, draws=draws, tune=tune, chains=chains, smc_draws=smc_draws,
-                                       smc_chains=smc_chains, estimator=estimator)
-        folder = calibration_folder(out, case, settings, run_id)
-        t0 = time.monotonic()
-
-        def done(rec: dict, k: int, total: int) -> None:
-            if k == total or k % 10 == 0:
-                typer.echo(f"incidents {k}/{total}, elapsed {time.monotonic() - t0:.0f} s", err=True)
-
-        run_ = run_calibration(case, settings, options=options, out=folder, on_done=done)
-        summary = write_report(run_, folder)
-        _reliability_png(summary, folder / "reliability.png")
-    except EngineError as exc:
-        _fail(exc)
-        return
-    typer.echo(json.dumps(summary, indent=2) if json_out else format_summary(summary))
-    typer.echo(f"calibration folder: {folder}")
-    problems = verdict(summary, ece_max=ece_max, brier_gap_max=brier_gap_max)
-    for p in problems:
-        typer.echo(f"calibration check failed: {p}", err=True)
-    if problems:
-        raise typer.Exit(4)
-
-
-def _reliability_png(summary: dict, path: Path) -> None:
-    """The calibration's reliability diagram (``engine.report.calibration_plot``) as a PNG."""
-    from engine.report.calibration_plot import reliability_figure
-    from engine.run.store import atomic_write
-
-    fig = reliability_figure(summary, forecasters=("engine", "exact", "mixture"))
-    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120))
-
-
-def main() -> None:
-    """Console entry point: turn any unexpected exception into one line (exit 1)."""
-    try:
-        app()
-    except SystemExit:
-        raise
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
-        if os.environ.get("INCIDENT_DEBUG"):
-            raise
-        typer.echo(f"internal error: {type(exc).__name__}: {exc} (set INCIDENT_DEBUG=1 for a traceback)", err=True)
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,54 @@
+"""The ``incident`` command line: thin commands over the library.
+
+Exit codes: 0 success, 1 unexpected internal error, 2 invalid input (case file),
+3 run failure or unusable run folder, 4 diagnostics verdict "fail".
+Errors are one line each on stderr, never a traceback (set INCIDENT_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from engine.cli import cases, runs, sweeps
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Attribute the cause of an incident among competing hypotheses.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from engine import __version__
+
+        typer.echo(f"incident-engine {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    pass
+
+
+for command in (cases.validate, cases.schema, runs.run, runs.show, runs.diagnose, runs.report, sweeps.sensitivity, sweeps.calibrate):
+    app.command()(command)
+
+
+def main() -> None:
+    """Console entry point: turn any unexpected exception into one line (exit 1)."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if os.environ.get("INCIDENT_DEBUG"):
+            raise
+        typer.echo(f"internal error: {type(exc).__name__}: {exc} (set INCIDENT_DEBUG=1 for a traceback)", err=True)
+        sys.exit(1)

@@ -1,0 +1,5 @@
+"""``python -m engine.cli``: the ``incident`` command."""
+
+from engine.cli import main
+
+main()

@@ -1,0 +1,56 @@
+"""What the commands share: one-line errors with the engine's exit codes, the execution
+options (checked once, ``OptionError`` exit 2) and the TLS options of every command that takes
+``--scheduler``, and reading one result of a run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from engine.errors import CaseError, CaseErrors, EngineError
+
+
+def fail(exc: EngineError) -> None:
+    """Print ``exc`` as one line per problem on stderr and exit with its code."""
+    lines = [str(e) for e in exc.errors] if isinstance(exc, CaseErrors) else [str(exc)]
+    for line in lines:
+        typer.echo(line if isinstance(exc, (CaseError, CaseErrors)) else f"error: {line}", err=True)
+    raise typer.Exit(exc.exit_code)
+
+
+# TLS to an existing scheduler: the same three options on every command that takes --scheduler
+TlsCa = Annotated[Path | None, typer.Option("--tls-ca", metavar="FILE", help="CA certificate (PEM) that signed the "
+                                            "certificates of a tls:// scheduler and its workers.")]
+TlsCert = Annotated[Path | None, typer.Option("--tls-cert", metavar="FILE", help="This client's certificate (PEM), "
+                                              "signed by that CA; with --scheduler tls://HOST:PORT.")]
+TlsKey = Annotated[Path | None, typer.Option("--tls-key", metavar="FILE", help="The private key (PEM) of --tls-cert "
+                                             "(omit it if the certificate file holds the key).")]
+
+
+def execution_options(*, tls_ca: Path | None, tls_cert: Path | None, tls_key: Path | None, **options):  # noqa: ANN003, ANN202
+    """The execution options, checked once (``OptionError``, exit 2, when they do not fit).
+
+    With no --tls-* option, a tls:// scheduler uses the certificates of the dask config
+    (distributed.comm.tls.*), which this also checks.
+    """
+    from engine.run.checks import TLSFiles
+    from engine.run.settings import ExecutionOptions
+
+    return ExecutionOptions(**options, tls=TLSFiles.of(tls_ca, tls_cert, tls_key))
+
+
+
+def read_and_print(read, run_dir: Path, json_out: bool, printer) -> dict:  # noqa: ANN001
+    """Read one result of a run folder and print it as JSON or through ``printer``."""
+    try:
+        data = read(run_dir)
+    except EngineError as exc:
+        fail(exc)
+    if json_out:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        printer(data)
+    return data
