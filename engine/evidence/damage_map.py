@@ -12,19 +12,18 @@ from a burst at a latent point, a weapon's fragment count, spray zone and fragme
 the weapon's velocity relative to the aircraft (``engine.evidence.damage_geometry`` gives the
 formulas). Parameters (per hypothesis, from its mechanism's ``damage_map`` section):
 
-================== ============================================== =====================
-burst_x/_y/_z      burst point, m (body frame)                    normal or fixed
-axis_x/_y/_z       weapon's course (normalised), any scale         normal or fixed
-weapon_speed       weapon speed along its course, m/s             normal or fixed
-log_fragments      ln of the number of fragments thrown           normal or fixed
-spray_angle        centre of the spray zone from the course, deg  normal or fixed
-spray_width        width (s.d.) of the spray zone, deg            gamma or fixed
-fragment_speed     static fragment speed (Gurney), m/s            normal or fixed
-v50, v50_spread    skin's ballistic limit (normal speed), m/s     fixed
-inside             1: the burst is inside the airframe            fixed, 0 or 1
-elongation_sd      s.d. of ln(elongation) about -ln cos(i)        fixed
-misread            chance that a hole's bend is misread           fixed
-================== ============================================== =====================
+- ``burst_x``, ``burst_y``, ``burst_z``: the burst point, m, body frame (normal or fixed);
+- ``axis_x``, ``axis_y``, ``axis_z``: the weapon's course, normalised, any scale (normal or fixed);
+- ``weapon_speed``: the weapon's speed along its course in the air, m/s (normal or fixed); a
+  burst inside the airframe moves with it, so there it is ignored;
+- ``log_fragments``: ln of the number of fragments thrown (normal or fixed);
+- ``spray_angle``, ``spray_width``: centre and s.d. of the spray zone's polar angle from the
+  course, degrees (normal or fixed; gamma or fixed);
+- ``fragment_speed``: the static fragment speed (Gurney), m/s (normal or fixed);
+- ``v50``, ``v50_spread``: the skin's ballistic limit at normal incidence, m/s (fixed);
+- ``inside``: 1 when the burst is inside the airframe, else 0 (fixed);
+- ``elongation_sd``: s.d. of ln(elongation) about -ln cos(i) (fixed);
+- ``misread``: the chance that a hole's bend is misread (fixed).
 
 Background (what an unfaithful report follows; the ``generic`` mechanism's ``damage_map``
 section may set it): holes spread uniformly over the inspected skin at a rate
@@ -191,7 +190,8 @@ class DamageMap(Family):
         burst = pt.stack([theta["burst_x"], theta["burst_y"], theta["burst_z"]])
         course = pt.stack([theta["axis_x"], theta["axis_y"], theta["axis_z"]])
         axis = course / pt.sqrt(pt.sum(course**2) + 1e-12)
-        rel = theta["weapon_speed"] * axis - pt.as_tensor(np.array([obs.aircraft_speed, 0.0, 0.0]))
+        # a weapon inside the airframe moves with it: no relative velocity
+        rel = (1 - theta["inside"]) * (theta["weapon_speed"] * axis - pt.as_tensor(np.array([obs.aircraft_speed, 0.0, 0.0])))
         deg = math.pi / 180
         return log_likelihood(
             pt, hole_map(obs), burst, axis, rel, theta["fragment_speed"], theta["spray_angle"] * deg, theta["spray_width"] * deg,
