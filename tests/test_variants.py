@@ -90,3 +90,17 @@ def test_resuming_a_swept_run_recomputes_nothing(swept):
     ex = runhelp.manifest(swept)["executions"][-1]
     assert ex["computed"] == [] and ex["status"] == "complete"
     assert {n: runhelp.numbers(swept / "variants" / n) for n in VARIANTS} == before
+
+
+@pytest.mark.slow
+def test_a_resume_resolves_its_execution_options_to_one_cluster_once(swept, monkeypatch):
+    from engine.run.cluster import ClusterSpec
+    from engine.run.lifecycle import resume_run
+
+    made = []
+    real = ClusterSpec.of.__func__
+    monkeypatch.setattr(ClusterSpec, "of", classmethod(lambda cls, options: made.append(options) or real(cls, options)))
+    options = ExecutionOptions(workers=0, retries=0)
+    resume_run(swept, options=options, command=["pytest"])
+    assert made == [options]
+    assert runhelp.manifest(swept)["executions"][-1]["backend"] == "in-process"

@@ -16,7 +16,8 @@ raises a one-line ``RunError`` naming the path.
 
 The manifest's ``inputs`` hold the sha256 of every input file frozen into the run folder
 (``case.yaml`` and ``priors/<file>``); ``changed_inputs`` compares them with the folder's
-current files, which is how ``--resume`` refuses a run whose inputs were edited.
+current files, which is how ``--resume`` refuses a run whose inputs were edited; ``task_done``
+says whether a task's stored result is complete, valid and of the expected fingerprint.
 """
 
 from __future__ import annotations
