@@ -80,7 +80,7 @@ def test_report_gains_a_sensitivity_section(sensitivity_result, tmp_path):
 
 
 # ------------------------------------------------------------------ the seed cases on a real LocalCluster
-SEED_CASES = Path(__file__).resolve().parent.parent / "cases"
+SEED_CASES = Path(__file__).resolve().parents[2] / "cases"
 TINY = dict(seed=3, draws=100, tune=100, chains=2, smc_draws=200, smc_chains=2)
 # Function sets a task of each kind compiles on first use of a structure in a process (engine.run.compiled.Compiled):
 # NUTS (log density and gradient, initial point, trace) plus the pointwise log-likelihood; the SMC

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from engine.errors import CaseError, CaseErrors
 from engine.spec.case import load_case
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SEEDS = [yaml.safe_load((ROOT / "cases" / n).read_text()) for n in ("azal8243-2024.yaml", "il20-2018.yaml")]
 SEED_TEXT = [(ROOT / "cases" / n).read_text() for n in ("azal8243-2024.yaml", "il20-2018.yaml")]
 

@@ -17,7 +17,7 @@ import pytest
 from engine.evidence import REGISTRY, combined_reliability
 from engine.evidence.base import Family, Strict
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_validating_a_case_imports_neither_pymc_nor_pytensor():

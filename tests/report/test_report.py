@@ -28,7 +28,7 @@ from engine.run.collect import ensure_case_record, write_case_record
 from engine.run.store import RunFolder, write_idata, write_json
 from engine.spec.case import load_case
 
-CASES = Path(__file__).resolve().parent / "cases"
+CASES = Path(__file__).resolve().parents[1] / "cases"
 HIDS = ("external", "internal", "engine")
 WHEN = dt.datetime(2026, 1, 2, 3, 4, tzinfo=dt.UTC)
 
@@ -235,7 +235,7 @@ def test_report_modules_read_records_and_never_the_case_or_computations() -> Non
     import ast
 
     allowed = ("engine.results.records", "engine.run.store", "engine.errors", "engine.terms", "engine.report")
-    for path in sorted((Path(__file__).resolve().parent.parent / "engine" / "report").glob("*.py")):
+    for path in sorted((Path(__file__).resolve().parents[2] / "engine" / "report").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
@@ -257,7 +257,7 @@ def test_case_json_of_an_old_folder_is_written_from_its_frozen_case_and_priors(t
     text = (CASES / "oracle.yaml").read_text(encoding="utf-8") + "priors: ../no-such-priors\n"
     root = make_run(tmp_path / "run", case_text=text, case_record=False)
     assert "could not be resolved" in ensure_case_record(root) and not (root / "case.json").exists()
-    shutil.copytree(Path(__file__).resolve().parent.parent / "priors", root / "priors")
+    shutil.copytree(Path(__file__).resolve().parents[2] / "priors", root / "priors")
     assert ensure_case_record(root) == ""
     run = load_run(root)
     assert run.case is not None and run.case.id == "oracle" and run.meta["title"] == "Conjugate oracle case"
@@ -432,7 +432,7 @@ def test_real_run_marked_not_converged_is_unreliable_on_page_one(real_report, tm
 
 
 # ---------------------------------------------------------------- sensitivity: tornado and break-even plots
-SEED_CASES = Path(__file__).resolve().parent.parent / "cases"
+SEED_CASES = Path(__file__).resolve().parents[2] / "cases"
 TORNADO_COLOURS = ((0xE6, 0x9F, 0x00), (0x00, 0x9E, 0x73))  # figures.LOW_REL, figures.HIGH_REL
 BASE_P = 0.62
 
