@@ -237,10 +237,13 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
 
     hyp_ids = [h.id for h in doc.hypotheses]
     items: list[ResolvedItem] = []
+    flawed: set[str] = set()  # items whose parameters have errors: their group's predictions are not compared
     for e in doc.evidence:
         where = entry("evidence", e.id)
         if e.source not in {s.id for s in doc.sources}:
-            err(f"{where}.source", f"undefined source {e.source!r}; add it under sources or use one of {', '.join(s.id for s in doc.sources)}")
+            known = f" or use one of {', '.join(s.id for s in doc.sources)}" if doc.sources else ""
+            err(f"{where}.source", f"undefined source {e.source!r}; add it under sources{known}")
+        before = len(errors)
         family = REGISTRY[e.family]
         try:
             obs = family.parse(e.observed)
@@ -252,12 +255,14 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
             continue
         for fld, problem in family.check_observed(obs):
             err(f"{where}.observed.{fld}", problem)
+        misnamed: set[str] = set()  # under.<h> with an unknown parameter name: a missing one is its follow-on
         for hid, params in e.under.items():
             if hid != "default" and hid not in hyp_ids:
                 err(f"{where}.under.{hid}", f"unknown hypothesis {hid!r}; use one of {', '.join(hyp_ids)} or 'default'")
             for name, spec in params.items():
                 if problem := _check_spec(e.family, name, spec):
                     err(f"{where}.under.{hid}.{name}", problem)
+                    misnamed |= {hid} if name not in PARAMS[e.family] else set()
         params: dict[str, dict[str, Dist]] = {}
         missing: dict[str, list[str]] = {}  # parameter -> hypotheses without a value of it
         for h in doc.hypotheses:
@@ -275,14 +280,19 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
                 err(f"{where}.observed.{fld}", f"{problem} (mechanism {h.mechanism})")
             params[h.id] = resolved
         for name, hids in missing.items():
+            hids = [] if "default" in misnamed else [h for h in hids if h not in misnamed]
+            if not hids:
+                continue
             if len(hids) == 1:
                 err(f"{where}.under.{hids[0]}.{name}", f"no value of {name!r} for hypothesis {hids[0]!r}; add under.{hids[0]}.{name} or under.default.{name}")
             else:
                 err(f"{where}.under", f"no value of {name!r} for hypotheses {', '.join(map(repr, hids))} (their mechanisms have none); "
                     f"add under.default.{name}, or under.<hypothesis>.{name} for each")
         items.append(ResolvedItem(e.id, e.family, e.source, e.group, e.description, obs, e.cites, params))
+        if len(errors) > before:
+            flawed.add(e.id)
 
-    _check_groups(file, items, err)
+    _check_groups(file, items, err, flawed)
     if errors:
         raise CaseErrors(list({(e.path, e.message): e for e in errors}.values()))  # one line per mistake
 
@@ -301,7 +311,7 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
     )
 
 
-def _check_groups(file: str, items: list[ResolvedItem], err) -> None:  # noqa: ANN001
+def _check_groups(file: str, items: list[ResolvedItem], err, flawed: set[str]) -> None:  # noqa: ANN001
     groups: dict[str, list[ResolvedItem]] = {}
     for it in items:
         if it.group:
@@ -318,7 +328,7 @@ def _check_groups(file: str, items: list[ResolvedItem], err) -> None:  # noqa: A
                 err(where, f"group {name!r} mixes families {first.family} and {it.family}; a group holds reports of one fact{against}")
             elif problem := REGISTRY[it.family].group_conflict(name, first.observed, it.observed):
                 err(where, problem + against)
-            elif it.params != first.params:
+            elif it.params != first.params and not {it.id, first.id} & flawed:
                 err(where, f"reports in group {name!r} have different 'under' predictions; give them once, identically{against}")
 
 

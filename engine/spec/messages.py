@@ -184,6 +184,12 @@ def _clean(raw: Any, loc: tuple, etype: str) -> list[Any]:
     return out
 
 
+def _at(raw: Any, parts: tuple) -> Any:
+    for part in parts:
+        raw = raw[part]
+    return raw
+
+
 def _path(parts: list[Any], prefix: str, names: dict[str, list[str]]) -> str:
     out = prefix
     for k, part in enumerate(parts):
@@ -201,13 +207,26 @@ def _path(parts: list[Any], prefix: str, names: dict[str, list[str]]) -> str:
 def pydantic_errors(file: str, exc: ValidationError, raw: Any, prefix: str = "") -> list[CaseError]:
     """pydantic's errors about ``raw`` as ``CaseError``s: one per field, in plain words, by id."""
     names = labels(raw) if not prefix else {}
-    grouped: dict[str, list[dict]] = {}
-    for err in exc.errors(include_url=False):
-        path = _path(_clean(raw, err["loc"], err["type"]), prefix, names)
-        grouped.setdefault(path, []).append(err)
+    found = [(_clean(raw, err["loc"], err["type"]), err) for err in exc.errors(include_url=False)]
+    # a mapping none of whose keys is known (e.g. an entry pasted into the wrong section): one error, not one per key
+    keys: dict[tuple, tuple[list, list]] = {}
+    for parts, err in found:
+        if err["type"] in ("missing", "extra_forbidden") and parts:
+            keys.setdefault(tuple(parts[:-1]), ([], []))[err["type"] == "extra_forbidden"].append(parts[-1])
+    strange = {parent: (missing, extra) for parent, (missing, extra) in keys.items()
+               if missing and extra and isinstance(node := _at(raw, parent), dict) and len(extra) == len(node)}
     out = []
+    for parent, (missing, extra) in strange.items():
+        out.append(CaseError(file, _path(list(parent), prefix, names),
+                             f"none of its keys ({', '.join(map(str, extra))}) is known here; give {', '.join(map(str, missing))} "
+                             "(see `incident schema`)"))
+    grouped: dict[str, list[dict]] = {}
+    for parts, err in found:
+        if parts and tuple(parts[:-1]) in strange and err["type"] in ("missing", "extra_forbidden"):
+            continue
+        grouped.setdefault(_path(parts, prefix, names), []).append(err)
     for path, errs in grouped.items():
-        inner = any(p.startswith((path + "[", path + ".")) for p in grouped if p != path)
+        inner = any(p.startswith((path + "[", path + ".")) for p in [*grouped, *(e.path for e in out)] if p != path)
         if inner and all(e["type"] == "too_short" or _is_type_error(e) for e in errs):
             # a list too short because some of its entries failed, or a union value of the right shape for one
             # branch (a mapping) and the wrong type for the others: the errors inside it say what is wrong

@@ -204,3 +204,32 @@ def test_incident_new_writes_the_skeleton_and_never_overwrites(tmp_path):
     again = new()
     assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
     assert path.read_text(encoding="utf-8") == "mine"
+
+
+def test_a_misnamed_parameter_is_one_error(tmp_path, doc):
+    doc["evidence"].append({"id": "said", "family": "claim", "source": "lab", "observed": {"statement": "x", "interest": "neutral"},
+                            "under": {"default": {"hold": 0.5}}})
+    (e,) = errors_of(write(tmp_path, doc))
+    assert e.path == "evidence[said].under.default.hold" and e.message.startswith("unknown parameter 'hold'")
+
+
+def test_a_group_member_with_a_wrong_parameter_gets_no_group_error(tmp_path, doc):
+    said = {"family": "claim", "source": "lab", "group": "said", "observed": {"statement": "x", "interest": "neutral"},
+            "under": {"default": {"holds": 0.5}, "external": {"holds": 0.9}}}
+    doc["evidence"] += [{"id": "said-1", **copy.deepcopy(said)}, {"id": "said-2", **copy.deepcopy(said)}]
+    doc["evidence"][-1]["under"]["external"]["holds"] = {"normal": [0.9, 0.1]}
+    (e,) = errors_of(write(tmp_path, doc))
+    assert e.path == "evidence[said-2].under.external.holds" and e.message.startswith("holds must be {beta: [a, b]} or a number")
+
+
+def test_an_entry_of_unknown_keys_is_one_error_and_no_count_error(tmp_path, doc):
+    doc["hypotheses"][1] = {"mechansim": "generic"}
+    (e,) = errors_of(write(tmp_path, doc))
+    assert e.path == "hypotheses[#2]"
+    assert e.message == "none of its keys (mechansim) is known here; give id, description, prior, mechanism (see `incident schema`)"
+
+
+def test_parameter_values_are_shown_as_yaml_writes_them(tmp_path, doc):
+    doc["hypotheses"][0]["overrides"] = {"perforations": {"hole_rate": True}}
+    (e,) = errors_of(write(tmp_path, doc))
+    assert e.message == "value must be a number, got true"
