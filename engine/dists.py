@@ -59,9 +59,14 @@ class Dist:
         return tuple(table.get(lab, table.get("other", 0.0)) for lab in labels)
 
 
+def _shown(value: Any) -> str:
+    """A value as YAML writes it (true, false, null), else its repr."""
+    return {True: "true", False: "false", None: "null"}.get(value, repr(value)) if isinstance(value, (bool, type(None))) else repr(value)
+
+
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{what} must be a number, got {value!r}")
+        raise ValueError(f"{what} must be a number, got {_shown(value)}")
     x = float(value)
     if not math.isfinite(x):
         raise ValueError(f"{what} must be finite, got {value!r}")
@@ -91,7 +96,7 @@ def parse_dist(value: Any) -> Dist:
         return Dist("dirichlet", args, labels)
     items = raw if isinstance(raw, (list, tuple)) else [raw]
     if len(items) != KINDS[kind]:
-        raise ValueError(f"{kind} takes {KINDS[kind]} number(s), got {raw!r}")
+        raise ValueError(f"{kind} takes {KINDS[kind]} number(s), got {_shown(raw)}")
     args = tuple(_number(v, f"{kind} parameter") for v in items)
     positive = {"beta": (0, 1), "gamma": (0, 1), "normal": (1,), "halfnormal": (0,)}[kind]
     if any(args[i] <= 0 for i in positive):

@@ -34,7 +34,7 @@ def _main(
     pass
 
 
-for command in (cases.validate, cases.schema, runs.run, runs.show, runs.diagnose, runs.report, sweeps.sensitivity, sweeps.calibrate):
+for command in (cases.validate, cases.new, cases.schema, runs.run, runs.show, runs.diagnose, runs.report, sweeps.sensitivity, sweeps.calibrate):
     app.command()(command)
 
 

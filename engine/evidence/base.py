@@ -6,6 +6,7 @@ The engine asks it, and nothing else, about its items:
 * **validation** (pydantic and numpy only, no PyMC): ``Obs`` (the observation schema),
   ``parse`` (schema plus conversions such as clock times to minutes), ``check_observed``,
   ``params`` (parameter table: allowed kinds and the range of a fixed value), ``check_params``,
+  ``suspicious`` (legal but suspicious observations: warnings for ``incident validate``),
   ``group_conflict`` (may two reports in one dependency group describe one fact?),
   ``describe`` (the observation in words), ``coincidence`` (a time against an activity window);
 * **model** (PyMC/PyTensor imported inside the methods only): ``sampled`` (the parameters that
@@ -98,6 +99,10 @@ class Family:
 
     def check_params(self, obs: Any, spec: dict[str, Dist]) -> Problems:
         """Problems of one hypothesis's resolved parameters against the observation."""
+        return []
+
+    def suspicious(self, obs: Any) -> Problems:
+        """Legal but suspicious things about a parsed observation: warnings for the author, not errors."""
         return []
 
     def group_conflict(self, group: str, first: Any, other: Any) -> str | None:

@@ -49,6 +49,14 @@ class Fragments(Family):
                 return [("counts", str(exc))]
         return []
 
+    def suspicious(self, obs) -> list[tuple[str, str]]:  # noqa: ANN001
+        if len(obs.counts) == 1:
+            (kind,) = obs.counts
+            return [("counts", f"only one fragment type ({kind}) is counted: a multinomial of one type has probability 1 "
+                     "under every hypothesis, so the item carries no evidence; list the other types looked for, with 0 "
+                     "where none were found")]
+        return []
+
     def describe(self, obs) -> str:  # noqa: ANN001
         return ", ".join(f"{k} {v}" for k, v in obs.counts.items())
 

@@ -157,6 +157,14 @@ class Timing(Family):
             return [("clock_sd_min", "clock_sd_min must be > 0 minutes")]
         return []
 
+    def suspicious(self, obs) -> list[tuple[str, str]]:  # noqa: ANN001
+        lo, hi = obs.period
+        if not lo <= obs.time <= hi:
+            side = f"{lo - obs.time:g} min before the period starts" if obs.time < lo else f"{obs.time - hi:g} min after the period ends"
+            return [("time", f"time lies outside the item's own period ({side}); the damage is assumed to happen within "
+                     "the period under every hypothesis, so check the time or widen the period")]
+        return []
+
     def group_conflict(self, group, first, other) -> str | None:  # noqa: ANN001
         if (other.window, other.period) != (first.window, first.period):
             return f"timing reports in group {group!r} differ in window or period; reports of one event share them"

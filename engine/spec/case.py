@@ -5,7 +5,10 @@ the document against the pydantic models below (unknown keys rejected), checks e
 cross-reference (sources, mechanisms, hypotheses, groups), resolves every evidence
 parameter for every hypothesis against the priors/ library, and returns a frozen ``Case``.
 Everything downstream trusts it.  All problems found are reported together as
-``CaseErrors``, one line each: ``FILE: path.to.field: message``.
+``CaseErrors``, one line per mistake: ``FILE: path.to.field: message``, where the path names
+sources, hypotheses and evidence items by id (``evidence[tail-holes].observed.holes``) and the
+message speaks the case file's words, not pydantic's (``engine.spec.messages``). Suspicious but
+legal cases get warnings instead (``engine.spec.lint``).
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ from engine.dists import Dist
 from engine.errors import CaseError, CaseErrors
 from engine.evidence import REGISTRY
 from engine.evidence.base import BIG, ParamSpec, Strict
+from engine.spec.messages import SECTIONS, entry, kinds_in_words, pydantic_errors, written
 from engine.spec.priors import PriorLibrary, load_priors
 from engine.spec.yamlio import read_yaml
 
 ID = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-ID_HINT = "ids are 1-64 lowercase letters, digits, '-' or '_'"
 FAMILIES = tuple(REGISTRY)
 OBSERVED: dict[str, type[BaseModel]] = {name: fam.Obs for name, fam in REGISTRY.items()}  # observed values per family
 PARAMS = {name: fam.params for name, fam in REGISTRY.items()}  # family -> parameter -> (allowed kinds, range of a fixed value)
@@ -147,48 +150,13 @@ class Case:
 
 
 # ---------------------------------------------------------------- loading
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif str(part).startswith(("function-", "tagged-union", "json-or-python")):
-            continue
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _pyd_errors(file: str, exc: ValidationError, prefix: str = "") -> list[CaseError]:
-    out = []
-    for err in exc.errors(include_url=False):
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and p in {"float", "dict[literal['base_rate'],str]", "str", "datetime"})]
-        loc = [p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function")))]
-        path = ".".join(x for x in [prefix, _loc(tuple(loc))] if x)
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key; remove it or check its spelling (see `incident schema`)"
-        elif err["type"] == "string_pattern_mismatch":
-            msg = f"{err.get('input')!r} is not a valid id; {ID_HINT}"
-        elif err["type"] == "literal_error" and path.endswith("family"):
-            msg = f"unknown family {err.get('input')!r}; use one of {', '.join(FAMILIES)}"
-        elif "input" in err and err["type"] not in {"missing", "value_error"}:
-            msg = f"{msg} (got {err['input']!r})"
-        out.append(CaseError(file, path, msg))
-    # one error per path is enough (unions report every branch)
-    seen: dict[str, CaseError] = {}
-    for e in out:
-        seen.setdefault(e.path, e)
-    return list(seen.values())
-
-
 def _check_spec(family: str, name: str, spec: Dist) -> str | None:
     table = PARAMS[family]
     if name not in table:
         return f"unknown parameter {name!r} for family {family}; use one of {', '.join(table)}"
     kinds, (lo, hi) = table[name]
     if spec.kind not in kinds:
-        return f"{name} must be {' or '.join(kinds)}, got {spec.describe()}"
+        return f"{name} must be {kinds_in_words(kinds)}, got {written(spec)}"
     if spec.kind == "fixed" and not lo <= spec.args[0] <= hi:
         return f"{name} = {spec.args[0]:g} is outside [{lo:g}, {hi:g}]"
     return None
@@ -204,7 +172,7 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
     try:
         doc = CaseDoc.model_validate(raw)
     except ValidationError as exc:
-        raise CaseErrors(_pyd_errors(file, exc)) from None
+        raise CaseErrors(pydantic_errors(file, exc, raw)) from None
     pdir = Path(priors_dir) if priors_dir else (path.parent / doc.priors if doc.priors else None)
     lib = load_priors(pdir)
     errors: list[CaseError] = []
@@ -213,83 +181,90 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
         errors.append(CaseError(file, where, msg))
 
     for what, seq in (("sources", doc.sources), ("hypotheses", doc.hypotheses), ("evidence", doc.evidence)):
-        seen: set[str] = set()
+        seen: dict[str, int] = {}
         for i, x in enumerate(seq):
             if x.id in seen:
-                noun = {"sources": "source", "hypotheses": "hypothesis", "evidence": "evidence item"}[what]
-                err(f"{what}[{i}].id", f"duplicate id {x.id!r}; every {noun} needs its own id")
-            seen.add(x.id)
+                err(f"{what}[{x.id}].id", f"duplicate id {x.id!r} (entries #{seen[x.id] + 1} and #{i + 1} of {what}); "
+                    f"every {SECTIONS[what]} needs its own id")
+            seen.setdefault(x.id, i)
 
     sources: dict[str, ResolvedSource] = {}
-    for i, s in enumerate(doc.sources):
+    for s in doc.sources:
         if isinstance(s.reliability, str):
             if s.reliability not in lib.reliability:
-                err(f"sources[{i}].reliability", f"unknown reliability profile {s.reliability!r}; use one of {', '.join(sorted(lib.reliability))} or {{beta: [a, b]}}")
+                err(f"{entry('sources', s.id)}.reliability", f"unknown reliability profile {s.reliability!r}; use one of {', '.join(sorted(lib.reliability))} or {{beta: [a, b]}}")
                 continue
             rel, profile = lib.reliability[s.reliability], s.reliability
         else:
             rel, profile = s.reliability, "custom"
             if rel.kind not in ("beta", "fixed") or (rel.kind == "fixed" and not 0 < rel.args[0] <= 1):
-                err(f"sources[{i}].reliability", f"reliability must be a profile name, {{beta: [a, b]}} or a number in (0, 1], got {rel.describe()}")
+                err(f"{entry('sources', s.id)}.reliability", f"reliability must be a profile name, {{beta: [a, b]}} or a number in (0, 1], got {written(rel)}")
                 continue
         sources[s.id] = ResolvedSource(s.id, s.title, s.citation or s.url, rel, profile)
 
     priors_raw: list[float] = []
-    for i, h in enumerate(doc.hypotheses):
+    for h in doc.hypotheses:
+        hw = entry("hypotheses", h.id)
         if h.id == "default":
-            err(f"hypotheses[{i}].id", "'default' is reserved (under.default applies to every hypothesis); rename it")
+            err(f"{hw}.id", "'default' is reserved (under.default applies to every hypothesis); rename it")
         if h.mechanism not in lib.mechanisms:
-            err(f"hypotheses[{i}].mechanism", f"unknown mechanism {h.mechanism!r}; use one of {', '.join(sorted(lib.mechanisms))}")
+            err(f"{hw}.mechanism", f"unknown mechanism {h.mechanism!r}; use one of {', '.join(sorted(lib.mechanisms))}")
         if isinstance(h.prior, dict):
             name = h.prior.get("base_rate")
             if name is None:  # an empty mapping passes the schema's dict[Literal["base_rate"], str]
-                err(f"hypotheses[{i}].prior", "give a number or {base_rate: NAME} from the priors library")
+                err(f"{hw}.prior", "give a number or {base_rate: NAME} from the priors library")
                 priors_raw.append(math.nan)
                 continue
             if name not in lib.base_rates:
-                err(f"hypotheses[{i}].prior.base_rate", f"unknown base rate {name!r}; use one of {', '.join(sorted(lib.base_rates))}")
+                err(f"{hw}.prior.base_rate", f"unknown base rate {name!r}; use one of {', '.join(sorted(lib.base_rates))}")
                 priors_raw.append(math.nan)
                 continue
             priors_raw.append(lib.base_rates[name])
         else:
             if not math.isfinite(h.prior) or h.prior < 0:
-                err(f"hypotheses[{i}].prior", f"prior must be a finite number >= 0, got {h.prior!r}")
+                err(f"{hw}.prior", f"prior must be a finite number >= 0, got {h.prior!r}")
             priors_raw.append(h.prior)
         for fam, params in h.overrides.items():
             if fam not in PARAMS:
-                err(f"hypotheses[{i}].overrides.{fam}", f"unknown family {fam!r}; overrides are keyed by family ({', '.join(FAMILIES)})")
+                err(f"{hw}.overrides.{fam}", f"unknown family {fam!r}; overrides are keyed by family ({', '.join(FAMILIES)})")
                 continue
             for name, spec in params.items():
                 if problem := _check_spec(fam, name, spec):
-                    err(f"hypotheses[{i}].overrides.{fam}.{name}", problem)
+                    err(f"{hw}.overrides.{fam}.{name}", problem)
     finite = [p for p in priors_raw if math.isfinite(p) and p >= 0]
     if len(finite) == len(priors_raw) and sum(finite) <= 0:
         err("hypotheses", "priors are all zero; give at least one hypothesis a positive prior")
 
     hyp_ids = [h.id for h in doc.hypotheses]
     items: list[ResolvedItem] = []
-    for i, e in enumerate(doc.evidence):
-        where = f"evidence[{i}]"
+    flawed: set[str] = set()  # items whose parameters have errors: their group's predictions are not compared
+    for e in doc.evidence:
+        where = entry("evidence", e.id)
         if e.source not in {s.id for s in doc.sources}:
-            err(f"{where}.source", f"undefined source {e.source!r}; add it under sources or use one of {', '.join(s.id for s in doc.sources)}")
+            known = f" or use one of {', '.join(s.id for s in doc.sources)}" if doc.sources else ""
+            err(f"{where}.source", f"undefined source {e.source!r}; add it under sources{known}")
+        before = len(errors)
         family = REGISTRY[e.family]
         try:
             obs = family.parse(e.observed)
         except ValidationError as exc:
-            errors.extend(_pyd_errors(file, exc, f"{where}.observed"))
+            errors.extend(pydantic_errors(file, exc, e.observed, f"{where}.observed"))
             continue
         except ValueError as exc:
             err(f"{where}.observed", str(exc))
             continue
         for fld, problem in family.check_observed(obs):
             err(f"{where}.observed.{fld}", problem)
+        misnamed: set[str] = set()  # under.<h> with an unknown parameter name: a missing one is its follow-on
         for hid, params in e.under.items():
             if hid != "default" and hid not in hyp_ids:
                 err(f"{where}.under.{hid}", f"unknown hypothesis {hid!r}; use one of {', '.join(hyp_ids)} or 'default'")
             for name, spec in params.items():
                 if problem := _check_spec(e.family, name, spec):
                     err(f"{where}.under.{hid}.{name}", problem)
+                    misnamed |= {hid} if name not in PARAMS[e.family] else set()
         params: dict[str, dict[str, Dist]] = {}
+        missing: dict[str, list[str]] = {}  # parameter -> hypotheses without a value of it
         for h in doc.hypotheses:
             mech = lib.mechanisms.get(h.mechanism, {}).get(e.family, {})
             resolved: dict[str, Dist] = {}
@@ -300,15 +275,26 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
                         break
                 else:
                     if h.mechanism in lib.mechanisms:
-                        err(f"{where}.under.{h.id}.{name}", f"no value of {name!r} for hypothesis {h.id!r}; add under.{h.id}.{name} or under.default.{name}")
+                        missing.setdefault(name, []).append(h.id)
             for fld, problem in family.check_params(obs, resolved):
                 err(f"{where}.observed.{fld}", f"{problem} (mechanism {h.mechanism})")
             params[h.id] = resolved
+        for name, hids in missing.items():
+            hids = [] if "default" in misnamed else [h for h in hids if h not in misnamed]
+            if not hids:
+                continue
+            if len(hids) == 1:
+                err(f"{where}.under.{hids[0]}.{name}", f"no value of {name!r} for hypothesis {hids[0]!r}; add under.{hids[0]}.{name} or under.default.{name}")
+            else:
+                err(f"{where}.under", f"no value of {name!r} for hypotheses {', '.join(map(repr, hids))} (their mechanisms have none); "
+                    f"add under.default.{name}, or under.<hypothesis>.{name} for each")
         items.append(ResolvedItem(e.id, e.family, e.source, e.group, e.description, obs, e.cites, params))
+        if len(errors) > before:
+            flawed.add(e.id)
 
-    _check_groups(file, items, err)
+    _check_groups(file, items, err, flawed)
     if errors:
-        raise CaseErrors(errors)
+        raise CaseErrors(list({(e.path, e.message): e for e in errors}.values()))  # one line per mistake
 
     total = sum(priors_raw)
     hyps = {
@@ -325,24 +311,25 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
     )
 
 
-def _check_groups(file: str, items: list[ResolvedItem], err) -> None:  # noqa: ANN001
-    groups: dict[str, list[tuple[int, ResolvedItem]]] = {}
-    for i, it in enumerate(items):
+def _check_groups(file: str, items: list[ResolvedItem], err, flawed: set[str]) -> None:  # noqa: ANN001
+    groups: dict[str, list[ResolvedItem]] = {}
+    for it in items:
         if it.group:
-            groups.setdefault(it.group, []).append((i, it))
+            groups.setdefault(it.group, []).append(it)
     ids = {it.id for it in items}
     for name, members in groups.items():
-        first = members[0][1]
+        first = members[0]
         if name in ids:
-            err(f"evidence[{members[0][0]}].group", f"group name {name!r} is also an item id; rename the group")
-        for i, it in members[1:]:
-            where = f"evidence[{i}].group"
+            err(f"{entry('evidence', first.id)}.group", f"group name {name!r} is also an item id; rename the group")
+        for it in members[1:]:
+            where = f"{entry('evidence', it.id)}.group"
+            against = f" ({it.id!r} against {first.id!r}, the group's first report)"
             if it.family != first.family:
-                err(where, f"group {name!r} mixes families {first.family} and {it.family}; a group holds reports of one fact")
+                err(where, f"group {name!r} mixes families {first.family} and {it.family}; a group holds reports of one fact{against}")
             elif problem := REGISTRY[it.family].group_conflict(name, first.observed, it.observed):
-                err(where, problem)
-            elif it.params != first.params:
-                err(where, f"reports in group {name!r} have different 'under' predictions; give them once, identically")
+                err(where, problem + against)
+            elif it.params != first.params and not {it.id, first.id} & flawed:
+                err(where, f"reports in group {name!r} have different 'under' predictions; give them once, identically{against}")
 
 
 def case_schema() -> dict[str, Any]:

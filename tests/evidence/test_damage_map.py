@@ -136,7 +136,7 @@ BAD = [
     ("unknown panel", lambda o: o["holes"][0].update(panel="wing"), "unknown panel"),
     ("non-perpendicular edges", lambda o: o["panels"][0].update(edge2=[1.0, 2.0, 0.0]), "not perpendicular"),
     ("degenerate panel", lambda o: o["panels"][0].update(edge1=[0.0, 0.0, 0.0]), "1 mm to 200 m"),
-    ("elongation below 1", lambda o: o["holes"][0].update(elongation=0.5), "greater than or equal to 1"),
+    ("elongation below 1", lambda o: o["holes"][0].update(elongation=0.5), "must be a number >= 1"),
     ("ten thousand holes", lambda o: o.update(holes=[copy.deepcopy(h) for h in o["holes"] * (10_000 // len(o["holes"]) + 1)]), "at most 5000"),
     ("a panel counted and mapped", lambda o: o.update(counts=[{"panel": o["holes"][0]["panel"], "holes": 3}]), "not both"),
 ]

@@ -1,0 +1,54 @@
+"""Warnings about a valid case: legal, but probably not what the author meant.
+
+``case_warnings(case)`` lists them; ``incident validate`` prints each as ``FILE: warning: path: message``
+and still exits 0. Paths follow the error messages' convention (``evidence[tail-holes].observed.time``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.evidence import REGISTRY
+from engine.spec.case import Case
+from engine.spec.messages import entry
+
+
+@dataclass(frozen=True)
+class CaseWarning:
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: warning: {self.path}: {self.message}"
+
+
+def case_warnings(case: Case) -> list[CaseWarning]:
+    """Suspicious but legal things in ``case``: an uncited source, a hypothesis with prior 0, a family's
+    suspicious observation (a time outside its own period, a count of one fragment type), an item whose
+    parameters are the same under every hypothesis (it cannot favour one over another)."""
+    out: list[CaseWarning] = []
+
+    def warn(path: str, message: str) -> None:
+        out.append(CaseWarning(case.path, path, message))
+
+    cited = {it.source for it in case.items}
+    for sid in case.sources:
+        if sid not in cited:
+            warn(entry("sources", sid), f"no evidence item cites source {sid!r}; give an item `source: {sid}` or remove it")
+    for hid, h in case.hypotheses.items():
+        if h.prior == 0:
+            warn(f"{entry('hypotheses', hid)}.prior", f"prior of {hid!r} is 0, so no evidence can give it a posterior "
+                 "above 0; give it a small positive prior or remove it")
+    for it in case.items:
+        where = entry("evidence", it.id)
+        for fld, problem in REGISTRY[it.family].suspicious(it.observed):
+            warn(f"{where}.observed.{fld}", problem)
+        specs = list(it.params.values())
+        if len(specs) > 1 and all(s == specs[0] for s in specs[1:]):
+            warn(f"{where}.under", f"item {it.id!r} has the same parameters under every hypothesis, so it favours none "
+                 "over another; give the hypotheses different predictions (under.<hypothesis>) or remove it")
+    return out
+
+
+__all__ = ["CaseWarning", "case_warnings"]
