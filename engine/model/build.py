@@ -79,10 +79,21 @@ def observation_data(case: Case) -> dict[str, np.ndarray]:
     return out
 
 
+TINY = 1e-300  # e^-690.8: a mixture component this far below the other is floored, not lost
+
+
 def log_mix(w, log_a, log_b):  # noqa: ANN001, ANN201
-    """log(w e^a + (1 - w) e^b), stable, with finite gradients when w is 0 or 1."""
+    """log(w e^a + (1 - w) e^b), stable, with finite gradients when w is 0 or 1.
+
+    Each component's ratio to the larger one is floored at ``TINY``: with w = 1 (a source of
+    reliability 1) and a hypothesis that explains a unit more than 690 nat worse than the
+    background, the mixture would otherwise underflow to -inf and the sampler could not start
+    (seen with damage maps). Where it applies, the unit's log likelihood is over-stated, yet
+    still at least 690 nat below the background's: a hypothesis there has no posterior weight.
+    Elsewhere the value and gradient are unchanged to the last bit.
+    """
     top = pt.maximum(log_a, log_b)
-    return top + pt.log(w * pt.exp(log_a - top) + (1 - w) * pt.exp(log_b - top))
+    return top + pt.log(w * pt.maximum(pt.exp(log_a - top), TINY) + (1 - w) * pt.maximum(pt.exp(log_b - top), TINY))
 
 
 def _param(name: str, spec: Dist):  # noqa: ANN202
