@@ -211,7 +211,6 @@ class DamageMap(Family):
         from scipy.special import gammaln
 
         obs = items[0].observed
-        hm = hole_map(obs)
         area = {p.id: float(np.linalg.norm(np.cross(p.edge1, p.edge2))) for p in obs.panels}
         counted = {c.panel: c.holes for c in obs.counts}
         n_all = len(obs.holes) + sum(counted.values())
@@ -219,11 +218,11 @@ class DamageMap(Family):
         total_area = sum(area.values())
         out = a * math.log(b) - gammaln(a) + gammaln(a + n_all) - (a + n_all) * math.log(b + total_area)
         out += sum(n * math.log(area[p]) - gammaln(n + 1) for p, n in counted.items())
-        measured = np.isfinite(hm.elongation)
-        if measured.any():
-            loge = np.log(hm.elongation[measured])
+        elongations = [h.elongation for h in obs.holes if h.elongation is not None]
+        if elongations:
+            loge = np.log(np.asarray(elongations))
             out += float(np.sum(stats.norm.logpdf(loge, spec["elongation_log_mean"].mean(), spec["elongation_log_sd"].mean()) - loge))
-        out += int((hm.bent_in >= 0).sum()) * math.log(0.5)
+        out += sum(h.bend is not None for h in obs.holes) * math.log(0.5)
         return float(out)
 
     def exact_problem(self, case) -> str | None:  # noqa: ANN001
