@@ -24,6 +24,21 @@ The engine asks it, and nothing else, about its items:
 
 The model combines a unit's two densities with the unit's reliability
 (``combined_reliability``): ``p(y | H) = r p(y | H, theta) + (1 - r) p_bg(y)``.
+
+**Bounded influence.** Each family states ``log_ratio_cap(items)``, log K: an upper bound on
+``log p(y | H, theta) - log p_bg(y)`` over every hypothesis, every parameter value and every
+observation of the unit's design (its numbers of measurements; their values free). A unit of
+reliability r then moves the odds between any two hypotheses by at most
+``influence_bound(r, log K) = log(1 + K r / (1 - r))`` nat (with an uncertain reliability, r
+is its mean for a unit evaluated alone). Families keep K finite by giving their background a
+vague, heavy-tailed component of weight ``VAGUE_WEIGHT`` (``robust_background``): a report
+that does not carry the fact can be any number, not only a typical one.
+
+**Collapsed units.** A ``collapsible`` family's unit parameters are its own and conjugate: where
+``closed_form`` exists the model integrates them out (the unit's term is the number
+``log(r p(y | H) + (1 - r) p_bg(y))``, no latent parameter, no two-mode posterior), and
+``own_posterior`` draws them afterwards from their exact conditional posterior, so the stored
+posterior still holds them for predictive checks.
 """
 
 from __future__ import annotations
@@ -45,6 +60,24 @@ Text = Annotated[str, Field(min_length=1, max_length=20_000)]
 ParamSpec = Annotated[Dist, BeforeValidator(parse_dist)]
 ParamTable = dict[str, tuple[tuple[str, ...], tuple[float, float]]]  # name -> (allowed kinds, range of a fixed value)
 Problems = list[tuple[str, str]]  # (field of the observation, message)
+
+
+VAGUE_WEIGHT = 0.5  # share of the vague, heavy-tailed component in a count, size or duration background
+
+
+def robust_background(log_generic: float, log_vague: float, weight: float = VAGUE_WEIGHT) -> float:
+    """log((1 - w) e^generic + w e^vague): the background an unfaithful report follows."""
+    return float(np.logaddexp(np.log1p(-weight) + log_generic, np.log(weight) + log_vague))
+
+
+def influence_bound(r: float, log_k: float) -> float:
+    """The most (nat) one unit of reliability r can move the odds between two hypotheses when
+    log p(y | H, theta) - log p_bg(y) <= log K: log(1 + K r / (1 - r)); inf for r = 1."""
+    if r >= 1.0 or not np.isfinite(log_k):
+        return float("inf")
+    if r <= 0.0:
+        return 0.0
+    return float(np.logaddexp(0.0, log_k + np.log(r) - np.log1p(-r)))
 
 
 class Strict(BaseModel):
@@ -87,6 +120,7 @@ class Family:
     background_is_tensor: ClassVar[bool] = False  # the background depends on model parameters
     simulable: ClassVar[bool] = False  # calibration can simulate its observations (design_problems, simulate_observed)
     replicable: ClassVar[bool] = False  # predictive checks can replicate it (simulate, observed, logp_np)
+    collapsible: ClassVar[bool] = False  # unit parameters own and conjugate: integrated out (closed_form, own_posterior)
 
     # ---------------------------------------------------------------- validation
     def parse(self, raw: Any) -> Strict:
@@ -174,6 +208,19 @@ class Family:
             return np.full(n, np.nan if x is None else float(x))
 
         return full(self.closed_form(items, spec)), full(self.background(items, generic, {}))
+
+    def log_ratio_cap(self, items: tuple) -> float:
+        """log K >= log p(y | H, theta) - log p_bg(y) for every hypothesis, parameter value and
+        observation of this unit's design (``influence_bound``); inf where the family states none."""
+        return float("inf")
+
+    def own_posterior(self, items: tuple, spec: dict[str, Dist], rng: np.random.Generator,
+                      faithful: np.ndarray) -> dict[str, np.ndarray]:
+        """Draws of the unit's sampled parameters (those in ``sampled`` whose spec is not fixed;
+        name -> array with leading axis ``len(faithful)``): from their exact posterior given the
+        observation where ``faithful`` is true (the report carries the fact), from their prior
+        (``spec``) elsewhere. ``collapsible`` families only, where ``closed_form`` is not None."""
+        raise NotImplementedError(f"family {self.name} is not collapsible")
 
     # ---------------------------------------------------------------- simulation (``simulable``)
     def design_problems(self, obs: Any) -> Problems:
