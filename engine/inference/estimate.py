@@ -62,11 +62,14 @@ def bridge_log_evidence(
     tol: float = 1e-10,
     max_iter: int = 1000,
 ) -> LogEvidence:
-    """Bridge sampling estimate of log Z from posterior draws ``post`` of shape (chain, draw, d)."""
+    """Bridge sampling estimate of log Z from posterior draws ``post`` of shape (chain, draw, d);
+    with d = 0 (a model with no free parameter) log Z is the log density itself, exactly."""
     from arviz import ess
 
     rng = np.random.default_rng(seed)
     n_chain, n_draw, dim = post.shape
+    if dim == 0:
+        return LogEvidence("bridge", float(log_post(np.zeros((1, 0)))[0]), 0.0, {"exact": True})
     half = n_draw // 2
     fit = post[:, :half].reshape(-1, dim)
     iter_draws = post[:, half:]

@@ -12,6 +12,16 @@ where ``use`` is ``pm.Data("use__<unit>")`` (1; 0 leaves the unit out for ablati
 counts once, and several independent reports of one fact raise the chance that at least one
 carries it faithfully without multiplying its weight. Free random variables are the prior,
 potentials the likelihood (SMC relies on that split).
+
+**Collapsed units.** A unit of a ``collapsible`` family whose parameters are all its own and
+whose ``closed_form`` exists under the hypothesis has no latent parameter in the model: its
+p(y | H) is integrated exactly and enters as the number ``pm.Data("lh__<unit>")``, so its term
+is ``log(r p(y | H) + (1 - r) p_bg(y))``. This removes the two far-apart modes a reliability
+mixture gives a unit's own parameters (the mechanism explains the report, or the background
+does), which samplers and evidence estimators cannot be trusted to find both of.
+``own_draws`` restores the unit's parameters in the posterior, drawn from their exact
+conditional. A model left with no free parameter at all is evaluated exactly, never sampled
+(``engine.run.compiled``).
 """
 
 from __future__ import annotations
@@ -37,22 +47,39 @@ def unit_id(items: tuple[ResolvedItem, ...]) -> str:
     return items[0].group or items[0].id
 
 
-def _hyper_value(items: tuple[ResolvedItem, ...], spec: Dist, sampled: bool) -> tuple[str, np.ndarray]:
-    """(structural kind, hyper-parameter array) of one family parameter under one hypothesis."""
-    if spec.kind == "dirichlet":
-        return "dirichlet", np.asarray(spec.alpha_for(family_of(items).labels(items)), dtype=float)
+def _hyper_value(items: tuple[ResolvedItem, ...], spec: Dist, sampled: bool, own: bool) -> tuple[str, np.ndarray]:
+    """(structural kind, hyper-parameter array) of one family parameter under one hypothesis;
+    ``own``: the unit is collapsed, so a sampled parameter is drawn afterwards (kind ``own:<kind>``)."""
     if spec.kind == "fixed" or not sampled:
         return "const", np.asarray(spec.mean(), dtype=float)
-    return spec.kind, np.asarray(spec.args, dtype=float)
+    if spec.kind == "dirichlet":
+        kind, value = "dirichlet", np.asarray(spec.alpha_for(family_of(items).labels(items)), dtype=float)
+    else:
+        kind, value = spec.kind, np.asarray(spec.args, dtype=float)
+    return (f"own:{kind}" if own else kind), value
+
+
+def collapsed_log_evidence(items: tuple[ResolvedItem, ...], hid: str) -> float | None:
+    """log p(y | H) of a unit that the model integrates exactly (its family ``collapsible``, its
+    parameters all its own, a closed form under ``hid``), else None."""
+    fam = family_of(items)
+    if not fam.collapsible or fam.unit_parameters(items):
+        return None
+    value = fam.closed_form(items, items[0].params[hid])
+    return None if value is None else float(value)
 
 
 def hyper(case: Case, hid: str) -> dict[str, tuple[str, np.ndarray]]:
-    """Every hypothesis-dependent hyper-parameter: name -> (kind, value)."""
+    """Every hypothesis-dependent hyper-parameter: name -> (kind, value); a collapsed unit's
+    exact log p(y | H) is ``lh__<unit>`` (kind ``collapsed``)."""
     out = {}
     for _, items in case.units():
-        fam = family_of(items)
+        fam, uid = family_of(items), unit_id(items)
+        lh = collapsed_log_evidence(items, hid)
         for pname, spec in items[0].params[hid].items():
-            out[f"hp__{unit_id(items)}__{pname}"] = _hyper_value(items, spec, pname in fam.sampled)
+            out[f"hp__{uid}__{pname}"] = _hyper_value(items, spec, pname in fam.sampled, lh is not None)
+        if lh is not None:
+            out[f"lh__{uid}"] = ("collapsed", np.asarray(lh if np.isfinite(lh) else -1e300, dtype=float))
     return out
 
 
@@ -121,12 +148,13 @@ def build_model(case: Case, hid: str) -> pm.Model:
             for pname in items[0].params[hid]:
                 kind, value = hp[f"hp__{uid}__{pname}"]
                 data = pm.Data(f"hp__{uid}__{pname}", value)
-                theta[pname] = data if kind == "const" else _RV[kind](f"{uid}__{pname}", data)
-            if data := fam.data(items):
+                theta[pname] = data if kind == "const" or kind.startswith("own:") else _RV[kind](f"{uid}__{pname}", data)
+            collapsed = f"lh__{uid}" in hp
+            if data := fam.data(items):  # held even when collapsed: a simulated incident sets every unit's
                 theta["data"] = {k: pm.Data(f"obs__{uid}__{k}", obs[f"obs__{uid}__{k}"]) for k in data}
             extra = {name: _param(name, spec) for name, spec in fam.unit_parameters(items).items()}
             theta = fam.bind(items, theta, {**shared, **extra})
-            ll_h = fam.loglik(items, theta)
+            ll_h = pm.Data(f"lh__{uid}", hp[f"lh__{uid}"][1]) if collapsed else fam.loglik(items, theta)
             ll_bg = (fam.background(items, generic_spec(case, items), theta) if fam.background_is_tensor
                      else pm.Data(f"bg__{uid}", obs[f"bg__{uid}"]))
             sources = unit_sources(items)
@@ -152,3 +180,37 @@ def pointwise_log_likelihood(model: pm.Model, posterior) -> dict[str, np.ndarray
         for d in range(n_draw):
             out[:, c, d] = fn({k: v[c, d] for k, v in values.items()})
     return {p.name.removeprefix("ll__"): out[i] for i, p in enumerate(pots)}
+
+
+def own_draws(case: Case, hid: str, reliability_draws: dict[str, np.ndarray], data: dict[str, np.ndarray],
+              rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Draws of the collapsed units' own parameters (``<unit>__<param>`` -> array, leading axis n),
+    one per posterior draw of the source reliabilities (``reliability_draws``: name -> (n,), for the
+    sampled ones; ``data``: the model's current ``pm.Data`` values).
+
+    Given the reliabilities the unit's parameters are independent of everything else, and their
+    conditional posterior is exact: with probability w = r p(y | H) / (r p(y | H) + (1 - r) p_bg(y))
+    the report carried the fact and they follow their conjugate posterior, else their prior
+    (``Family.own_posterior``). A unit left out (``use`` is not 1) keeps its prior.
+    """
+    hp = hyper(case, hid)
+    out: dict[str, np.ndarray] = {}
+    for _, items in case.units():
+        uid = unit_id(items)
+        if f"lh__{uid}" not in hp:
+            continue
+        fam = family_of(items)
+
+        def rel(s: str) -> np.ndarray:
+            name = f"reliability__{s}"
+            return reliability_draws[name] if name in reliability_draws else np.full(n, float(data[f"hp__{name}"]))
+
+        r = combined_reliability((float(data[f"inc__{uid}__{s}"]) * rel(s) for s in unit_sources(items)), one=np.ones(n))
+        lh, lb = float(data[f"lh__{uid}"]), float(data[f"bg__{uid}"])
+        with np.errstate(divide="ignore"):
+            a, b = np.log(r) + lh, np.log1p(-r) + lb
+        w = np.exp(a - np.logaddexp(a, b))
+        faithful = (rng.random(n) < w) if float(data[f"use__{uid}"]) == 1.0 else np.zeros(n, dtype=bool)
+        draws = fam.own_posterior(items, items[0].params[hid], rng, faithful)
+        out.update({f"{uid}__{name}": np.asarray(v, dtype=float) for name, v in draws.items()})
+    return out

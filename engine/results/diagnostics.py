@@ -12,9 +12,14 @@ def nuts_diagnostics(idata, *, rhat_max: float = RHAT_MAX, ess_min: float = ESS_
     """Rank-normalised r-hat, bulk/tail ESS, divergences and BFMI of one hypothesis's NUTS run."""
     import arviz as az
 
-    names = [v for v in idata.posterior.data_vars if not str(v).endswith("__")]
+    names = [v for v in idata.posterior.data_vars
+             if not str(v).endswith("__") and not idata.posterior[v].attrs.get("incident_exact_conditional")]
     post = idata.posterior[names]
-    n_chains = post.sizes["chain"]
+    n_chains = idata.posterior.sizes["chain"]
+    if not names:  # a model with no free parameter: nothing was sampled, its evidence is exact (engine.run.compiled)
+        return {"rhat_max": 1.0, "ess_bulk_min": float(n_chains * idata.posterior.sizes["draw"]), "ess_tail_min": float(n_chains * idata.posterior.sizes["draw"]), "divergences": 0,
+                "bfmi_min": float("nan"), "n_chains": n_chains, "n_draws": int(idata.posterior.sizes["draw"]),
+                "problems": [], "exact": True}
     rhat = float(az.rhat(post).to_array().max()) if n_chains > 1 else float("nan")
     ess_bulk = float(az.ess(post, method="bulk").to_array().min())
     ess_tail = float(az.ess(post, method="tail").to_array().min())

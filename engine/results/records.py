@@ -138,6 +138,7 @@ class HypothesisDiagnostics(Part):
     n_chains: int
     n_draws: int
     problems: list[str]
+    exact: bool = False  # no free parameter: nothing sampled, the evidence is exact
     estimators: EstimatorAgreement | None = None
     reweighted: Reweighted | None = None
 

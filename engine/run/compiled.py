@@ -59,6 +59,8 @@ class Compiled:
         self._smc: dict[int, Any] = {}
         self._logp: Callable | None = None
         self._pointwise: Callable | None = None
+        self.case: Case | None = case  # the case and hypothesis whose data are set (``use``)
+        self.hid: str | None = hid
         self.compiles = 0  # how many function sets this object compiled (tests read it)
         self.structure = ""  # short id of engine.model.structure_key, set by compiled_for
 
@@ -76,7 +78,9 @@ class Compiled:
         the same design, e.g. a simulated incident), then the variant's data."""
         from engine.model.build import hypothesis_data, observation_data
 
-        data = {**self.defaults, **hypothesis_data(case, hid)}
+        # a collapsed unit's exact log p(y | H) (lh__) follows the observation
+        self.case, self.hid = (observed if observed is not None else case), hid
+        data = {**self.defaults, **hypothesis_data(observed if observed is not None else case, hid)}
         if observed is not None:
             obs = observation_data(observed)
             self.check(obs, f"case {observed.id!r}")
@@ -119,6 +123,8 @@ class Compiled:
         from pymc.step_methods.hmc import quadpotential
         from pymc.util import get_random_generator
 
+        if not self.model.value_vars:
+            return self._with_own_draws(self._exact_draws(draws), seed)
         logp_dlogp, ipfn, trace_vars, trace_fn, shapes, dtypes = self._nuts_parts()
         m = self.model
         rngs = get_random_generator(seed).spawn(1)
@@ -134,9 +140,36 @@ class Compiled:
         t0 = time.time()
         for _ in _iter_sample(draws=draws + tune, step=step, start=start, trace=trace, chain=0, tune=tune, rng=rngs[0], model=m):
             pass
-        return _sample_return(run=None, traces=[trace], tune=tune, t_sampling=time.time() - t0, discard_tuned_samples=True,
-                              compute_convergence_checks=False, return_inferencedata=True, keep_warning_stat=False,
-                              idata_kwargs={"include_transformed": True}, model=m, quiet=True)
+        idata = _sample_return(run=None, traces=[trace], tune=tune, t_sampling=time.time() - t0, discard_tuned_samples=True,
+                               compute_convergence_checks=False, return_inferencedata=True, keep_warning_stat=False,
+                               idata_kwargs={"include_transformed": True}, model=m, quiet=True)
+        return self._with_own_draws(idata, seed)
+
+    def _exact_draws(self, draws: int):  # noqa: ANN202
+        """A model with no free parameter is exact: the "chain" holds no sampled variable (only the
+        marker ``exact__``), no divergence, and the collapsed units' parameters drawn exactly."""
+        import arviz as az
+
+        return az.from_dict(posterior={"exact__": np.zeros((1, draws))},
+                            sample_stats={"diverging": np.zeros((1, draws), dtype=bool)})
+
+    def _with_own_draws(self, idata, seed: int):  # noqa: ANN001, ANN202
+        """``idata`` with the collapsed units' own parameters (``engine.model.build.own_draws``)."""
+        from engine.model.build import own_draws
+
+        post = idata.posterior
+        n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+        n = n_chain * n_draw
+        rel = {str(k): post[k].values.reshape(n) for k in post.data_vars if str(k).startswith("reliability__")}
+        data = {v.name: np.asarray(v.get_value()) for v in self.model.data_vars}
+        draws = own_draws(self.case, self.hid, rel, data, np.random.default_rng([int(seed), 20260]), n)
+        if draws:
+            # marked: exact conditional draws, not a sampler's, so convergence diagnostics skip them
+            idata.posterior = post.assign({
+                name: (("chain", "draw", *(f"{name}_dim_{i}" for i in range(v.ndim - 1))), v.reshape(n_chain, n_draw, *v.shape[1:]),
+                       {"incident_exact_conditional": 1})
+                for name, v in draws.items()})
+        return idata
 
     # -- SMC: pm.sample_smc(chains=1, cores=1, kernel=IMH) on a cached kernel
     def smc_kernel(self, draws: int):  # noqa: ANN201
@@ -146,7 +179,10 @@ class Compiled:
         return self._smc[draws]
 
     def sample_smc(self, *, draws: int, seed: int) -> dict:
-        """One SMC chain: its final log marginal likelihood and number of stages, as ``pm.sample_smc`` computes them."""
+        """One SMC chain: its final log marginal likelihood and number of stages, as ``pm.sample_smc`` computes them
+        (exact, with no stage, for a model with no free parameter)."""
+        if not self.model.value_vars:
+            return {"log_marginal_likelihood": float(self.log_density()(np.zeros((1, 0)))[0]), "stages": 0}
         from pymc.util import _get_seeds_per_chain
 
         (chain_seed,) = _get_seeds_per_chain(random_state=seed, chains=1)
@@ -265,7 +301,7 @@ def unconstrained_draws(model, idata) -> np.ndarray:  # noqa: ANN001
     """(chain, draw, d) matrix of the model's value variables, in ``model.value_vars`` order."""
     post = idata.posterior
     cols = [post[v.name].values.reshape(post.sizes["chain"], post.sizes["draw"], -1) for v in model.value_vars]
-    return np.concatenate(cols, axis=-1)
+    return np.concatenate(cols, axis=-1) if cols else np.zeros((post.sizes["chain"], post.sizes["draw"], 0))
 
 
 def log_density(model):  # noqa: ANN001, ANN201
@@ -280,7 +316,7 @@ def log_density(model):  # noqa: ANN001, ANN201
     def f(x: np.ndarray) -> np.ndarray:
         res = np.empty(x.shape[0])
         for i, row in enumerate(x):
-            parts = np.split(row, splits)
+            parts = np.split(row, splits) if names else []
             res[i] = fn({n: p.reshape(s) for n, p, s in zip(names, parts, shapes, strict=True)})
         return res
 
