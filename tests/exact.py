@@ -39,6 +39,12 @@ def interval(seconds, *, mu, tau, sd):
     return float(np.log(val))
 
 
+def claim(holds, *, r, rate):
+    """P(assert | H) = r h + (1 - r) b, b ~ Beta(rate): linear in b, so its mean integrates it out."""
+    a, b = rate
+    return float(np.log(r * holds + (1 - r) * a / (a + b)))
+
+
 def posterior(prior, log_z):
     lw = np.log(np.asarray(prior, float)) + np.asarray(log_z, float)
     return np.exp(lw - np.logaddexp.reduce(lw))

@@ -18,15 +18,18 @@ def oracle_truth() -> dict[str, float]:
         "external": exact.perforations(6, 4, sizes, gamma=(2, 0.05), beta=(9, 1), normal=(2.3, 0.5), sd=0.5)
         + exact.fragments([2, 1, 1], [2.0, 0.3, 3.0])
         + exact.timing(w=0.9, **common)
-        + exact.interval(40.0, mu=3.0, tau=0.5, sd=1.0),
+        + exact.interval(40.0, mu=3.0, tau=0.5, sd=1.0)
+        + exact.claim(0.9, r=0.7, rate=(2.0, 8.0)),
         "internal": exact.perforations(6, 4, sizes, gamma=(1.5, 0.3), beta=(1, 9), normal=(4.0, 1.0), sd=0.5)
         + exact.fragments([2, 1, 1], [2.0, 0.5, 0.5])
         + exact.timing(w=0.0, **common)
-        + exact.interval(40.0, mu=4.1, tau=2.0, sd=1.0),
+        + exact.interval(40.0, mu=4.1, tau=2.0, sd=1.0)
+        + exact.claim(0.2, r=0.7, rate=(2.0, 8.0)),
         "engine": exact.perforations(6, 4, sizes, gamma=(1.5, 0.5), beta=(6, 4), normal=(3.9, 0.8), sd=0.5)
         + exact.fragments([2, 1, 1], [1.0, 5.0, 0.3])
         + exact.timing(w=0.0, **common)
-        + exact.interval(40.0, mu=4.1, tau=2.0, sd=1.0),
+        + exact.interval(40.0, mu=4.1, tau=2.0, sd=1.0)
+        + exact.claim(0.3, r=0.7, rate=(2.0, 8.0)),
     }
 
 
@@ -80,4 +83,4 @@ def test_unit_contributions_add_up_when_units_share_nothing(oracle_run):
     lead, runner = contrib["leader"], contrib["runner_up"]
     total = sum(contrib["units"].values())
     assert total == pytest.approx((truth[lead] - truth[runner]) / np.log(10), abs=1e-9)
-    assert set(contrib["units"]) == {"tail-holes", "frags", "time", "gap"}
+    assert set(contrib["units"]) == {"tail-holes", "frags", "time", "gap", "statement"}
