@@ -137,7 +137,7 @@ def combine(estimates: list[LogEvidence], *, primary: str = "bridge", tolerance:
     spread = float(vals.max() - vals.min())
     se = float(np.hypot(np.nan_to_num(ses[lead], nan=0.0), spread / 2))
     joint = float(np.sqrt(np.nansum(ses**2))) if np.any(np.isfinite(ses)) else float("nan")
-    z = spread / joint if joint and np.isfinite(joint) else float("inf")
+    z = 0.0 if spread == 0 else spread / joint if joint and np.isfinite(joint) else float("inf")
     return Pooled(value, se, spread, z, bool(spread <= tolerance or z <= z_max))
 
 

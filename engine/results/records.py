@@ -93,7 +93,7 @@ class HypothesisResult(Part):
     posterior_mcse: float
     log_evidence: LogEvidences
     log_evidence_se: float
-    method: Literal["sampled", "reweighted"] = "sampled"
+    method: Literal["sampled", "reweighted", "exact"] = "sampled"  # exact: no free parameter, nothing sampled
 
 
 class Attribution(Record):

@@ -136,7 +136,7 @@ def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder |
                 "posterior_mcse": float(mcse[i]),
                 "log_evidence": {"smc": per[h]["smc"].value, "bridge": per[h]["bridge"].value, "pooled": per[h]["pooled"].value},
                 "log_evidence_se": float(se[i]),
-                "method": "reweighted" if "reweighted" in diag[h] else "sampled",
+                "method": "reweighted" if "reweighted" in diag[h] else "exact" if diag[h].get("exact") else "sampled",
             }
             for i, h in enumerate(hids)
         },
