@@ -40,6 +40,21 @@ class Dist:
             return self.args[0] * math.sqrt(2 / math.pi)
         raise ValueError(f"no scalar mean for {self.kind}")
 
+    def draw(self, rng: Any, n: int) -> Any:
+        """n prior draws (numpy) of a scalar parameter."""
+        a = self.args
+        if self.kind == "fixed":
+            return rng.uniform(a[0], a[0], n)
+        if self.kind == "beta":
+            return rng.beta(a[0], a[1], n)
+        if self.kind == "gamma":
+            return rng.gamma(a[0], 1.0 / a[1], n)
+        if self.kind == "normal":
+            return rng.normal(a[0], a[1], n)
+        if self.kind == "halfnormal":
+            return abs(rng.normal(0.0, a[0], n))
+        raise ValueError(f"no scalar draws for {self.kind}")
+
     def describe(self) -> str:
         """Short human-readable form, e.g. ``Beta(2, 8)``."""
         if self.kind == "fixed":

@@ -105,27 +105,56 @@ def predictive_checks(case, posteriors: dict, *, seeds) -> tuple[dict, list[str]
     return out, unexplained
 
 
-def unit_log_evidence(case, hid: str, items, posterior) -> float:  # noqa: ANN001
-    """log p(y_u | H, shared parameters' posterior): one unit's evidence under one hypothesis.
+def _users(case) -> dict[str, int]:  # noqa: ANN001
+    """How many units each source reliability and shared parameter enters (by name)."""
+    from engine.evidence import family_of, shared_parameters, unit_sources
+
+    shared = shared_parameters(case)
+    count = dict.fromkeys([*(f"reliability__{s}" for s in case.sources), *shared], 0)
+    for _, items in case.units():
+        for s in unit_sources(items):
+            count[f"reliability__{s}"] += 1
+        marks = {name: object() for name in shared}  # which shared parameters the unit binds, by identity
+        fam = family_of(items)
+        bound = fam.bind(items, {}, {**{name: object() for name in fam.unit_parameters(items)}, **marks})
+        for name, mark in marks.items():
+            count[name] += any(v is mark for v in bound.values())
+    return count
+
+
+def unit_log_evidence(case, hid: str, items, posterior, users: dict[str, int] | None = None) -> float:  # noqa: ANN001
+    """log p(y_u | H, other units): one unit's evidence under one hypothesis.
 
     The unit's own parameters are integrated out in closed form (each family's
-    ``closed_form``; timing and claims are analytic given their shared parameters); the
-    parameters it shares with other units (source reliabilities, assertion rates, clock
-    errors) are averaged over their posterior draws:
-    log mean_d [ r_d p(y_u | H, d) + (1 - r_d) p_bg(y_u | d) ].
+    ``closed_form``; timing and claims are analytic given their shared parameters). A source
+    reliability or shared parameter that no other unit uses is integrated over its prior (what
+    the unit alone says); those it shares with other units (source reliabilities, assertion
+    rates) are averaged over their posterior draws:
+    log mean_d [ r_d p(y_u | H, d) + (1 - r_d) p_bg(y_u | d) ]. With nothing shared the
+    contributions add up to the log Bayes factor.
     """
+    import zlib
+
     from scipy.special import logsumexp
 
     from engine.evidence import combined_reliability, family_of, generic_spec, shared_parameters, unit_sources
 
     n = posterior.sizes["chain"] * posterior.sizes["draw"]
+    users = _users(case) if users is None else users
+    rng = np.random.default_rng(zlib.crc32(repr(sorted(it.id for it in items)).encode()))
 
-    def draws(name: str, fixed: float) -> np.ndarray:
-        return posterior[name].values.reshape(n) if name in posterior else np.full(n, fixed)
+    def draws(name: str, spec, linear: bool) -> np.ndarray:  # noqa: ANN001
+        if name in posterior and users.get(name, 1) > 1:
+            return posterior[name].values.reshape(n)
+        # this unit's alone: its prior; a parameter entering linearly once is exact at its mean
+        return np.full(n, spec.mean()) if linear or name not in posterior else spec.draw(rng, n)
 
     fam = family_of(items)
-    r = combined_reliability(draws(f"reliability__{s}", case.sources[s].reliability.mean()) for s in unit_sources(items))
-    params = {name: draws(name, spec.mean()) for name, spec in {**shared_parameters(case), **fam.unit_parameters(items)}.items()}
+    # reliabilities and shared parameters (the claims' assertion rates) enter the unit linearly; a
+    # unit's extra parameters (timing's clock errors) need not
+    r = combined_reliability(draws(f"reliability__{s}", case.sources[s].reliability, True) for s in unit_sources(items))
+    params = {name: draws(name, spec, True) for name, spec in shared_parameters(case).items()}
+    params.update({name: draws(name, spec, False) for name, spec in fam.unit_parameters(items).items()})
     lz, bg = fam.unit_log_evidence(items, items[0].params[hid], generic_spec(case, items), params, n)
     with np.errstate(divide="ignore"):
         mix = np.logaddexp(np.log(r) + lz, np.log1p(-r) + bg)
@@ -140,10 +169,10 @@ def contributions(case, posteriors: dict, leader: str, runner_up: str) -> dict: 
     """
     from engine.model.build import unit_id
 
-    units = {}
+    units, users = {}, _users(case)
     for _, items in case.units():
-        la = unit_log_evidence(case, leader, items, posteriors[leader].posterior)
-        lb = unit_log_evidence(case, runner_up, items, posteriors[runner_up].posterior)
+        la = unit_log_evidence(case, leader, items, posteriors[leader].posterior, users)
+        lb = unit_log_evidence(case, runner_up, items, posteriors[runner_up].posterior, users)
         units[unit_id(items)] = float((la - lb) / np.log(10))
     return {"leader": leader, "runner_up": runner_up, "units": units}
 

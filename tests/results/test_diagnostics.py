@@ -95,8 +95,14 @@ def test_under_sampled_run_fails_the_verdict_and_is_not_converged(tmp_path):
     from engine.run.settings import ExecutionOptions, Settings
     from engine.spec.case import load_case
 
-    case = load_case(CASES / "ambiguous.yaml")
-    root = run_case(case, settings=Settings(seed=1, draws=50, tune=50, chains=2, smc_draws=200, smc_chains=2), out=tmp_path, options=ExecutionOptions(workers=0))
+    # the ambiguous case with something left to sample: its conjugate unit is integrated exactly, so
+    # an uncertain reliability and a timing report with an uncertain clock
+    text = (CASES / "ambiguous.yaml").read_text().replace("reliability: 1.0", "reliability: {beta: [8.0, 2.0]}") + (
+        "  - id: when\n    family: timing\n    source: lab\n"
+        "    observed: {time: 52.0, window: [40.0, 70.0], period: [0.0, 600.0], clock_sd_min: {halfnormal: 3.0}}\n")
+    (tmp_path / "ambiguous.yaml").write_text(text)
+    case = load_case(tmp_path / "ambiguous.yaml")
+    root = run_case(case, settings=Settings(seed=1, draws=20, tune=20, chains=2, smc_draws=200, smc_chains=2), out=tmp_path, options=ExecutionOptions(workers=0))
     diag = json.loads((root / "diagnostics.json").read_text())
     assert diag["verdict"] == "fail" and diag["reasons"]
     assert read_attribution(root)["converged"] is False

@@ -75,7 +75,7 @@ def test_other_schema_version_is_a_run_error_naming_file_and_field(record) -> No
     (lambda d: d["hypotheses"]["b"].update(posterior="0.3"), "hypotheses.b.posterior", "Input should be a valid number"),
     (lambda d: d["hypotheses"]["a"]["log_evidence"].pop("pooled"), "hypotheses.a.log_evidence.pooled", "Field required"),
     (lambda d: d.update(converged="yes"), "converged", "Input should be a valid boolean"),
-    (lambda d: d["hypotheses"]["a"].update(method="guessed"), "hypotheses.a.method", "Input should be 'sampled' or 'reweighted'"),
+    (lambda d: d["hypotheses"]["a"].update(method="guessed"), "hypotheses.a.method", "Input should be 'sampled', 'reweighted' or 'exact'"),
     (lambda d: d.update(leader="c"), "leader", "'c' is not one of the hypotheses"),
     (lambda d: d.update(hypotheses={}), "hypotheses", "at least 1 item"),
 ])
