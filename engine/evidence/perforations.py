@@ -73,7 +73,9 @@ replicated count is reported as the cell holding it among :math:`[0, l-1]`, :mat
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
+
+from typing_extensions import TypedDict
 
 import numpy as np
 from pydantic import BeforeValidator, field_validator, model_validator
@@ -150,7 +152,21 @@ def parse_count(value: Any) -> Any:
     raise ValueError(f"must be a count (got {value!r}); {_HINT}")
 
 
-Count = Annotated[NonNegativeInt | HoleCount, BeforeValidator(parse_count)]
+class CountAtLeast(TypedDict):
+    at_least: NonNegativeInt
+
+
+class CountAtMost(TypedDict):
+    at_most: NonNegativeInt
+
+
+class CountBetween(TypedDict):
+    between: tuple[NonNegativeInt, NonNegativeInt]
+
+
+# what a case file may write (shown by `incident schema`); parsed into an int or a HoleCount
+_Written = NonNegativeInt | CountAtLeast | CountAtMost | CountBetween | Literal["dozens", "hundreds", "thousands"]
+Count = Annotated[NonNegativeInt | HoleCount, BeforeValidator(parse_count, json_schema_input_type=_Written)]
 
 
 def bounds(holes: int | HoleCount) -> tuple[int, int]:
@@ -261,6 +277,18 @@ def vague_count_log_mass(lo: Any, hi: Any) -> np.ndarray:
     """log Q_n([lo, hi]) of the discrete log-uniform count on 0..N_MAX: log(log((hi+2)/(lo+1)) / log(N_MAX+2))."""
     lo, hi = np.asarray(lo, dtype=float), np.minimum(np.asarray(hi, dtype=float), N_MAX)
     return np.log(np.log1p((hi - lo + 1) / (lo + 1))) - math.log(LOG_N)
+
+
+def log_normal_sizes(logs: np.ndarray, mu0: float, tau: float, sigma: float) -> float:
+    r"""log density (per mm) of sizes whose logs are :math:`\mathcal N(\mu0 \mathbf 1, \sigma^2 I + \tau^2
+    \mathbf 1 \mathbf 1^\top)`: by the determinant lemma and the split into the mean :math:`\bar x` and
+    the deviations from it, :math:`-\tfrac J2\ln 2\pi - (J-1)\ln\sigma - \tfrac12\ln(\sigma^2 + J\tau^2)
+    - \tfrac12[\sum_j (x_j - \bar x)^2/\sigma^2 + J(\bar x - \mu_0)^2/(\sigma^2 + J\tau^2)] - \sum_j x_j`
+    (stable for any ratio of :math:`\sigma` to :math:`\tau`)."""
+    j, xbar = len(logs), float(np.mean(logs))
+    between = sigma**2 + j * tau**2
+    quad = float(np.sum((logs - xbar) ** 2)) / sigma**2 + j * (xbar - mu0) ** 2 / between
+    return float(-0.5 * j * math.log(2 * math.pi) - (j - 1) * math.log(sigma) - 0.5 * math.log(between) - 0.5 * quad - logs.sum())
 
 
 def _count_dist(rate, exposure: float):  # noqa: ANN001, ANN202
@@ -377,10 +405,8 @@ class Perforations(Family):
             else:
                 out += stats.binom.logpmf(o.inward, assessed, frac.args[0])
         if o.sizes_mm:
-            logs = np.log(np.asarray(o.sizes_mm, dtype=float))
             mu0, tau = (mean.args[0], mean.args[1]) if mean.kind == "normal" else (mean.args[0], 0.0)
-            cov = sd.args[0] ** 2 * np.eye(len(logs)) + tau**2
-            out += stats.multivariate_normal.logpdf(logs, mean=np.full(len(logs), mu0), cov=cov) - logs.sum()
+            out += log_normal_sizes(np.log(np.asarray(o.sizes_mm, dtype=float)), mu0, tau, sd.args[0])
         return float(out)
 
     def log_vague(self, items) -> float:  # noqa: ANN001
@@ -458,7 +484,7 @@ class Perforations(Family):
         if _exact(obs):
             holes, lo = n, n
         else:
-            lo, hi = (int(x) for x in _cells(obs.holes, np.asarray([n])))
+            lo, hi = (int(x[0]) for x in _cells(obs.holes, np.asarray([n])))
             holes = obs.holes if (lo, hi) == bounds(obs.holes) else HoleCount(lo, hi, "at_most" if lo == 0 else "at_least")
         assessed = min(design, lo)
         inward = int(rng.binomial(assessed, theta["inward_fraction"][0]))
