@@ -113,6 +113,13 @@ class Interval(Family):
         log_d = float(self.simulate(items, theta, rng)["log_d"][0])
         return [{"seconds": float(np.clip(math.exp(log_d), *SECONDS))}] * len(items)
 
+    def simulate_background(self, items, theta, rng):  # noqa: ANN001, ANN201
+        """An unfaithful report from the whole background: with probability w log-uniform on the
+        range, else as ``simulate_observed`` under the generic ``theta``."""
+        if rng.random() >= VAGUE_WEIGHT:
+            return self.simulate_observed(items, theta, rng)
+        return [{"seconds": float(np.exp(rng.uniform(*np.log(SECONDS))))}] * len(items)
+
     # ---- numpy side: replicated data for predictive checks
     def simulate(self, items, theta, rng):  # noqa: ANN001, ANN201
         mu = np.asarray(theta["log_median"])

@@ -478,17 +478,29 @@ class Perforations(Family):
         return problems
 
     def simulate_observed(self, items, theta, rng):  # noqa: ANN001, ANN201
+        n = int(rng.poisson(theta["hole_rate"][0] * items[0].observed.exposure))
+        return self._report(items, n, lambda m: int(rng.binomial(m, theta["inward_fraction"][0])))
+
+    def simulate_background(self, items, theta, rng):  # noqa: ANN001, ANN201
+        """An unfaithful report drawn from the whole background: with probability w from the vague
+        component (count n = ceil(e^{u ln(N+2)}) - 2, u uniform, which has P(n <= c) = ln(c+2)/ln(N+2);
+        inward uniform on 0..assessed), else as ``simulate_observed`` under the generic ``theta``."""
+        if rng.random() >= VAGUE_WEIGHT:
+            return self.simulate_observed(items, theta, rng)
+        n = int(min(N_MAX, max(0, math.ceil(math.exp(rng.random() * LOG_N) - 2))))
+        return self._report(items, n, lambda m: int(rng.integers(0, m + 1)))
+
+    def _report(self, items, n: int, inward):  # noqa: ANN001, ANN202
+        """The design's report of a true count n (censored at the stated range's cut points)."""
         obs = items[0].observed
         _, design = _obs(items)
-        n = int(rng.poisson(theta["hole_rate"][0] * obs.exposure))
         if _exact(obs):
             holes, lo = n, n
         else:
             lo, hi = (int(x[0]) for x in _cells(obs.holes, np.asarray([n])))
             holes = obs.holes if (lo, hi) == bounds(obs.holes) else HoleCount(lo, hi, "at_most" if lo == 0 else "at_least")
         assessed = min(design, lo)
-        inward = int(rng.binomial(assessed, theta["inward_fraction"][0]))
-        return [{"holes": holes, "assessed": assessed, "inward": inward}] * len(items)
+        return [{"holes": holes, "assessed": assessed, "inward": inward(assessed)}] * len(items)
 
     # ---- numpy side: replicated data for predictive checks (the mechanism's own prediction)
     def simulate(self, items, theta, rng):  # noqa: ANN001, ANN201

@@ -339,3 +339,21 @@ def test_own_posterior_of_a_range_matches_quadrature():
     x = d["hole_rate"]
     assert abs(x.mean() - mean) < 5 * math.sqrt(var / x.size)
     assert x.var() == pytest.approx(var, rel=0.03)
+
+
+def test_background_simulation_draws_the_vague_count_with_its_stated_law():
+    """simulate_background: half the reports from the generic mechanism, half from q_n (its CDF
+    ln(c+2)/ln(N+2) checked at several c) with inward uniform on 0..assessed."""
+    items = unit({"holes": 5, "assessed": 2, "inward": 1})
+    rng = np.random.default_rng(6)
+    theta = {"hole_rate": np.array([1e-9]), "inward_fraction": np.array([0.0])}  # generic part: always 0 holes
+    draws = [fam.simulate_background(items, theta, rng)[0] for _ in range(20_000)]
+    holes = np.array([d["holes"] for d in draws])
+    vague = holes[holes > 0]  # the vague part gives 0 with probability ln 2 / ln(N+2)
+    p0 = math.log(2) / math.log(N_MAX + 2)
+    assert abs(np.mean(holes == 0) - (0.5 + 0.5 * p0)) < 4 * math.sqrt(0.25 / holes.size)
+    for c in (1, 10, 1000, 100_000):
+        want = (math.log(c + 2) - math.log(2)) / (math.log(N_MAX + 2) - math.log(2))
+        assert abs(np.mean(vague <= c) - want) < 4 * math.sqrt(want * (1 - want) / vague.size), c
+    inward = np.array([d["inward"] for d in draws if d["holes"] >= 2])
+    assert set(np.unique(inward)) == {0, 1, 2} and abs(np.mean(inward == 1) - 1 / 3) < 0.02
