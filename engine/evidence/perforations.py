@@ -75,11 +75,10 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, NamedTuple
 
-from typing_extensions import TypedDict
-
 import numpy as np
 from pydantic import BeforeValidator, field_validator, model_validator
 from scipy.special import logsumexp
+from typing_extensions import TypedDict
 
 from engine.evidence.base import (
     VAGUE_WEIGHT,
@@ -266,7 +265,7 @@ def log_mass(dist: Any, lo: Any, hi: Any) -> np.ndarray:
     bad = ~np.isfinite(out)
     if bad.any():
         args = np.broadcast_arrays(*dist.args, lo, hi, dist.mean())
-        for i in zip(*np.nonzero(bad)) if out.ndim else [()]:
+        for i in map(tuple, np.argwhere(bad)):
             *a, l_i, h_i, m_i = (x[i] for x in args)
             _, v = _window(lambda k, a=a: dist.dist.logpmf(k, *a), int(l_i), int(h_i), float(m_i))
             out[i] = logsumexp(v)
