@@ -74,6 +74,17 @@ def _quad_beta_binomial(k: int, m: int, a: float, b: float) -> float:
     return integrate.quad(f, 0, 1, limit=200)[0]
 
 
+def _robust(log_generic: float, log_vague: float) -> float:
+    """The background of counts, sizes and durations: half the generic closed form, half a vague
+    component (issue 14; its definition in engine/evidence/perforations.py and interval.py)."""
+    return float(np.logaddexp(math.log(0.5) + log_generic, math.log(0.5) + log_vague))
+
+
+def _vague_holes(n: int, m: int, sizes=()) -> float:  # noqa: ANN001 - log-uniform count, uniform bending, log-uniform sizes
+    out = math.log(math.log((n + 2) / (n + 1)) / math.log(10_000_002)) - math.log(m + 1)
+    return out - sum(math.log(s * math.log(20_000 / 0.1)) for s in sizes)
+
+
 def test_exact_evidence_mixes_each_unit_with_the_background_by_its_source_reliability(template):
     """Z_H = prod_u [r_u p(y_u | H) + (1 - r_u) p_bg(y_u)], every factor by quadrature."""
     from engine.inference.closedform import exact_log_evidence
@@ -83,8 +94,9 @@ def test_exact_evidence_mixes_each_unit_with_the_background_by_its_source_reliab
     alpha = {"sam": [3.0, 2.0, 0.3], "drone": [1.0, 3.0, 0.5], "bomb": [0.5, 2.0, 0.5], "engine": [0.3, 1.0, 5.0]}
     in_window = {"sam": 0.9, "drone": 0.9, "bomb": 0.0, "engine": 0.0}
     gap = {"sam": (3.5, 0.5), "drone": (4.5, 0.5), "bomb": (4.0, 1.0), "engine": (4.0, 1.0)}
-    bg = [math.log(_quad_gamma_poisson(5, 1, 0.1) * _quad_beta_binomial(2, 2, 1, 1)), exact.fragments([1, 1, 0], [1, 1, 1]),
-          exact.timing(50.0, (40, 70), (0, 600), w=0.0, sd=3.0), exact.interval(60.0, mu=4.1, tau=2.0, sd=1.0)]
+    bg = [_robust(math.log(_quad_gamma_poisson(5, 1, 0.1) * _quad_beta_binomial(2, 2, 1, 1)), _vague_holes(5, 2)),
+          exact.fragments([1, 1, 0], [1, 1, 1]), exact.timing(50.0, (40, 70), (0, 600), w=0.0, sd=3.0),
+          _robust(exact.interval(60.0, mu=4.1, tau=2.0, sd=1.0), -math.log(60.0 * math.log(1e9)))]
     rel = [0.9, 0.85, 0.8, 0.7]
     for hid in template.hypotheses:
         (a, b), (fa, fb) = perf[hid]
@@ -105,7 +117,7 @@ def test_exact_evidence_of_claims_elicited_items_and_hole_sizes_equals_quadratur
     p = {"sam": 0.2, "bird": 0.3, "engine": 0.6}
     perf = {"sam": ((2, 0.05), (9, 1), (2.3, 0.5)), "bird": ((1, 2), (8, 2), (4.5, 0.7)), "engine": ((1.5, 0.5), (6, 4), (3.9, 0.8))}
     sizes = [12.0, 20.0, 9.0]
-    bg_perf = exact.perforations(7, 6, sizes, gamma=(1, 0.1), beta=(1, 1), normal=(3.0, 1.5), sd=0.5)
+    bg_perf = _robust(exact.perforations(7, 6, sizes, gamma=(1, 0.1), beta=(1, 1), normal=(3.0, 1.5), sd=0.5), _vague_holes(7, 7, sizes))
     for hid in case.hypotheses:
         admission = beta_mean(lambda b: 0.6 * holds[hid][0] + 0.4 * b, 1, 30)  # noqa: B023
         accusation = beta_mean(lambda b: 0.5 * holds[hid][1] + 0.5 * b, 8, 2)  # noqa: B023
