@@ -17,6 +17,7 @@ from engine.evidence.elicited import Elicited
 from engine.evidence.fragments import Fragments
 from engine.evidence.interval import Interval
 from engine.evidence.perforations import Perforations
+from engine.evidence.presence import Presence
 from engine.evidence.timing import Timing
 
 REGISTRY: dict[str, Family] = {f.name: f for f in (
@@ -27,6 +28,7 @@ REGISTRY: dict[str, Family] = {f.name: f for f in (
     Claim(),
     Elicited(),
     DamageMap(),
+    Presence(),
 )}
 
 

@@ -4,7 +4,8 @@ A family is a subclass of ``Family`` with one instance in the registry (``engine
 The engine asks it, and nothing else, about its items:
 
 * **validation** (pydantic and numpy only, no PyMC): ``Obs`` (the observation schema),
-  ``parse`` (schema plus conversions such as clock times to minutes), ``check_observed``,
+  ``parse`` (schema plus conversions such as clock times to minutes), ``mechanism_params``
+  (the parameters an observation takes from a mechanism's table), ``check_observed``,
   ``params`` (parameter table: allowed kinds and the range of a fixed value), ``check_params``,
   ``suspicious`` (legal but suspicious observations: warnings for ``incident validate``),
   ``group_conflict`` (may two reports in one dependency group describe one fact?),
@@ -126,6 +127,11 @@ class Family:
     def parse(self, raw: Any) -> Strict:
         """The validated observation (raises pydantic's ``ValidationError`` or ``ValueError``)."""
         return self.Obs.model_validate(raw)
+
+    def mechanism_params(self, obs: Any, table: dict[str, Dist]) -> dict[str, Dist]:
+        """This family's parameters for one observation in a mechanism's table (its section of
+        priors/mechanisms.yaml): by default the table itself."""
+        return table
 
     def check_observed(self, obs: Any) -> Problems:
         """Problems of a parsed observation that the schema cannot express."""

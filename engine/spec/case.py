@@ -266,7 +266,7 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
         params: dict[str, dict[str, Dist]] = {}
         missing: dict[str, list[str]] = {}  # parameter -> hypotheses without a value of it
         for h in doc.hypotheses:
-            mech = lib.mechanisms.get(h.mechanism, {}).get(e.family, {})
+            mech = family.mechanism_params(obs, lib.mechanisms.get(h.mechanism, {}).get(e.family, {}))
             resolved: dict[str, Dist] = {}
             for name in PARAMS[e.family]:
                 for spec_src in (e.under.get(h.id, {}), e.under.get("default", {}), h.overrides.get(e.family, {}), mech):

@@ -98,6 +98,18 @@ evidence:
       external: {p: {beta: [6, 4]}}
       internal: {p: 0.4}
 
+  # presence: a diagnostic thing looked for (explosive-residue, bowtie-fragments, bird-remains,
+  # engine-fragments, weapon-parts, ...), found: true or false; "not found" is evidence too
+  - id: residue-search
+    family: presence
+    source: investigators
+    observed:
+      thing: explosive-residue    # P(present | hypothesis) from the mechanism's presence table (else its `other`)
+      found: false
+      detection: {beta: [9, 1]}   # P(the search finds it | it is there): a number in (0, 1] or {beta: [a, b]};
+                                  # default {beta: [1, 1]}; ~[9, 1] lab trace analysis, ~[2, 3] a field look
+      searched: laboratory swabs of the cabin floor and the cargo hold
+
   # damage_map: inspected panels (rectangles in the body frame, metres, x forward; edge1 x edge2 is
   # the outward normal) and the holes found on them; a panel under counts has a count only
   - id: hole-map
