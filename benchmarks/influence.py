@@ -56,7 +56,7 @@ GRIDS: dict[str, tuple[list[dict], list[dict]]] = {
         [{"in_window": 0.0}, {"in_window": 1.0}],
     ),
     "interval": (
-        [{"seconds": s} for s in (1e-3, 1.0, 60.0, 1e5, 1e9)],
+        [{"seconds": s} for s in (1e-3, 1.0, 60.0, 1e5, 1e6)],
         [{"log_median": -5.0, "log_sd": 0.05}, {"log_median": 20.0, "log_sd": 0.05}, {"log_median": 4.0, "log_sd": 0.05}],
     ),
     "claim": (
