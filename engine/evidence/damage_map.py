@@ -14,6 +14,10 @@ formulas). Parameters (per hypothesis, from its mechanism's ``damage_map`` secti
 
 - ``burst_x``, ``burst_y``, ``burst_z``: the burst point, m, body frame (normal or fixed);
 - ``axis_x``, ``axis_y``, ``axis_z``: the weapon's course, normalised, any scale (normal or fixed);
+- ``course_heading``, ``course_climb``: degrees (normal or fixed, default 0): the axis turned about body z
+  and raised towards it (``course_direction``). Sample the course by these angles with the axis fixed at
+  (1, 0, 0): the three components of a sampled axis carry a free length, and the direction's spread
+  grows with it (a funnel NUTS crosses slowly and with divergences);
 - ``weapon_speed``: the weapon's speed along its course in the air, m/s (normal or fixed); a
   burst inside the airframe moves with it, so there it is ignored;
 - ``log_fragments``: ln of the number of fragments thrown (normal or fixed);
@@ -41,7 +45,14 @@ from pydantic import Field, model_validator
 
 from engine.dists import Dist
 from engine.evidence.base import Family, NonNegativeInt, Number, Strict
-from engine.evidence.damage_geometry import HoleMap, log_likelihood, panel_quadrature, rectangle_normal
+from engine.evidence.damage_geometry import (
+    N_GRAD,
+    HoleMap,
+    band_normaliser,
+    log_likelihood_and_gradient,
+    panel_quadrature,
+    rectangle_normal,
+)
 
 MAX_PANELS = 500
 MAX_HOLES = 5000
@@ -51,6 +62,7 @@ PanelId = str
 
 _NORMAL = (("normal", "fixed"), (-1e4, 1e4))
 _FIXED = lambda lo, hi: (("fixed",), (lo, hi))  # noqa: E731
+COURSE_DEFAULTS = {"course_heading": Dist("fixed", (0.0,)), "course_climb": Dist("fixed", (0.0,))}
 DEFAULT_BACKGROUND = {
     "background_rate": Dist("gamma", (0.5, 0.005)),  # holes per m^2: mean 100, very wide
     "elongation_log_mean": Dist("fixed", (0.3,)),
@@ -151,6 +163,8 @@ class DamageMap(Family):
     params = {
         **{f"burst_{c}": _NORMAL for c in "xyz"},
         **{f"axis_{c}": _NORMAL for c in "xyz"},
+        "course_heading": (("normal", "fixed"), (-720.0, 720.0)),
+        "course_climb": (("normal", "fixed"), (-90.0, 90.0)),
         "weapon_speed": (("normal", "fixed"), (0.0, 3000.0)),
         "log_fragments": (("normal", "fixed"), (-10.0, 20.0)),
         "spray_angle": (("normal", "fixed"), (0.0, 180.0)),
@@ -162,8 +176,12 @@ class DamageMap(Family):
         "elongation_sd": _FIXED(0.01, 3.0),
         "misread": _FIXED(0.0, 0.5),
     }
-    sampled = ("burst_x", "burst_y", "burst_z", "axis_x", "axis_y", "axis_z", "weapon_speed", "log_fragments",
+    sampled = ("burst_x", "burst_y", "burst_z", "axis_x", "axis_y", "axis_z", "course_heading", "course_climb", "weapon_speed", "log_fragments",
                "spray_angle", "spray_width", "fragment_speed")
+
+    def mechanism_params(self, obs, table):  # noqa: ANN001, ANN201
+        """The mechanism's table; the course's turn angles default to 0 (the course is then the axis)."""
+        return {**COURSE_DEFAULTS, **table}
 
     def describe(self, obs) -> str:  # noqa: ANN001
         counted = sum(c.holes for c in obs.counts)
@@ -184,20 +202,67 @@ class DamageMap(Family):
         return None if other == first else f"reports in group {group!r} give different damage maps; a group holds one map"
 
     def loglik(self, items, theta):  # noqa: ANN001, ANN201
+        """The map's log likelihood as one PyTensor operation (:class:`_MapLogLik`: numpy and numba, with
+        its gradient by hand); the course's normalisation, the relative velocity, the band normaliser
+        and the bend term stay in PyTensor."""
         import pytensor.tensor as pt
 
         obs = items[0].observed
         burst = pt.stack([theta["burst_x"], theta["burst_y"], theta["burst_z"]])
-        course = pt.stack([theta["axis_x"], theta["axis_y"], theta["axis_z"]])
-        axis = course / pt.sqrt(pt.sum(course**2) + 1e-12)
+        axis = course_direction(pt, [theta[f"axis_{c}"] for c in "xyz"], theta["course_heading"], theta["course_climb"])
         # a weapon inside the airframe moves with it: no relative velocity
         rel = (1 - theta["inside"]) * (theta["weapon_speed"] * axis - pt.as_tensor(np.array([obs.aircraft_speed, 0.0, 0.0])))
         deg = math.pi / 180
-        return log_likelihood(
-            pt, hole_map(obs), burst, axis, rel, theta["fragment_speed"], theta["spray_angle"] * deg, theta["spray_width"] * deg,
-            pt.exp(theta["log_fragments"]), theta["v50"], theta["v50_spread"], entry=1 - 2 * theta["inside"],
-            elongation_sd=theta["elongation_sd"], misread=theta["misread"],
-        )
+        phi0, sigma = theta["spray_angle"] * deg, theta["spray_width"] * deg
+        entry = 1 - 2 * theta["inside"]
+        scale = pt.exp(theta["log_fragments"]) / band_normaliser(pt, phi0, sigma)
+        hm = hole_map(obs)
+        op = _MapLogLik(_digest(obs))
+        op.hole_map = hm
+        params = pt.concatenate([burst, axis, rel, pt.stack([theta["fragment_speed"], phi0, sigma, scale])])
+        fixed = pt.stack([pt.as_tensor(theta["v50"], dtype="float64"), pt.as_tensor(theta["v50_spread"], dtype="float64"),
+                          pt.as_tensor(entry, dtype="float64"), pt.as_tensor(theta["elongation_sd"], dtype="float64")])
+        n_in, n_out = int((hm.bent_in == 1).sum()), int((hm.bent_in == 0).sum())
+        p_in = theta["misread"] + (1 - 2 * theta["misread"]) * (1 + entry) / 2
+        return op(params, fixed)[0] + n_in * pt.log(p_in) + n_out * pt.log(1 - p_in)
+
+    def initial_values(self, items, spec) -> list[dict[str, float]]:  # noqa: ANN001
+        """Candidate starting points for the sampler (parameter -> value; only sampled parameters):
+        the sampler's own optimiser (``engine.run.compiled``) climbs from each and keeps the best.
+
+        A burst outside lies 1, 3 or 6 m off the holes' centroid along their panels' mean outward
+        normal (inside: at the prior mean, or the centroid pulled inward), the course along each
+        body axis both ways, the spray band at three times its prior width so that every hole is
+        within its reach at the start; other parameters at their prior means.
+        """
+        obs = items[0].observed
+        hm = hole_map(obs)
+        located = hm.points if len(hm.points) else hm.count_quad.points
+        normals = hm.normals if len(hm.points) else hm.count_quad.normals
+        centroid = located.mean(axis=0)
+        outward = normals.mean(axis=0)
+        outward = outward / (np.linalg.norm(outward) + 1e-12)
+        mean = {k: float(d.mean()) for k, d in spec.items()}
+        free = {k for k in self.sampled if k in spec and spec[k].kind != "fixed"}
+        inside = mean.get("inside", 0.0) >= 0.5
+        bursts = ([np.array([mean["burst_x"], mean["burst_y"], mean["burst_z"]]), centroid - 0.5 * outward] if inside
+                  else [centroid + d * outward for d in (1.0, 3.0, 6.0)])
+        if {"course_heading", "course_climb"} & free:  # the course by its angles: six directions about the prior mean
+            h0, c0 = mean["course_heading"], mean["course_climb"]
+            courses = [{"course_heading": h0 + dh, "course_climb": c0} for dh in (0.0, 90.0, 180.0, -90.0)]
+            courses += [{"course_heading": h0, "course_climb": c0 + dc} for dc in (-50.0, 50.0)]
+        else:
+            courses = [{f"axis_{c}": float(v) for c, v in zip("xyz", np.eye(3)[i] * sgn, strict=True)}
+                       for i in range(3) for sgn in (1.0, -1.0)]
+        base = {k: mean[k] for k in free}
+        if "spray_width" in free:
+            base["spray_width"] = min(3 * mean["spray_width"], 90.0)
+        out = []
+        for b in bursts:
+            for course in courses:
+                cand = {**base, **{f"burst_{c}": float(v) for c, v in zip("xyz", b, strict=True)}, **course}
+                out.append({k: v for k, v in cand.items() if k in free})
+        return out
 
     def generic(self, items, library, hypotheses) -> dict[str, Dist]:  # noqa: ANN001
         return {**DEFAULT_BACKGROUND, **library}
@@ -227,3 +292,86 @@ class DamageMap(Family):
 
     def exact_problem(self, case) -> str | None:  # noqa: ANN001
         return "a damage map's likelihood has no closed form" if any(it.family == self.name for it in case.items) else None
+
+
+def course_direction(xp, axis, heading, climb):  # noqa: ANN001, ANN201
+    """The weapon's course, a unit vector: the axis (any length) normalised, raised by ``climb`` degrees
+    towards body z and turned by ``heading`` degrees about body z (x towards y). With the axis (1, 0, 0)
+    the course is (cos c cos h, cos c sin h, sin c); with both angles 0 it is the axis."""
+    a = [axis[0], axis[1], axis[2]]
+    norm = xp.sqrt(a[0] ** 2 + a[1] ** 2 + a[2] ** 2 + 1e-12)
+    x, y, z = a[0] / norm, a[1] / norm, a[2] / norm
+    c, s = xp.cos(climb * math.pi / 180), xp.sin(climb * math.pi / 180)
+    x, z = c * x - s * z, s * x + c * z
+    c, s = xp.cos(heading * math.pi / 180), xp.sin(heading * math.pi / 180)
+    x, y = c * x - s * y, s * x + c * y
+    return xp.stack([x, y, z])
+
+
+def _digest(obs: DamageMapObs) -> str:
+    import hashlib
+
+    return hashlib.sha256(obs.model_dump_json().encode()).hexdigest()[:16]
+
+
+def _map_op_class():  # noqa: ANN202
+    from pytensor.gradient import grad_not_implemented
+    from pytensor.graph.basic import Apply
+    from pytensor.graph.op import Op
+    import pytensor.tensor as pt
+
+    class MapLogLik(Op):
+        """log p(map | params) without the bend term, and its gradient, for params = (burst (3), axis (3),
+        relative velocity (3), fragment speed, phi0, sigma, K = N / Z) and fixed = (v50, v50 spread,
+        entry, elongation s.d.): :func:`engine.evidence.damage_geometry.log_likelihood_and_gradient`.
+        Outputs (value, gradient); the gradient output has no gradient of its own (no second derivatives)."""
+
+        __props__ = ("key",)
+        hole_map: HoleMap | None = None
+
+        def __init__(self, key: str) -> None:
+            self.key = key
+
+        def make_node(self, params, fixed):  # noqa: ANN001, ANN202
+            params, fixed = pt.as_tensor_variable(params), pt.as_tensor_variable(fixed)
+            return Apply(self, [params, fixed], [pt.dscalar(), pt.dvector()])
+
+        def perform(self, node, inputs, outputs):  # noqa: ANN001, ANN202
+            p, f = inputs
+            value, grad = log_likelihood_and_gradient(self.hole_map, p[0:3], p[3:6], p[6:9], p[9], p[10], p[11], p[12], f[0], f[1],
+                                                      entry=f[2], elongation_sd=f[3])
+            outputs[0][0] = np.asarray(value)
+            outputs[1][0] = grad
+
+        def infer_shape(self, fgraph, node, shapes):  # noqa: ANN001, ANN202
+            return [(), (N_GRAD,)]
+
+        def grad(self, inputs, output_grads):  # noqa: ANN001, ANN202
+            from pytensor.gradient import DisconnectedType
+
+            if not isinstance(output_grads[1].type, DisconnectedType):
+                raise NotImplementedError("the damage map's gradient output has no gradient")
+            _, grad = self(*inputs)
+            return [output_grads[0] * grad, grad_not_implemented(self, 1, inputs[1])]
+
+        def connection_pattern(self, node):  # noqa: ANN001, ANN202
+            return [[True, True], [True, True]]
+
+    return MapLogLik
+
+
+_OP: list = []
+
+
+def _MapLogLik(key: str):  # noqa: ANN202, N802
+    return __getattr__("MapLogLik")(key)
+
+
+def __getattr__(name: str):  # noqa: ANN202 - the Op class is made on first use (PyTensor is imported lazily) yet pickles by name
+    if name != "MapLogLik":
+        raise AttributeError(name)
+    if not _OP:
+        cls = _map_op_class()
+        cls.__module__, cls.__qualname__ = __name__, "MapLogLik"
+        _OP.append(cls)
+    return _OP[0]

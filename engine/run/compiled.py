@@ -56,6 +56,7 @@ class Compiled:
         self.model = model if model is not None else build_model(case, hid)
         self.defaults = {v.name: np.array(v.get_value(borrow=False)) for v in self.model.data_vars}
         self._nuts: tuple | None = None
+        self._starts: dict = {}  # (hypothesis, data digest) -> families' mode and covariance (_family_start)
         self._smc: dict[int, Any] = {}
         self._logp: Callable | None = None
         self._pointwise: Callable | None = None
@@ -130,8 +131,20 @@ class Compiled:
         rngs = get_random_generator(seed).spawn(1)
         seed0 = int(rngs[0].integers(2**30))
         point = _jittered_start(m, ipfn, logp_dlogp, seed0, jitter_max_retries)
+        laplace = None
+        if self.case is not None:  # one optimisation per hypothesis and data, shared by its chains
+            key = (self.hid, hashlib.sha256(b"".join(np.asarray(v.get_value()).tobytes() for v in m.data_vars)).hexdigest())
+            if key not in self._starts:
+                self._starts[key] = _family_start(m, self.case, self.hid, logp_dlogp, point)
+            if self._starts[key] is not None:
+                laplace = (_laplace_draw(m, logp_dlogp, point, *self._starts[key], seed0), *self._starts[key][1:])
         q = DictToArrayBijection.map(point).data
-        potential = quadpotential.QuadPotentialDiagAdapt(q.size, np.mean([q], axis=0), np.ones_like(q), 10, rng=seed0)
+        if laplace is None:
+            potential = quadpotential.QuadPotentialDiagAdapt(q.size, np.mean([q], axis=0), np.ones_like(q), 10, rng=seed0)
+        else:  # a family proposed starting points: start near the mode with its curvature as a full mass matrix
+            point, mode, cov = laplace
+            q = DictToArrayBijection.map(point).data
+            potential = quadpotential.QuadPotentialFullAdapt(q.size, mode, cov, FULL_MASS_WEIGHT, rng=seed0)
         step = pm.NUTS(potential=potential, model=m, rng=seed0, initial_point=point, logp_dlogp_func=logp_dlogp,
                        target_accept=target_accept)
         start = {k: v for k, v in point.items() if k in {v.name for v in m.value_vars}}
@@ -235,6 +248,88 @@ def _jittered_start(model, ipfn, logp_dlogp, seed: int, max_retries: int) -> dic
             model.check_start_vals(point)
         seed = rng.integers(2**30, dtype=np.int64)
     return point
+
+
+# ---- families' starting points (issue 13: damage maps); nothing changes for a case without one
+FULL_MASS_WEIGHT = 50  # the Laplace covariance counts as this many draws in the full mass matrix's adaptation
+START_MAXITER = 400
+
+
+def _family_start(model, case, hid: str, logp_dlogp, point: dict):  # noqa: ANN001, ANN202
+    """(raveled template, mode, covariance) when a unit's family proposes starting points
+    (``initial_values``), else None.
+
+    From each candidate (the family's parameters set, everything else at ``point``) L-BFGS climbs the
+    model's own log density (unconstrained space); the best mode's covariance is the inverse of the
+    negative Hessian (central differences of the gradient, eigenvalues floored).
+    """
+    import itertools
+
+    import pytensor.tensor as pt
+    from pymc.blocking import DictToArrayBijection
+    from scipy.optimize import minimize
+
+    from engine.evidence import family_of
+    from engine.model.build import unit_id
+
+    per_unit = []
+    for _, items in case.units():
+        fam = family_of(items)
+        if hasattr(fam, "initial_values"):
+            uid = unit_id(items)
+            per_unit.append([{f"{uid}__{k}": v for k, v in c.items()} for c in fam.initial_values(items, items[0].params[hid])])
+    if not per_unit:
+        return None
+    rvs = {rv.name: rv for rv in model.free_RVs}
+
+    def value(name: str, v: float) -> tuple[str, np.ndarray]:
+        rv = rvs[name]
+        tr = model.rvs_to_transforms.get(rv)
+        x = np.asarray(v, dtype=float) if tr is None else tr.forward(pt.as_tensor(float(v)), *rv.owner.inputs).eval()
+        return model.rvs_to_values[rv].name, np.asarray(x, dtype=point[model.rvs_to_values[rv].name].dtype)
+
+    best = None
+    for combo in itertools.islice(itertools.product(*per_unit), 64):
+        start = dict(point)
+        for cand in combo:
+            start.update(value(k, v) for k, v in cand.items() if k in rvs)
+        q0 = DictToArrayBijection.map(start)
+        fit = minimize(_negative(logp_dlogp), q0.data, jac=True, method="L-BFGS-B", options={"maxiter": START_MAXITER})
+        if best is None or fit.fun < best[0]:
+            best = (fit.fun, fit.x, q0)
+    _, mode, q0 = best
+    n = mode.size
+    h = 1e-5 * np.maximum(1.0, np.abs(mode))
+    hess = np.empty((n, n))
+    for i in range(n):
+        e = np.zeros(n)
+        e[i] = h[i]
+        hess[i] = (_negative(logp_dlogp)(mode + e)[1] - _negative(logp_dlogp)(mode - e)[1]) / (2 * h[i])
+    w, v = np.linalg.eigh((hess + hess.T) / 2)
+    cov = (v / np.clip(w, 1e-8, None)) @ v.T
+    return q0, mode, (cov + cov.T) / 2
+
+
+def _negative(logp_dlogp):  # noqa: ANN001, ANN202
+    def neg(q: np.ndarray) -> tuple[float, np.ndarray]:
+        lp, grad = logp_dlogp([q], extra_vars={})
+        return (-float(lp), -np.asarray(grad, dtype=float)) if np.isfinite(lp) else (1e300, np.zeros_like(q))
+
+    return neg
+
+
+def _laplace_draw(model, logp_dlogp, point, q0, mode, cov, seed: int) -> dict:  # noqa: ANN001
+    """A chain's start: a draw from the normal approximation N(mode, cov) with a finite log density (else the mode)."""
+    from pymc.blocking import DictToArrayBijection
+
+    rng = np.random.default_rng([seed, 13])
+    q = mode
+    for _ in range(20):
+        trial = rng.multivariate_normal(mode, cov)
+        if _negative(logp_dlogp)(trial)[0] < 1e299:
+            q = trial
+            break
+    return DictToArrayBijection.rmap(type(q0)(q, q0.point_map_info))
 
 
 _IMH = None
