@@ -49,6 +49,7 @@ from engine.evidence.damage_geometry import (
     N_GRAD,
     HoleMap,
     band_normaliser,
+    hole_intensity,
     log_likelihood_and_gradient,
     panel_quadrature,
     rectangle_normal,
@@ -157,9 +158,17 @@ def hole_map(obs: DamageMapObs) -> HoleMap:
     )
 
 
+def _centroid(obs: DamageMapObs) -> np.ndarray:
+    """The inspected panels' area-weighted centroid."""
+    c = np.array([np.add(p.corner, np.add(p.edge1, p.edge2) / 2) for p in obs.panels], dtype=float)
+    a = np.array([np.linalg.norm(np.cross(p.edge1, p.edge2)) for p in obs.panels])
+    return a @ c / a.sum()
+
+
 class DamageMap(Family):
     name = "damage_map"
     Obs = DamageMapObs
+    _memo: list = []  # noqa: RUF012 - the last predictive computation (``_predictive``)
     params = {
         **{f"burst_{c}": _NORMAL for c in "xyz"},
         **{f"axis_{c}": _NORMAL for c in "xyz"},
@@ -176,6 +185,7 @@ class DamageMap(Family):
         "elongation_sd": _FIXED(0.01, 3.0),
         "misread": _FIXED(0.0, 0.5),
     }
+    replicable = True
     sampled = ("burst_x", "burst_y", "burst_z", "axis_x", "axis_y", "axis_z", "course_heading", "course_climb", "weapon_speed", "log_fragments",
                "spray_angle", "spray_width", "fragment_speed")
 
@@ -214,17 +224,13 @@ class DamageMap(Family):
         rel = (1 - theta["inside"]) * (theta["weapon_speed"] * axis - pt.as_tensor(np.array([obs.aircraft_speed, 0.0, 0.0])))
         deg = math.pi / 180
         phi0, sigma = theta["spray_angle"] * deg, theta["spray_width"] * deg
-        entry = 1 - 2 * theta["inside"]
         scale = pt.exp(theta["log_fragments"]) / band_normaliser(pt, phi0, sigma)
         hm = hole_map(obs)
         op = _MapLogLik(_digest(obs))
         op.hole_map = hm
         params = pt.concatenate([burst, axis, rel, pt.stack([theta["fragment_speed"], phi0, sigma, scale])])
-        fixed = pt.stack([pt.as_tensor(theta["v50"], dtype="float64"), pt.as_tensor(theta["v50_spread"], dtype="float64"),
-                          pt.as_tensor(entry, dtype="float64"), pt.as_tensor(theta["elongation_sd"], dtype="float64")])
-        n_in, n_out = int((hm.bent_in == 1).sum()), int((hm.bent_in == 0).sum())
-        p_in = theta["misread"] + (1 - 2 * theta["misread"]) * (1 + entry) / 2
-        return op(params, fixed)[0] + n_in * pt.log(p_in) + n_out * pt.log(1 - p_in)
+        fixed = pt.stack([pt.as_tensor(theta[k], dtype="float64") for k in ("v50", "v50_spread", "inside", "elongation_sd", "misread")])
+        return op(params, fixed)[0]
 
     def initial_values(self, items, spec) -> list[dict[str, float]]:  # noqa: ANN001
         """Candidate starting points for the sampler (parameter -> value; only sampled parameters):
@@ -263,6 +269,86 @@ class DamageMap(Family):
                 cand = {**base, **{f"burst_{c}": float(v) for c, v in zip("xyz", b, strict=True)}, **course}
                 out.append({k: v for k, v in cand.items() if k in free})
         return out
+
+    # ------------------------------------------------------------ predictive checks
+    def _predictive(self, items, theta) -> tuple:  # noqa: ANN001
+        """Per draw of ``theta``: expected holes per panel (n, P, in the observation's panel order), and
+        the intensity's weights over the mapped panels' quadrature points (n, M) with those points'
+        distances from the inspected panels' centroid (M,). Memoised for the last ``theta``."""
+        import hashlib
+
+        obs = items[0].observed
+        key = hashlib.sha256(repr(sorted((k, np.asarray(v).tobytes()) for k, v in theta.items() if k != "data")).encode()
+                             + _digest(obs).encode()).hexdigest()
+        if self._memo and self._memo[0] == key:
+            return self._memo[1]
+        quad = panel_quadrature([_panel_tuple(p) for p in obs.panels], cell=obs.cell)
+        counted = {c.panel for c in obs.counts}
+        mapped = np.array([p.id not in counted for p in obs.panels])[quad.panel]
+        dist = np.linalg.norm(quad.points - _centroid(obs), axis=1)
+        n = len(np.atleast_1d(theta["log_fragments"]))
+        col = {k: np.broadcast_to(np.asarray(v, dtype=float), (n,)) for k, v in theta.items() if k != "data"}
+        mu, wts = np.empty((n, quad.n_panels)), np.empty((n, int(mapped.sum())))
+        deg = math.pi / 180
+        for i in range(n):
+            t = {k: v[i] for k, v in col.items()}
+            axis = course_direction(np, [t["axis_x"], t["axis_y"], t["axis_z"]], t["course_heading"], t["course_climb"])
+            rel = (1 - t["inside"]) * (t["weapon_speed"] * axis - np.array([obs.aircraft_speed, 0.0, 0.0]))
+            burst = np.array([t["burst_x"], t["burst_y"], t["burst_z"]])
+            lam = hole_intensity(np, quad.points, quad.normals, burst, axis, rel, t["fragment_speed"], t["spray_angle"] * deg,
+                                 t["spray_width"] * deg, math.exp(t["log_fragments"]), t["v50"], t["v50_spread"], entry=1 - 2 * t["inside"])
+            w = quad.weights * lam
+            mu[i] = np.bincount(quad.panel, weights=w, minlength=quad.n_panels)
+            wts[i] = w[mapped]
+        out = (mu, wts, dist[mapped], quad.points[mapped])
+        self._memo[:] = [key, out]
+        return out
+
+    def observed(self, items) -> dict[str, np.ndarray]:  # noqa: ANN001
+        """Holes per panel (1, P) and the mapped holes' mean distance from the panels' centroid (1,) with their number (1,)."""
+        obs = items[0].observed
+        order = {p.id: i for i, p in enumerate(obs.panels)}
+        counts = np.zeros(len(obs.panels))
+        for h in obs.holes:
+            counts[order[h.panel]] += 1
+        for c in obs.counts:
+            counts[order[c.panel]] = c.holes
+        d = np.linalg.norm(np.array([h.at for h in obs.holes], dtype=float).reshape(-1, 3) - _centroid(obs), axis=1)
+        return {"counts": counts[None], "mean_distance": np.array([d.mean() if len(d) else 0.0]), "n_located": np.array([len(d)])}
+
+    def simulate(self, items, theta, rng) -> dict[str, np.ndarray]:  # noqa: ANN001
+        """A replicated map per draw: Poisson holes per panel, and the mapped holes' positions drawn
+        among the quadrature points with probability proportional to weight x intensity (their mean distance)."""
+        mu, wts, dist, _ = self._predictive(items, theta)
+        counts = rng.poisson(mu).astype(float)
+        obs = items[0].observed
+        counted = {c.panel for c in obs.counts}
+        located = counts[:, [p.id not in counted for p in obs.panels]].sum(axis=1).astype(int)
+        md = np.zeros(len(mu))
+        for i, k in enumerate(located):
+            if k:
+                pick = rng.choice(len(dist), size=k, p=wts[i] / wts[i].sum())
+                md[i] = dist[pick].mean()
+        return {"counts": counts, "mean_distance": md, "n_located": located}
+
+    def logp_np(self, items, y, theta) -> np.ndarray:  # noqa: ANN001
+        r"""A discrepancy for predictive checks, per draw: the log density of the map's summaries (not of
+        the whole map): Poisson holes per panel, plus the normal approximation of the located holes'
+        mean distance :math:`\bar d` from the panels' centroid,
+        :math:`\mathcal N(\bar d \mid m, v / n)` with :math:`m, v` the mean and variance of the distance
+        under the intensity and :math:`n` the located holes."""
+        from scipy.special import gammaln
+
+        mu, wts, dist, _ = self._predictive(items, theta)
+        counts = np.broadcast_to(y["counts"], mu.shape)
+        out = np.sum(counts * np.log(mu + 1e-300) - mu - gammaln(counts + 1), axis=1)
+        total = wts.sum(axis=1) + 1e-300
+        m = wts @ dist / total
+        v = np.maximum(wts @ dist**2 / total - m**2, 1e-12)
+        n = np.broadcast_to(y["n_located"], m.shape).astype(float)
+        md = np.broadcast_to(y["mean_distance"], m.shape)
+        normal = -0.5 * (md - m) ** 2 * n / v - 0.5 * np.log(2 * math.pi * v / np.maximum(n, 1))
+        return out + np.where(n > 0, normal, 0.0)
 
     def generic(self, items, library, hypotheses) -> dict[str, Dist]:  # noqa: ANN001
         return {**DEFAULT_BACKGROUND, **library}
@@ -321,9 +407,10 @@ def _map_op_class():  # noqa: ANN202
     import pytensor.tensor as pt
 
     class MapLogLik(Op):
-        """log p(map | params) without the bend term, and its gradient, for params = (burst (3), axis (3),
-        relative velocity (3), fragment speed, phi0, sigma, K = N / Z) and fixed = (v50, v50 spread,
-        entry, elongation s.d.): :func:`engine.evidence.damage_geometry.log_likelihood_and_gradient`.
+        """log p(map | params) and its gradient, for params = (burst (3), axis (3), relative velocity (3),
+        fragment speed, phi0, sigma, K = N / Z) and fixed = (v50, v50 spread, inside, elongation s.d.,
+        misread): :func:`engine.evidence.damage_geometry.log_likelihood_and_gradient` plus the bend term.
+        The map is the op's attribute ``hole_map``, not a graph constant.
         Outputs (value, gradient); the gradient output has no gradient of its own (no second derivatives)."""
 
         __props__ = ("key",)
@@ -338,8 +425,12 @@ def _map_op_class():  # noqa: ANN202
 
         def perform(self, node, inputs, outputs):  # noqa: ANN001, ANN202
             p, f = inputs
-            value, grad = log_likelihood_and_gradient(self.hole_map, p[0:3], p[3:6], p[6:9], p[9], p[10], p[11], p[12], f[0], f[1],
-                                                      entry=f[2], elongation_sd=f[3])
+            hm, entry, misread = self.hole_map, 1 - 2 * f[2], f[4]
+            value, grad = log_likelihood_and_gradient(hm, p[0:3], p[3:6], p[6:9], p[9], p[10], p[11], p[12], f[0], f[1],
+                                                      entry=entry, elongation_sd=f[3])
+            p_in = misread + (1 - 2 * misread) * (1 + entry) / 2  # a hole's bend is read "in"
+            with np.errstate(divide="ignore"):
+                value += np.sum(hm.bent_in == 1) * np.log(p_in) + np.sum(hm.bent_in == 0) * np.log1p(-p_in)
             outputs[0][0] = np.asarray(value)
             outputs[1][0] = grad
 

@@ -95,3 +95,41 @@ def test_pytensor_and_numpy_give_the_same_intensity_and_a_finite_gradient():
     assert np.all(np.isfinite(grad)) and np.any(grad != 0)
     lam = hole_intensity(np, quad.points[:5], quad.normals[:5], burst, axis, rel, 2000.0, phi0, sigma, 1000.0, 300.0, 60.0)
     assert np.all(lam >= 0)
+
+
+def _grad_setup():  # noqa: ANN202
+    from engine.evidence.damage_geometry import HoleMap
+
+    burst, axis, rel, phi0, sigma = _setup(*CONFIGS[0][:5])
+    quad = panel_quadrature(BOX[:2], cell=0.5, order=4)
+    counts = panel_quadrature(BOX[2:4], cell=0.5, order=4)
+    panel, pts, cos = holes(np.random.default_rng(3), 3000, BOX[:2], burst, axis, rel, 2000.0, phi0, sigma, 300.0, 60.0, with_cosine=True)
+    normals = np.array([np.cross(BOX[k][1], BOX[k][2]) / np.linalg.norm(np.cross(BOX[k][1], BOX[k][2])) for k in panel])
+    elong = np.where(np.arange(len(cos)) % 3 == 0, np.nan, 1 / cos * np.exp(0.1 * np.random.default_rng(4).standard_normal(len(cos))))
+    hm = HoleMap(quad, pts, normals, elong, np.full(len(cos), -1), counts, np.array([25.0, 3.0]))
+    x = np.r_[burst + [0.1, -0.1, 0.05], axis + [0.02, 0.05, -0.03], rel + [10, -20, 5], 1900.0, phi0 + 0.02, sigma * 1.2, 3000 / 0.4]
+    return hm, x
+
+
+def test_the_hand_written_gradient_equals_central_differences_and_the_value_the_generic_formula():
+    """log_likelihood_and_gradient (numba) and its numpy twin against log_likelihood and finite differences."""
+    from engine.evidence.damage_geometry import _log_intensity_and_gradient, _point_terms, log_likelihood, log_likelihood_and_gradient
+
+    hm, x = _grad_setup()
+    assert 20 < len(hm.points) < 1000
+
+    def f(y):  # noqa: ANN001, ANN202
+        return log_likelihood_and_gradient(hm, y[:3], y[3:6], y[6:9], y[9], y[10], y[11], y[12], 300.0, 60.0, elongation_sd=0.1)
+
+    value, grad = f(x)
+    want = log_likelihood(np, hm, x[:3], x[3:6], x[6:9], x[9], x[10], x[11], x[12] * band_normaliser(np, x[10], x[11]), 300.0, 60.0,
+                          elongation_sd=0.1)
+    assert value == pytest.approx(want, rel=1e-10)
+    for i in range(13):
+        h = 1e-6 * max(1.0, abs(x[i]))
+        e = np.zeros(13)
+        e[i] = h
+        assert grad[i] == pytest.approx((f(x + e)[0] - f(x - e)[0]) / (2 * h), rel=1e-5, abs=1e-4), i
+    args = (hm.quad_mapped.points, hm.quad_mapped.normals, x[:3], x[3:6], x[6:9], x[9], x[10], x[11], 300.0, 60.0, 1.0)
+    for a, b in zip(_point_terms(*args), _log_intensity_and_gradient(*args), strict=True):
+        assert np.allclose(a, b, rtol=1e-9, atol=1e-12)

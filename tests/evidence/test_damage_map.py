@@ -100,7 +100,7 @@ def test_the_model_term_equals_the_geometry_at_a_parameter_point(tmp_path, obser
     theta = {k: pt.as_tensor(float(v)) for k, v in {
         "burst_x": 4.0, "burst_y": 2.5, "burst_z": 2.0, "axis_x": -1.0, "axis_y": -0.3, "axis_z": -0.2, "weapon_speed": 800.0,
         "log_fragments": math.log(3000), "spray_angle": 85.0, "spray_width": 5.0, "fragment_speed": 2000.0, "v50": 300.0,
-        "v50_spread": 60.0, "inside": 0.0, "elongation_sd": 0.1, "misread": 0.05}.items()}
+        "v50_spread": 60.0, "inside": 0.0, "elongation_sd": 0.1, "misread": 0.05, "course_heading": 0.0, "course_climb": 0.0}.items()}
     got = REGISTRY["damage_map"].loglik(items, theta).eval()
     a = TRUTH["axis"] / np.linalg.norm(TRUTH["axis"])
     want = log_likelihood(np, hole_map(items[0].observed), TRUTH["burst"], a, 800.0 * a - AIRCRAFT, 2000.0, math.radians(85),
@@ -160,3 +160,87 @@ def test_validate_refuses_a_bad_map_with_exit_2_one_line_and_no_traceback(tmp_pa
     assert out.returncode == 2
     lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
     assert len(lines) == 1 and "Traceback" not in out.stderr and "outside panel" in lines[0], lines
+
+
+def _theta_point():  # noqa: ANN202
+    return {"burst_x": 4.1, "burst_y": 2.4, "burst_z": 2.1, "axis_x": 1.0, "axis_y": 0.0, "axis_z": 0.0, "course_heading": 195.0,
+            "course_climb": -10.0, "weapon_speed": 780.0, "log_fragments": math.log(2900), "spray_angle": 84.0, "spray_width": 5.5,
+            "fragment_speed": 1950.0, "v50": 300.0, "v50_spread": 60.0, "inside": 0.0, "elongation_sd": 0.1, "misread": 0.05}
+
+
+def test_the_model_term_and_its_gradient_by_angles_equal_the_generic_formula(tmp_path, observed):
+    """The op's value (with the bend term) and PyTensor's gradient through it against log_likelihood in numpy
+    and central differences of it, with the course given by heading and climb."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    from engine.evidence.damage_map import course_direction
+
+    case = load_case(write_case(tmp_path, case_doc(observed)))
+    items = (case.items[0],)
+    point = _theta_point()
+    free = ("burst_x", "burst_y", "burst_z", "course_heading", "course_climb", "weapon_speed", "log_fragments", "spray_angle",
+            "spray_width", "fragment_speed")
+    x = pt.dvector("x")
+    theta = {k: (x[free.index(k)] if k in free else pt.as_tensor(float(v))) for k, v in point.items()}
+    ll = REGISTRY["damage_map"].loglik(items, theta)
+    f = pytensor.function([x], [ll, pt.grad(ll, x)])
+    hm = hole_map(items[0].observed)
+
+    def ref(v):  # noqa: ANN001, ANN202
+        t = {**point, **dict(zip(free, v, strict=True))}
+        a = course_direction(np, [1.0, 0.0, 0.0], t["course_heading"], t["course_climb"])
+        return log_likelihood(np, hm, np.array([t["burst_x"], t["burst_y"], t["burst_z"]]), a, t["weapon_speed"] * a - AIRCRAFT,
+                              t["fragment_speed"], math.radians(t["spray_angle"]), math.radians(t["spray_width"]),
+                              math.exp(t["log_fragments"]), 300.0, 60.0, elongation_sd=0.1, misread=0.05)
+
+    x0 = np.array([point[k] for k in free])
+    value, grad = f(x0)
+    assert value == pytest.approx(ref(x0), rel=1e-10)
+    for i in range(len(free)):
+        h = 1e-6 * max(1.0, abs(x0[i]))
+        e = np.zeros(len(free))
+        e[i] = h
+        assert grad[i] == pytest.approx((ref(x0 + e) - ref(x0 - e)) / (2 * h), rel=1e-5, abs=1e-4), free[i]
+
+
+def test_course_angles_turn_the_axis():
+    from engine.evidence.damage_map import course_direction
+
+    assert course_direction(np, [2.0, 0.0, 0.0], 0.0, 0.0) == pytest.approx([1.0, 0.0, 0.0])
+    assert course_direction(np, [1.0, 0.0, 0.0], 90.0, 0.0) == pytest.approx([0.0, 1.0, 0.0], abs=1e-12)
+    h, c = math.radians(200.0), math.radians(20.0)
+    assert course_direction(np, [1.0, 0.0, 0.0], 200.0, 20.0) == pytest.approx([math.cos(c) * math.cos(h), math.cos(c) * math.sin(h), math.sin(c)])
+    assert course_direction(np, [0.0, 0.0, 3.0], 0.0, 0.0) == pytest.approx([0.0, 0.0, 1.0])
+
+
+def test_predictive_p_values_are_uniform_when_maps_come_from_the_reference_simulator(tmp_path, observed):
+    """Maps drawn by the independent simulator at known parameters, replicated by the family at the same
+    parameters: the p-value of the summaries' discrepancy (holes per panel, mean distance) is uniform."""
+    from engine.evidence.damage_map import DamageMapObs
+
+    case = load_case(write_case(tmp_path, case_doc(observed)))
+    fam = REGISTRY["damage_map"]
+    base = case.items[0]
+    a = TRUTH["axis"] / np.linalg.norm(TRUTH["axis"])
+    heading, climb = math.degrees(math.atan2(a[1], a[0])), math.degrees(math.asin(a[2]))
+    n_rep = 150
+    theta = {**{k: np.full(n_rep, v) for k, v in _theta_point().items()}, "course_heading": np.full(n_rep, heading),
+             "course_climb": np.full(n_rep, climb), "burst_x": np.full(n_rep, 4.0), "burst_y": np.full(n_rep, 2.5),
+             "burst_z": np.full(n_rep, 2.0), "weapon_speed": np.full(n_rep, 800.0), "log_fragments": np.full(n_rep, math.log(600)),
+             "spray_angle": np.full(n_rep, 85.0), "spray_width": np.full(n_rep, 5.0), "fragment_speed": np.full(n_rep, 2000.0)}
+    rng = np.random.default_rng(17)
+    p_values = []
+    for _ in range(60):
+        pan, pts = holes(rng, 600, BOX, TRUTH["burst"], a, 800.0 * a - AIRCRAFT, 2000.0, math.radians(85), math.radians(5), 300.0, 60.0)
+        obs = {**observed, "holes": [{"panel": FACES[k], "at": [float(v) for v in p]} for k, p in zip(pan, pts, strict=True)]}
+        items = (type(base)(**{**base.__dict__, "observed": DamageMapObs.model_validate(obs)}),)
+        t_obs = -fam.logp_np(items, fam.observed(items), theta)
+        t_rep = -fam.logp_np(items, fam.simulate(items, theta, rng), theta)
+        p_values.append((1 + np.sum(t_rep >= t_obs[0])) / (n_rep + 1))
+    assert stats.kstest(p_values, "uniform").pvalue > 0.01, np.sort(p_values)
+    # and the check can fail: a burst 1.5 m off its true place is flagged
+    far = {**theta, "burst_x": np.full(n_rep, 5.5)}
+    t_obs = -fam.logp_np(items, fam.observed(items), far)
+    t_rep = -fam.logp_np(items, fam.simulate(items, far, rng), far)
+    assert (1 + np.sum(t_rep >= t_obs[0])) / (n_rep + 1) < 0.01
