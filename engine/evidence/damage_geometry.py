@@ -294,13 +294,16 @@ def _log_intensity_and_gradient(points, normals, burst, axis, rel, v0, phi0, sig
 
 
 def log_likelihood_and_gradient(hm: HoleMap, burst, axis, rel_velocity, v0, phi0, sigma, scale, v50, v_spread,  # noqa: ANN001, ANN201
-                                *, entry: float = 1.0, elongation_sd: float = 0.1, floor: float = 1e-12):
+                                *, entry: float = 1.0, elongation_sd: float = 0.1, stray: float = 0.0, floor: float = 1e-12):
     r""":func:`log_likelihood` without its bend term, and its gradient with respect to
     (burst (3), axis (3), relative velocity (3), v0, phi0, sigma, K), in numpy.
 
     The intensity is written :math:`\lambda = K \tilde g` with :math:`K = N / Z(\varphi_0, \sigma)`
     (the band normaliser stays outside, where automatic differentiation handles it); ``axis``
     is used as given (the caller normalises it and differentiates the normalisation).
+    ``stray`` (holes per m\ :sup:`2`) adds holes the burst did not make, uniform over the inspected
+    skin: the intensity is :math:`\lambda + \epsilon`. It also keeps the likelihood's slope far from
+    the burst, where otherwise every hole sits at the ``floor`` (what tempering in SMC climbs on).
     """
     from scipy.special import gammaln
 
@@ -309,10 +312,11 @@ def log_likelihood_and_gradient(hm: HoleMap, burst, axis, rel_velocity, v0, phi0
     if len(hm.points):
         g, dlog, c, dc_db = _point_terms(hm.points, hm.normals, *args)
         lam = scale * g
-        total += float(np.sum(np.log(lam + floor)))
-        share = lam / (lam + floor)
+        eps = stray + floor
+        total += float(np.sum(np.log(lam + eps)))
+        share = lam / (lam + eps)
         grad[:12] += share @ dlog
-        grad[12] += float(np.sum(g / (lam + floor)))
+        grad[12] += float(np.sum(g / (lam + eps)))
         measured = np.isfinite(hm.elongation)
         if measured.any():
             cm = c[measured]
@@ -326,7 +330,7 @@ def log_likelihood_and_gradient(hm: HoleMap, burst, axis, rel_velocity, v0, phi0
         g, dlog, _, _ = _point_terms(quad.points, quad.normals, *args)
         wg = quad.weights * g
         per_panel = np.bincount(quad.panel, weights=wg, minlength=quad.n_panels)  # expected counts / K
-        mu = scale * per_panel
+        mu = scale * per_panel + stray * np.bincount(quad.panel, weights=quad.weights, minlength=quad.n_panels)
         if counts is None:
             factor = np.full(quad.n_panels, -1.0)
             total -= float(mu.sum())

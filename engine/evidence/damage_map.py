@@ -27,7 +27,9 @@ formulas). Parameters (per hypothesis, from its mechanism's ``damage_map`` secti
 - ``v50``, ``v50_spread``: the skin's ballistic limit at normal incidence, m/s (fixed);
 - ``inside``: 1 when the burst is inside the airframe, else 0 (fixed);
 - ``elongation_sd``: s.d. of ln(elongation) about -ln cos(i) (fixed);
-- ``misread``: the chance that a hole's bend is misread (fixed).
+- ``misread``: the chance that a hole's bend is misread (fixed);
+- ``stray_rate``: holes per m\ :sup:`2` the burst did not make (rivet holes, earlier damage, debris),
+  uniform over the inspected skin (fixed, default 0.05, assumed).
 
 Background (what an unfaithful report follows; the ``generic`` mechanism's ``damage_map``
 section may set it): holes spread uniformly over the inspected skin at a rate
@@ -63,7 +65,8 @@ PanelId = str
 
 _NORMAL = (("normal", "fixed"), (-1e4, 1e4))
 _FIXED = lambda lo, hi: (("fixed",), (lo, hi))  # noqa: E731
-COURSE_DEFAULTS = {"course_heading": Dist("fixed", (0.0,)), "course_climb": Dist("fixed", (0.0,))}
+COURSE_DEFAULTS = {"course_heading": Dist("fixed", (0.0,)), "course_climb": Dist("fixed", (0.0,)),
+                   "stray_rate": Dist("fixed", (0.05,))}  # assumed: 3 stray holes on 60 m^2 of skin
 DEFAULT_BACKGROUND = {
     "background_rate": Dist("gamma", (0.5, 0.005)),  # holes per m^2: mean 100, very wide
     "elongation_log_mean": Dist("fixed", (0.3,)),
@@ -184,13 +187,15 @@ class DamageMap(Family):
         "inside": _FIXED(0.0, 1.0),
         "elongation_sd": _FIXED(0.01, 3.0),
         "misread": _FIXED(0.0, 0.5),
+        "stray_rate": _FIXED(0.0, 100.0),
     }
     replicable = True
     sampled = ("burst_x", "burst_y", "burst_z", "axis_x", "axis_y", "axis_z", "course_heading", "course_climb", "weapon_speed", "log_fragments",
                "spray_angle", "spray_width", "fragment_speed")
 
     def mechanism_params(self, obs, table):  # noqa: ANN001, ANN201
-        """The mechanism's table; the course's turn angles default to 0 (the course is then the axis)."""
+        """The mechanism's table; the course's turn angles default to 0 (the course is then the axis), the
+        stray-hole rate to 0.05 per m^2."""
         return {**COURSE_DEFAULTS, **table}
 
     def describe(self, obs) -> str:  # noqa: ANN001
@@ -229,7 +234,7 @@ class DamageMap(Family):
         op = _MapLogLik(_digest(obs))
         op.hole_map = hm
         params = pt.concatenate([burst, axis, rel, pt.stack([theta["fragment_speed"], phi0, sigma, scale])])
-        fixed = pt.stack([pt.as_tensor(theta[k], dtype="float64") for k in ("v50", "v50_spread", "inside", "elongation_sd", "misread")])
+        fixed = pt.stack([pt.as_tensor(theta[k], dtype="float64") for k in ("v50", "v50_spread", "inside", "elongation_sd", "misread", "stray_rate")])
         return op(params, fixed)[0]
 
     def initial_values(self, items, spec) -> list[dict[str, float]]:  # noqa: ANN001
@@ -297,7 +302,7 @@ class DamageMap(Family):
             burst = np.array([t["burst_x"], t["burst_y"], t["burst_z"]])
             lam = hole_intensity(np, quad.points, quad.normals, burst, axis, rel, t["fragment_speed"], t["spray_angle"] * deg,
                                  t["spray_width"] * deg, math.exp(t["log_fragments"]), t["v50"], t["v50_spread"], entry=1 - 2 * t["inside"])
-            w = quad.weights * lam
+            w = quad.weights * (lam + t["stray_rate"])
             mu[i] = np.bincount(quad.panel, weights=w, minlength=quad.n_panels)
             wts[i] = w[mapped]
         out = (mu, wts, dist[mapped], quad.points[mapped])
@@ -409,7 +414,7 @@ def _map_op_class():  # noqa: ANN202
     class MapLogLik(Op):
         """log p(map | params) and its gradient, for params = (burst (3), axis (3), relative velocity (3),
         fragment speed, phi0, sigma, K = N / Z) and fixed = (v50, v50 spread, inside, elongation s.d.,
-        misread): :func:`engine.evidence.damage_geometry.log_likelihood_and_gradient` plus the bend term.
+        misread, stray rate): :func:`engine.evidence.damage_geometry.log_likelihood_and_gradient` plus the bend term.
         The map is the op's attribute ``hole_map``, not a graph constant.
         Outputs (value, gradient); the gradient output has no gradient of its own (no second derivatives)."""
 
@@ -427,7 +432,7 @@ def _map_op_class():  # noqa: ANN202
             p, f = inputs
             hm, entry, misread = self.hole_map, 1 - 2 * f[2], f[4]
             value, grad = log_likelihood_and_gradient(hm, p[0:3], p[3:6], p[6:9], p[9], p[10], p[11], p[12], f[0], f[1],
-                                                      entry=entry, elongation_sd=f[3])
+                                                      entry=entry, elongation_sd=f[3], stray=f[5])
             p_in = misread + (1 - 2 * misread) * (1 + entry) / 2  # a hole's bend is read "in"
             with np.errstate(divide="ignore"):
                 value += np.sum(hm.bent_in == 1) * np.log(p_in) + np.sum(hm.bent_in == 0) * np.log1p(-p_in)

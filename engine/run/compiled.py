@@ -252,7 +252,7 @@ def _jittered_start(model, ipfn, logp_dlogp, seed: int, max_retries: int) -> dic
 
 # ---- families' starting points (issue 13: damage maps); nothing changes for a case without one
 FULL_MASS_WEIGHT = 50  # the Laplace covariance counts as this many draws in the full mass matrix's adaptation
-START_MAXITER = 400
+START_SCREEN, START_KEEP, START_MAXITER = 30, 3, 400  # L-BFGS iterations: every candidate, then the best few
 
 
 def _family_start(model, case, hid: str, logp_dlogp, point: dict):  # noqa: ANN001, ANN202
@@ -288,16 +288,18 @@ def _family_start(model, case, hid: str, logp_dlogp, point: dict):  # noqa: ANN0
         x = np.asarray(v, dtype=float) if tr is None else tr.forward(pt.as_tensor(float(v)), *rv.owner.inputs).eval()
         return model.rvs_to_values[rv].name, np.asarray(x, dtype=point[model.rvs_to_values[rv].name].dtype)
 
-    best = None
+    fits = []
     for combo in itertools.islice(itertools.product(*per_unit), 64):
         start = dict(point)
         for cand in combo:
             start.update(value(k, v) for k, v in cand.items() if k in rvs)
         q0 = DictToArrayBijection.map(start)
-        fit = minimize(_negative(logp_dlogp), q0.data, jac=True, method="L-BFGS-B", options={"maxiter": START_MAXITER})
-        if best is None or fit.fun < best[0]:
-            best = (fit.fun, fit.x, q0)
-    _, mode, q0 = best
+        fit = minimize(_negative(logp_dlogp), q0.data, jac=True, method="L-BFGS-B", options={"maxiter": START_SCREEN})
+        fits.append((fit.fun, fit.x))
+    # the most promising few climb on to their modes
+    best = min((minimize(_negative(logp_dlogp), x, jac=True, method="L-BFGS-B", options={"maxiter": START_MAXITER})
+                for _, x in sorted(fits, key=lambda f: f[0])[:START_KEEP]), key=lambda f: f.fun)
+    mode = best.x
     n = mode.size
     h = 1e-5 * np.maximum(1.0, np.abs(mode))
     hess = np.empty((n, n))

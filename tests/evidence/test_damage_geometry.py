@@ -118,18 +118,30 @@ def test_the_hand_written_gradient_equals_central_differences_and_the_value_the_
     hm, x = _grad_setup()
     assert 20 < len(hm.points) < 1000
 
-    def f(y):  # noqa: ANN001, ANN202
-        return log_likelihood_and_gradient(hm, y[:3], y[3:6], y[6:9], y[9], y[10], y[11], y[12], 300.0, 60.0, elongation_sd=0.1)
+    def f(y, stray=0.0):  # noqa: ANN001, ANN202
+        return log_likelihood_and_gradient(hm, y[:3], y[3:6], y[6:9], y[9], y[10], y[11], y[12], 300.0, 60.0, elongation_sd=0.1,
+                                           stray=stray)
 
-    value, grad = f(x)
+    value, _ = f(x)
     want = log_likelihood(np, hm, x[:3], x[3:6], x[6:9], x[9], x[10], x[11], x[12] * band_normaliser(np, x[10], x[11]), 300.0, 60.0,
                           elongation_sd=0.1)
     assert value == pytest.approx(want, rel=1e-10)
+    # stray holes at 0.05 per m^2: the expected count rises by 0.05 x area, and every hole's intensity by 0.05
+    area = hm.quad_mapped.weights.sum()
+    with_stray = f(x, 0.05)[0]
+    lam = hole_intensity(np, hm.points, hm.normals, x[:3], x[3:6], x[6:9], x[9], x[10], x[11], x[12] * band_normaliser(np, x[10], x[11]),
+                         300.0, 60.0)
+    counted = np.bincount(hm.count_quad.panel, weights=hm.count_quad.weights)
+    mu = expected_counts(np, hm.count_quad, x[:3], x[3:6], x[6:9], x[9], x[10], x[11], x[12] * band_normaliser(np, x[10], x[11]), 300.0, 60.0)
+    shift = (np.sum(np.log(lam + 0.05 + 1e-12) - np.log(lam + 1e-12)) - 0.05 * area
+             + np.sum(hm.counts * (np.log(mu + 0.05 * counted + 1e-12) - np.log(mu + 1e-12)) - 0.05 * counted))
+    assert with_stray - value == pytest.approx(shift, rel=1e-9)
+    _, grad = f(x, 0.05)
     for i in range(13):
         h = 1e-6 * max(1.0, abs(x[i]))
         e = np.zeros(13)
         e[i] = h
-        assert grad[i] == pytest.approx((f(x + e)[0] - f(x - e)[0]) / (2 * h), rel=1e-5, abs=1e-4), i
+        assert grad[i] == pytest.approx((f(x + e, 0.05)[0] - f(x - e, 0.05)[0]) / (2 * h), rel=1e-5, abs=1e-4), i
     args = (hm.quad_mapped.points, hm.quad_mapped.normals, x[:3], x[3:6], x[6:9], x[9], x[10], x[11], 300.0, 60.0, 1.0)
     for a, b in zip(_point_terms(*args), _log_intensity_and_gradient(*args), strict=True):
         assert np.allclose(a, b, rtol=1e-9, atol=1e-12)

@@ -100,7 +100,8 @@ def test_the_model_term_equals_the_geometry_at_a_parameter_point(tmp_path, obser
     theta = {k: pt.as_tensor(float(v)) for k, v in {
         "burst_x": 4.0, "burst_y": 2.5, "burst_z": 2.0, "axis_x": -1.0, "axis_y": -0.3, "axis_z": -0.2, "weapon_speed": 800.0,
         "log_fragments": math.log(3000), "spray_angle": 85.0, "spray_width": 5.0, "fragment_speed": 2000.0, "v50": 300.0,
-        "v50_spread": 60.0, "inside": 0.0, "elongation_sd": 0.1, "misread": 0.05, "course_heading": 0.0, "course_climb": 0.0}.items()}
+        "v50_spread": 60.0, "inside": 0.0, "elongation_sd": 0.1, "misread": 0.05, "course_heading": 0.0, "course_climb": 0.0,
+        "stray_rate": 0.0}.items()}
     got = REGISTRY["damage_map"].loglik(items, theta).eval()
     a = TRUTH["axis"] / np.linalg.norm(TRUTH["axis"])
     want = log_likelihood(np, hole_map(items[0].observed), TRUTH["burst"], a, 800.0 * a - AIRCRAFT, 2000.0, math.radians(85),
@@ -165,7 +166,8 @@ def test_validate_refuses_a_bad_map_with_exit_2_one_line_and_no_traceback(tmp_pa
 def _theta_point():  # noqa: ANN202
     return {"burst_x": 4.1, "burst_y": 2.4, "burst_z": 2.1, "axis_x": 1.0, "axis_y": 0.0, "axis_z": 0.0, "course_heading": 195.0,
             "course_climb": -10.0, "weapon_speed": 780.0, "log_fragments": math.log(2900), "spray_angle": 84.0, "spray_width": 5.5,
-            "fragment_speed": 1950.0, "v50": 300.0, "v50_spread": 60.0, "inside": 0.0, "elongation_sd": 0.1, "misread": 0.05}
+            "fragment_speed": 1950.0, "v50": 300.0, "v50_spread": 60.0, "inside": 0.0, "elongation_sd": 0.1, "misread": 0.05,
+            "stray_rate": 0.0}
 
 
 def test_the_model_term_and_its_gradient_by_angles_equal_the_generic_formula(tmp_path, observed):
@@ -244,3 +246,27 @@ def test_predictive_p_values_are_uniform_when_maps_come_from_the_reference_simul
     t_obs = -fam.logp_np(items, fam.observed(items), far)
     t_rep = -fam.logp_np(items, fam.simulate(items, far, rng), far)
     assert (1 + np.sum(t_rep >= t_obs[0])) / (n_rep + 1) < 0.01
+
+
+@pytest.mark.slow
+def test_nuts_reads_the_burst_point_back_from_a_simulated_map(tmp_path, observed):
+    """The engine's sampler (the family's starting points, a Laplace full mass matrix), two chains on the
+    simulated map with the course by its angles: the chains agree, few divergences, the burst point found."""
+    import arviz as az
+
+    from engine.run.compiled import Compiled, quiet
+
+    quiet()
+    angles = {**SAM, "axis_x": 1.0, "axis_y": 0.0, "axis_z": 0.0, "course_heading": {"normal": [200.0, 40.0]},
+              "course_climb": {"normal": [0.0, 30.0]}}
+    doc = case_doc(observed)
+    doc["evidence"][0]["under"] = {"sam": angles, "bomb": BOMB}
+    case = load_case(write_case(tmp_path, doc))
+    cm = Compiled(case, "sam").use(case, "sam")
+    chains = [cm.sample_nuts(draws=300, tune=300, seed=s, target_accept=0.9) for s in (1, 2)]
+    post = az.concat(chains, dim="chain")
+    names = ["hole-map__burst_x", "hole-map__burst_y", "hole-map__burst_z", "hole-map__course_heading", "hole-map__log_fragments"]
+    assert float(az.rhat(post.posterior[names]).to_array().max()) < 1.05
+    assert int(post.sample_stats["diverging"].sum()) <= 6  # 1 % of 600 draws
+    mean = np.array([float(post.posterior[n].mean()) for n in names[:3]])
+    assert np.linalg.norm(mean - TRUTH["burst"]) < 0.3
