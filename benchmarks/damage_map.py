@@ -131,17 +131,22 @@ def write_case(path: str) -> None:
 NAMES = ("burst_x", "burst_y", "burst_z", "log_fragments")
 
 
-def _compiled(observed: dict):  # noqa: ANN202
+def _case(observed: dict):  # noqa: ANN202
     import tempfile
 
-    from engine.run.compiled import Compiled, quiet
     from engine.spec.case import load_case
 
-    quiet()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "case.yaml"
         path.write_text(yaml.safe_dump(case_doc(observed), sort_keys=False))
-        case = load_case(path)
+        return load_case(path)
+
+
+def _compiled(observed: dict):  # noqa: ANN202
+    from engine.run.compiled import Compiled, quiet
+
+    quiet()
+    case = _case(observed)
     cm = Compiled(case, "large-sam")
     cm.use(case, "large-sam")
     cm._nuts_parts()
@@ -177,6 +182,7 @@ def read_back(args: tuple) -> list[dict]:
         hm = hole_map(DamageMapObs.model_validate(obs))
         for op in _map_ops(cm):
             op.hole_map = hm
+        cm.case = _case(obs)  # the family's starting points read the map from the case
         cm._starts.clear()
         t0 = time.time()
         idata = cm.sample_nuts(draws=draws, tune=draws, seed=seed, target_accept=0.9)
@@ -190,10 +196,12 @@ def read_back(args: tuple) -> list[dict]:
         out.append({"seed": seed, "holes": len(obs["holes"]), "standoff": standoff(tb), "error": float(np.linalg.norm(mean - tb)),
                     "covered": bool((tb - mean) @ prec @ (tb - mean) <= np.quantile(d2, 0.9)),
                     "ranks": [int(np.sum(thin[:, j] < truth[k])) for j, k in enumerate(NAMES)],
-                    "divergences": int(idata.sample_stats["diverging"].sum()), "seconds": time.time() - t0})
+                    "divergences": int(idata.sample_stats["diverging"].sum()), "seconds": time.time() - t0,
+                    "truth": tb.round(2).tolist(), "mean": mean.round(2).tolist()})
         r = out[-1]
         print(f"  burst {seed}: {r['holes']} holes, standoff {r['standoff']:.1f} m, error {r['error']:.2f} m, "
-              f"in 90% region {r['covered']}, {r['divergences']} divergences, {r['seconds']:.0f} s", flush=True)
+              f"in 90% region {r['covered']}, {r['divergences']} divergences, {r['seconds']:.0f} s; truth {r['truth']}, "
+              f"posterior mean {r['mean']}", flush=True)
     return out
 
 

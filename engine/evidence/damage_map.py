@@ -268,12 +268,30 @@ class DamageMap(Family):
         base = {k: mean[k] for k in free}
         if "spray_width" in free:
             base["spray_width"] = min(3 * mean["spray_width"], 90.0)
+        quads = [q for q in (hm.quad_mapped, hm.count_quad) if q is not None]
+        n_holes = len(hm.points) + (float(hm.counts.sum()) if hm.counts is not None else 0.0)
         out = []
         for b in bursts:
             for course in courses:
-                cand = {**base, **{f"burst_{c}": float(v) for c, v in zip("xyz", b, strict=True)}, **course}
+                cand = {**mean, **base, **{f"burst_{c}": float(v) for c, v in zip("xyz", b, strict=True)}, **course}
+                if "log_fragments" in free:  # as many fragments as make the holes found
+                    cand["log_fragments"] = self._matching_log_fragments(obs, quads, cand, n_holes, spec["log_fragments"])
                 out.append({k: v for k, v in cand.items() if k in free})
         return out
+
+    @staticmethod
+    def _matching_log_fragments(obs, quads, t, n_holes, prior) -> float:  # noqa: ANN001
+        """ln N for which parameters ``t`` predict ``n_holes`` holes, within 3 s.d. of the prior."""
+        axis = course_direction(np, [t["axis_x"], t["axis_y"], t["axis_z"]], t["course_heading"], t["course_climb"])
+        rel = (1 - t["inside"]) * (t["weapon_speed"] * axis - np.array([obs.aircraft_speed, 0.0, 0.0]))
+        deg = math.pi / 180
+        with np.errstate(all="ignore"):
+            per_fragment = sum(float(np.sum(q.weights * hole_intensity(
+                np, q.points, q.normals, np.array([t["burst_x"], t["burst_y"], t["burst_z"]]), axis, rel, abs(t["fragment_speed"]) + 1.0,
+                t["spray_angle"] * deg, t["spray_width"] * deg, 1.0, t["v50"], t["v50_spread"], entry=1 - 2 * t["inside"]))) for q in quads)
+        mu, sd = float(prior.mean()), (float(prior.args[1]) if prior.kind == "normal" else 1.0)
+        guess = math.log(max(n_holes, 1.0) / per_fragment) if per_fragment > 0 and np.isfinite(per_fragment) else mu
+        return float(np.clip(guess, mu - 3 * sd, mu + 3 * sd))
 
     # ------------------------------------------------------------ predictive checks
     def _predictive(self, items, theta) -> tuple:  # noqa: ANN001
@@ -431,11 +449,14 @@ def _map_op_class():  # noqa: ANN202
         def perform(self, node, inputs, outputs):  # noqa: ANN001, ANN202
             p, f = inputs
             hm, entry, misread = self.hole_map, 1 - 2 * f[2], f[4]
-            value, grad = log_likelihood_and_gradient(hm, p[0:3], p[3:6], p[6:9], p[9], p[10], p[11], p[12], f[0], f[1],
-                                                      entry=entry, elongation_sd=f[3], stray=f[5])
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                value, grad = log_likelihood_and_gradient(hm, p[0:3], p[3:6], p[6:9], p[9], p[10], p[11], p[12], f[0], f[1],
+                                                          entry=entry, elongation_sd=f[3], stray=f[5])
             p_in = misread + (1 - 2 * misread) * (1 + entry) / 2  # a hole's bend is read "in"
             with np.errstate(divide="ignore"):
                 value += np.sum(hm.bent_in == 1) * np.log(p_in) + np.sum(hm.bent_in == 0) * np.log1p(-p_in)
+            if not np.isfinite(value) or not np.all(np.isfinite(grad)):  # a burst on the skin: intensity overflows
+                value, grad = -np.inf, np.zeros_like(grad)
             outputs[0][0] = np.asarray(value)
             outputs[1][0] = grad
 
