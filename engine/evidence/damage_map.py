@@ -52,6 +52,7 @@ from engine.evidence.damage_geometry import (
     HoleMap,
     band_normaliser,
     hole_intensity,
+    log_likelihood,
     log_likelihood_and_gradient,
     panel_quadrature,
     rectangle_normal,
@@ -159,6 +160,15 @@ def hole_map(obs: DamageMapObs) -> HoleMap:
         count_quad=panel_quadrature([_panel_tuple(p) for p in counts], cell=obs.cell) if counts else None,
         counts=np.array([counted[p.id] for p in counts], dtype=float) if counts else None,
     )
+
+
+def _log_prior(d: Dist, x: float) -> float:
+    """Unnormalised log density of a normal or gamma spec (what the starting points' climb adds)."""
+    if d.kind == "normal":
+        return -0.5 * ((x - d.args[0]) / d.args[1]) ** 2
+    if d.kind == "gamma":
+        return (d.args[0] - 1) * math.log(max(x, 1e-300)) - d.args[1] * x
+    return 0.0
 
 
 def _centroid(obs: DamageMapObs) -> np.ndarray:
@@ -276,8 +286,39 @@ class DamageMap(Family):
                 cand = {**mean, **base, **{f"burst_{c}": float(v) for c, v in zip("xyz", b, strict=True)}, **course}
                 if "log_fragments" in free:  # as many fragments as make the holes found
                     cand["log_fragments"] = self._matching_log_fragments(obs, quads, cand, n_holes, spec["log_fragments"])
-                out.append({k: v for k, v in cand.items() if k in free})
-        return out
+                out.append(cand)
+        return [{k: v for k, v in c.items() if k in free} for c in self._refined(hm, obs, spec, out, sorted(free))]
+
+    def _refined(self, hm, obs, spec, cands: list[dict], free: list[str], keep: int = 3, maxiter: int = 60) -> list[dict]:  # noqa: ANN001
+        """The candidates, the best ``keep`` of them first and climbed (Nelder-Mead-free L-BFGS on numerical
+        gradients) on the map's own log likelihood plus the log prior: the model's mixture with the
+        background is flat far from the burst, where a sampler's optimiser cannot move."""
+        from scipy import optimize
+
+        deg = math.pi / 180
+        stray = float(spec["stray_rate"].mean()) if "stray_rate" in spec else 0.0
+
+        def objective(x: np.ndarray, base: dict) -> float:
+            t = {**base, **dict(zip(free, x, strict=True))}
+            if t["fragment_speed"] <= 0 or t["spray_width"] <= 0:
+                return 1e12
+            axis = course_direction(np, [t["axis_x"], t["axis_y"], t["axis_z"]], t["course_heading"], t["course_climb"])
+            rel = (1 - t["inside"]) * (t["weapon_speed"] * axis - np.array([obs.aircraft_speed, 0.0, 0.0]))
+            with np.errstate(all="ignore"):
+                ll = log_likelihood(np, hm, np.array([t["burst_x"], t["burst_y"], t["burst_z"]]), axis, rel, t["fragment_speed"],
+                                    t["spray_angle"] * deg, t["spray_width"] * deg, math.exp(t["log_fragments"]), t["v50"], t["v50_spread"],
+                                    entry=1 - 2 * t["inside"], elongation_sd=t["elongation_sd"], misread=t["misread"], floor=stray + 1e-12)
+            lp = sum(_log_prior(spec[k], t[k]) for k in free)
+            value = -(ll + lp)
+            return float(value) if np.isfinite(value) else 1e12
+
+        ranked = sorted(cands, key=lambda c: objective(np.array([c[k] for k in free]), c))
+        out = []
+        for c in ranked[:keep]:
+            fit = optimize.minimize(objective, np.array([c[k] for k in free]), args=(c,), method="L-BFGS-B",
+                                    options={"maxiter": maxiter})
+            out.append({**c, **{k: float(v) for k, v in zip(free, fit.x, strict=True)}})
+        return out + ranked[keep:]
 
     @staticmethod
     def _matching_log_fragments(obs, quads, t, n_holes, prior) -> float:  # noqa: ANN001
