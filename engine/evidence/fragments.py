@@ -1,17 +1,18 @@
 r"""Fragments: counts of recovered fragment types (rods, cubes, balls, bow-ties, natural, ...).
 
-**One category set.** Every hypothesis sees the same K categories ``S``: the standard types
-``KNOWN`` (the union of the types the library's ``fragments.alpha`` tables name, kept equal by a
-test), any further type a hypothesis's table names (a custom library or an override), and one
-residual ``other`` (a type outside the list), last. An observation is the vector
-:math:`c \in \mathbb{N}^K` over ``S``: a type it does not write counts 0, so writing
-``cube: 0`` or not changes nothing; a type outside ``S`` is refused at validation.
+**One category set.** Every unit and every hypothesis is scored over the same K categories:
+the standard types ``KNOWN`` (the union of the types priors/mechanisms.yaml's ``fragments.alpha``
+tables name; a test keeps them equal) and one residual ``other`` (a type outside the list),
+last. An observation is the vector :math:`c \in \mathbb{N}^K`: a type it does not write counts
+0, so writing ``cube: 0`` or not changes nothing. A type outside the list is refused at
+validation, in an observation (``check_observed``) or in a table (``check_params``): the set
+never depends on the case's hypotheses, and a typo never falls silently into ``other``.
 
 **Concentrations.** A table lists :math:`\alpha_t` for some types; its ``other`` entry
 :math:`\alpha_o` is the total concentration of every type it does not list, shared equally
-among the :math:`m` categories of ``S`` it does not list (the residual included):
+among the :math:`m` categories it does not list (the residual included):
 :math:`\alpha_t = \alpha_o / m` (``Dist.alpha_for``). Its total :math:`A = \sum_t \alpha_t`
-and, by Dirichlet aggregation, the law of the unlisted share do not depend on ``S``.
+and, by Dirichlet aggregation, the law of the unlisted share do not depend on the category set.
 
 .. math::
     p \sim \mathrm{Dirichlet}(\alpha),\qquad c \sim \mathrm{Multinomial}(C, p),\qquad
@@ -46,7 +47,6 @@ from typing import Annotated
 
 import numpy as np
 from pydantic import Field, model_validator
-from scipy.special import gammaln
 
 from engine.evidence.base import VAGUE_WEIGHT, Family, NonNegativeInt, Strict, observed_tensors, robust_background
 
@@ -55,6 +55,7 @@ from engine.evidence.base import VAGUE_WEIGHT, Family, NonNegativeInt, Strict, o
 KNOWN = ("ball", "bird_remains", "blade", "bowtie", "cube", "cylinder", "diamond", "disc", "natural", "none",
          "projectile", "rod", "unclassified")
 RESIDUAL = "other"
+CATEGORIES = (*KNOWN, RESIDUAL)
 
 
 class FragmentsObs(Strict):
@@ -69,21 +70,17 @@ class FragmentsObs(Strict):
         return self
 
 
-def categories(items) -> tuple[str, ...]:  # noqa: ANN001
-    """The unit's category set: ``KNOWN``, the further types its hypotheses' tables name (and, for
-    an unvalidated observation only, its own further types), then ``other``."""
-    extra = {lab for spec in getattr(items[0], "params", {}).values() if "alpha" in spec for lab in spec["alpha"].labels}
-    extra |= set(items[0].observed.counts)
-    return KNOWN + tuple(sorted(extra - set(KNOWN) - {RESIDUAL})) + (RESIDUAL,)
-
-
 def _counts(items) -> np.ndarray:  # noqa: ANN001
     counts = items[0].observed.counts
-    return np.asarray([counts.get(k, 0) for k in categories(items)], dtype=int)
+    if unknown := set(counts) - set(CATEGORIES):
+        raise ValueError(f"unknown fragment types {sorted(unknown)} (validation refuses them)")
+    return np.asarray([counts.get(k, 0) for k in CATEGORIES], dtype=int)
 
 
 def log_dm(counts: np.ndarray, alpha: np.ndarray) -> float:
     """log Dirichlet-multinomial pmf of ``counts`` (0 for no counts)."""
+    from scipy.special import gammaln
+
     n, a = counts.sum(), alpha.sum()
     return float(gammaln(n + 1) - gammaln(counts + 1).sum() + gammaln(a) - gammaln(a + n)
                  + (gammaln(alpha + counts) - gammaln(alpha)).sum())
@@ -91,6 +88,8 @@ def log_dm(counts: np.ndarray, alpha: np.ndarray) -> float:
 
 def log_compositions(total: int, k: int) -> float:
     """log binom(total + k - 1, k - 1): the number of count vectors of ``total`` over k types."""
+    from scipy.special import gammaln
+
     return float(gammaln(total + k) - gammaln(total + 1) - gammaln(k))
 
 
@@ -103,32 +102,35 @@ class Fragments(Family):
     replicable = True
     collapsible = True
 
+    def check_observed(self, obs) -> list[tuple[str, str]]:  # noqa: ANN001
+        if unknown := [k for k in obs.counts if k not in CATEGORIES]:
+            return [("counts", f"unknown fragment type{'s' * (len(unknown) > 1)} {', '.join(unknown)}; known types: "
+                     f"{', '.join(CATEGORIES)} (count a type outside the list as other)")]
+        return []
+
     def check_params(self, obs, spec) -> list[tuple[str, str]]:  # noqa: ANN001
         if "alpha" not in spec:
             return []
         table = spec["alpha"].labels
-        known = KNOWN + tuple(sorted(set(table) - set(KNOWN) - {RESIDUAL})) + (RESIDUAL,)
-        unknown = [k for k in obs.counts if k not in known]
-        if unknown:
-            return [("counts", f"unknown fragment type{'s' * (len(unknown) > 1)} {', '.join(unknown)}; known types: "
-                     f"{', '.join(known)} (count a type outside the list as other, or give every hypothesis's "
-                     "fragments alpha a concentration for it)")]
+        if unknown := [k for k in table if k not in CATEGORIES]:
+            return [("counts", f"the fragments alpha names unknown type{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
+                     f"known types: {', '.join(KNOWN)}; fold its concentration into other")]
         if RESIDUAL not in table:
-            return [("counts", f"the fragments alpha {spec['alpha'].describe()} has no 'other' entry; add one: the "
-                     "concentration shared by every type it does not list")]
+            return [("counts", "the fragments alpha has no 'other' entry; add one: the concentration shared by every "
+                     "type it does not list")]
         return []
 
     def suspicious(self, obs) -> list[tuple[str, str]]:  # noqa: ANN001
         if not any(obs.counts.values()):
-            return [("counts", "every count is 0: the types' shares are conditional on the total recovered, so no "
-                     "fragment carries no evidence here; leave the item out or report what was found")]
+            return [("counts", "every count is 0: with no fragment recovered the item carries no evidence (the types' "
+                     "shares are conditional on the total); leave it out or report what was found")]
         return []
 
     def describe(self, obs) -> str:  # noqa: ANN001
         return ", ".join(f"{k} {v}" for k, v in obs.counts.items())
 
     def labels(self, items) -> tuple[str, ...]:  # noqa: ANN001
-        return categories(items)
+        return CATEGORIES
 
     def data(self, items) -> dict[str, np.ndarray]:  # noqa: ANN001
         return {"counts": _counts(items)}
@@ -140,7 +142,7 @@ class Fragments(Family):
         return pm.logp(pm.Multinomial.dist(n=counts.sum(), p=theta["alpha"]), counts)
 
     def _alpha(self, items, spec) -> np.ndarray:  # noqa: ANN001
-        return np.asarray(spec["alpha"].alpha_for(categories(items)), dtype=float)
+        return np.asarray(spec["alpha"].alpha_for(CATEGORIES), dtype=float)
 
     def closed_form(self, items, spec) -> float:  # noqa: ANN001
         return log_dm(_counts(items), self._alpha(items, spec))
@@ -150,7 +152,7 @@ class Fragments(Family):
         return robust_background(self.closed_form(items, generic), -log_compositions(int(counts.sum()), counts.size))
 
     def log_ratio_cap(self, items) -> float:  # noqa: ANN001
-        return log_compositions(int(_counts(items).sum()), len(categories(items))) - float(np.log(VAGUE_WEIGHT))
+        return log_compositions(int(_counts(items).sum()), len(CATEGORIES)) - float(np.log(VAGUE_WEIGHT))
 
     def own_posterior(self, items, spec, rng, faithful):  # noqa: ANN001, ANN201
         alpha, faithful = self._alpha(items, spec), np.asarray(faithful, dtype=bool)
@@ -162,7 +164,7 @@ class Fragments(Family):
     # ---- simulation: the design keeps the total (the multinomial is conditional on it)
     def simulate_observed(self, items, theta, rng):  # noqa: ANN001, ANN201
         counts = self.simulate(items, {"alpha": theta["alpha"]}, rng)["counts"][0]
-        found = {k: int(c) for k, c in zip(categories(items), counts, strict=True) if c}
+        found = {k: int(c) for k, c in zip(CATEGORIES, counts, strict=True) if c}
         return [{"counts": found or dict(items[0].observed.counts)}] * len(items)
 
     # ---- numpy side: replicated data for predictive checks
