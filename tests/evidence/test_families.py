@@ -50,16 +50,20 @@ def test_perforations_closed_form_integrates_the_likelihood():
 
 
 def test_fragments_loglik_is_multinomial_and_closed_form_is_dirichlet_multinomial():
+    """Over the full category set (types not written count 0; unlisted types share `other`)."""
     obs = FragmentsObs(counts={"rod": 3, "cube": 0, "natural": 2})
-    p = np.array([0.5, 0.2, 0.3])
+    cats = fragments.labels((item(obs),))
+    x = np.array([obs.counts.get(k, 0) for k in cats])
+    p = np.random.default_rng(1).dirichlet(np.ones(len(cats)))
     got = fragments.loglik((item(obs),), {"alpha": c(p)}).eval()
-    assert got == pytest.approx(stats.multinomial.logpmf([3, 0, 2], 5, p), rel=1e-6)
-    alpha = np.array([2.0, 1.0, 0.5])
+    assert got == pytest.approx(stats.multinomial.logpmf(x, 5, p), rel=1e-6)
+    table = {"rod": 2.0, "cube": 1.0, "natural": 0.5, "other": 0.6}
+    alpha = np.array([table[k] if k in table and k != "other" else 0.6 / (len(cats) - 3) for k in cats])
     # Dirichlet-multinomial by its gamma-function formula
-    n, x = 5, np.array([3, 0, 2])
+    n = 5
     want = (special.gammaln(n + 1) - special.gammaln(x + 1).sum() + special.gammaln(alpha.sum())
             - special.gammaln(n + alpha.sum()) + (special.gammaln(x + alpha) - special.gammaln(alpha)).sum())
-    spec = {"alpha": Dist("dirichlet", tuple(alpha), ("rod", "cube", "natural"))}
+    spec = {"alpha": Dist("dirichlet", tuple(table.values()), tuple(table))}
     assert fragments.closed_form((item(obs),), spec) == pytest.approx(want, rel=1e-9)
 
 
