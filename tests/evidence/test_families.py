@@ -71,11 +71,13 @@ def test_fragments_loglik_is_multinomial_and_closed_form_is_dirichlet_multinomia
 def test_timing_loglik_is_uniform_window_mixture_convolved_with_clock_error(t):
     obs = TimingObs(time=t, window=(40.0, 70.0), period=(0.0, 600.0), rounding_min=5.0)
     sd = 2.0
-    s = math.sqrt(sd**2 + 25 / 12)
     got = timing.loglik((item(obs),), {"in_window": c(0.8), "clock_sd": [c(sd)]}).eval()
 
-    def conv(lo, hi):
-        return integrate.quad(lambda x: stats.norm.pdf(t, x, s) / (hi - lo), lo, hi, points=[t], limit=200)[0]
+    def conv(lo, hi):  # the reading T + e falls in the reported 5-minute bin (per minute of bin)
+        def f(x):
+            return (stats.norm.cdf((t + 2.5 - x) / sd) - stats.norm.cdf((t - 2.5 - x) / sd)) / 5.0 / (hi - lo)
+
+        return integrate.quad(f, lo, hi, points=[x for x in (t - 2.5, t + 2.5) if lo < x < hi] or None, limit=200)[0]
 
     assert got == pytest.approx(math.log(0.8 * conv(40, 70) + 0.2 * conv(0, 600)), rel=1e-6)
 
