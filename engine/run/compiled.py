@@ -157,6 +157,8 @@ class Compiled:
         """``idata`` with the collapsed units' own parameters (``engine.model.build.own_draws``)."""
         from engine.model.build import own_draws
 
+        if self.case is None:  # a model built elsewhere (the calibration's mixture control): no units of ours
+            return idata
         post = idata.posterior
         n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
         n = n_chain * n_draw
