@@ -14,8 +14,8 @@ given :math:`\phi` when the case with :math:`\phi` fixed has exact evidence: ``r
 Each coordinate of :math:`\phi` has a Beta prior (fixed ones are a point), so the integral is a
 tensor-product Gauss-Jacobi rule: the nodes and weights of each Beta density. A unit's term is
 linear in every reliability and in a claim's assertion rate, so the integrand is a polynomial of
-degree at most :math:`d_j` (the number of units that depend on coordinate :math:`j`, found by
-probing) in coordinate :math:`j`, and :math:`d_j + 2` nodes integrate it exactly (a rule of
+degree at most :math:`d_j` (the number of units that depend on coordinate :math:`j`: the units a
+source reports, the units whose term moves with a shared parameter) in coordinate :math:`j`, and :math:`d_j + 2` nodes integrate it exactly (a rule of
 :math:`k` nodes is exact to degree :math:`2k - 1`). Plain numpy and scipy's Jacobi roots.
 """
 
@@ -67,14 +67,14 @@ def reference_problem(case: Case) -> str | None:
     return None
 
 
-def _unit_terms(case: Case, hid: str, values: dict[str, np.ndarray], n: int) -> list[np.ndarray]:
+def _unit_terms(case: Case, hid: str, values: dict[str, np.ndarray], n: int, units: list | None = None) -> list[np.ndarray]:
     """Each unit's log[r_u p(y_u | H) + (1 - r_u) p_bg(y_u)] at ``n`` values of the shared parameters."""
     def value(name: str, spec: Dist) -> np.ndarray:
         return values[name] if name in values else np.full(n, float(spec.mean()))
 
     shared = {name: value(name, d) for name, d in shared_parameters(case).items()}
     out = []
-    for _, items in case.units():
+    for _, items in (case.units() if units is None else units):
         fam = family_of(items)
         r = combined_reliability((value(f"reliability__{s}", case.sources[s].reliability) for s in unit_sources(items)),
                                  one=np.ones(n))
@@ -86,21 +86,28 @@ def _unit_terms(case: Case, hid: str, values: dict[str, np.ndarray], n: int) -> 
 
 
 def _degrees(case: Case, coords: dict[str, Dist]) -> dict[str, int]:
-    """Per coordinate, the most units whose term changes with it under one hypothesis (probed at 0.3 and 0.7)."""
+    """Per coordinate, how many units' terms depend on it: a reliability, the units its source
+    reports; a shared parameter, the units of the families sharing it whose term changes with it
+    under some hypothesis (probed at 0.3 and 0.7)."""
     deg = {}
     for name in coords:
-        deg[name] = max(sum(not np.isclose(t[0], t[1], rtol=0.0, atol=1e-13) for t in _unit_terms(case, hid, {name: np.array([0.3, 0.7])}, 2))
-                        for hid in case.hypotheses)
+        if name.startswith("reliability__"):
+            deg[name] = sum(name.removeprefix("reliability__") in unit_sources(items) for _, items in case.units())
+            continue
+        units = [u for u in case.units() if name in family_of(u[1]).shared_parameters(case)]
+        deg[name] = max(sum(not np.isclose(t[0], t[1], rtol=0.0, atol=1e-13)
+                            for t in _unit_terms(case, hid, {name: np.array([0.3, 0.7])}, 2, units)) for hid in case.hypotheses)
     return deg
 
 
-def reference_log_evidence(case: Case) -> dict[str, float]:
-    """log Z per hypothesis by the quadrature; raises ``ValueError`` when ``reference_problem``."""
+def reference_log_evidence(case: Case, extra_nodes: int = 0) -> dict[str, float]:
+    """log Z per hypothesis by the quadrature (``extra_nodes`` more per coordinate than exactness
+    needs); raises ``ValueError`` when ``reference_problem``."""
     if reason := reference_problem(case):
         raise ValueError(f"no quadrature reference for case {case.id}: {reason}")
     coords = _coordinates(case)
     deg = _degrees(case, coords)
-    rules = [beta_rule(*d.args, deg[name] + 2) for name, d in coords.items()]
+    rules = [beta_rule(*d.args, deg[name] + 2 + extra_nodes) for name, d in coords.items()]
     if math.prod(len(x) for x, _ in rules) > MAX_NODES:
         raise ValueError(f"case {case.id}: {len(rules)} shared parameters need more than {MAX_NODES} quadrature nodes")
     grids = np.meshgrid(*[x for x, _ in rules], indexing="ij") if rules else []
