@@ -446,10 +446,29 @@ def _incident(*args: str, timeout: float = 900):  # noqa: ANN202
                           timeout=timeout, cwd=ROOT)
 
 
+def _damage_map_case(tmp_path):  # noqa: ANN001, ANN202
+    """A valid case whose only family (damage_map) is not simulable (tests/evidence/test_damage_map.py's)."""
+    import importlib.util
+    import sys
+
+    import yaml
+    from conftest import ROOT
+
+    here = str(ROOT / "tests" / "evidence")
+    if here not in sys.path:
+        sys.path.append(here)  # its helpers import test_damage_geometry
+    spec = importlib.util.spec_from_file_location("damage_map_cases", ROOT / "tests" / "evidence" / "test_damage_map.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    path = tmp_path / "damage-map.yaml"
+    path.write_text(yaml.safe_dump(mod.case_doc(mod.simulated_map()), sort_keys=False))
+    return path
+
+
 def test_calibrate_refuses_templates_it_cannot_simulate_and_unknown_estimators(tmp_path):
-    out = _incident("calibrate", CASES / "claims.yaml", "--n", "2", "--out", tmp_path)
+    out = _incident("calibrate", _damage_map_case(tmp_path), "--n", "2", "--out", tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert "family claim cannot be simulated" in out.stderr
+    assert "family damage_map cannot be simulated" in out.stderr
     out = _incident("calibrate", CASES / "oracle.yaml", "--n", "2", "--out", tmp_path)
     assert out.returncode == 2 and "sizes_mm" in out.stderr
     out = _incident("calibrate", TEMPLATE, "--n", "2", "--estimator", "magic", "--out", tmp_path)
