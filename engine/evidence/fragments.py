@@ -167,6 +167,13 @@ class Fragments(Family):
         found = {k: int(c) for k, c in zip(CATEGORIES, counts, strict=True) if c}
         return [{"counts": found or dict(items[0].observed.counts)}] * len(items)
 
+    def simulate_background(self, items, theta, rng):  # noqa: ANN001, ANN201
+        """An unfaithful report from the whole background: with probability w every split of the
+        total among the categories equally likely (p ~ Dirichlet(1, ..., 1)), else the generic's."""
+        if rng.random() >= VAGUE_WEIGHT:
+            return self.simulate_observed(items, theta, rng)
+        return self.simulate_observed(items, {"alpha": rng.dirichlet(np.ones(len(CATEGORIES)))[None, :]}, rng)
+
     # ---- numpy side: replicated data for predictive checks
     def simulate(self, items, theta, rng):  # noqa: ANN001, ANN201
         p = np.asarray(theta["alpha"])

@@ -164,6 +164,13 @@ class Presence(Family):
         found = bool(rng.random() < pi) and bool(rng.random() < d_draw)
         return [{"found": found}] * len(items)
 
+    def simulate_background(self, items, theta, rng):  # noqa: ANN001, ANN201
+        """An unfaithful report from the whole background: with probability w the vague component
+        (the thing present with probability 1/2), else the generic mechanism's."""
+        if rng.random() >= VAGUE_WEIGHT:
+            return self.simulate_observed(items, theta, rng)
+        return self.simulate_observed(items, {**theta, "present": np.asarray([0.5])}, rng)
+
     # ---- numpy side: replicated data for predictive checks
     def simulate(self, items, theta, rng):  # noqa: ANN001, ANN201
         p = _detection(items) * np.asarray(theta["present"], dtype=float)
