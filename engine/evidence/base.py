@@ -215,9 +215,11 @@ class Family:
 
         return full(self.closed_form(items, spec)), full(self.background(items, generic, {}))
 
-    def log_ratio_cap(self, items: tuple) -> float:
+    def log_ratio_cap(self, items: tuple, shared: Mapping[str, Dist] | None = None) -> float:
         """log K >= log p(y | H, theta) - log p_bg(y) for every hypothesis, parameter value and
-        observation of this unit's design (``influence_bound``); inf where the family states none."""
+        observation of this unit's design (``influence_bound``); inf where the family states none.
+        ``shared``: the case's shared parameters (``engine.evidence.shared_parameters``), which
+        some bounds need (a claim's assertion rate)."""
         return float("inf")
 
     def own_posterior(self, items: tuple, spec: dict[str, Dist], rng: np.random.Generator,

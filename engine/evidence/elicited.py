@@ -58,7 +58,7 @@ class Elicited(Family):
     def background(self, items, generic, theta) -> float:  # noqa: ANN001
         return math.log(generic["p"].mean())
 
-    def log_ratio_cap(self, items) -> float:  # noqa: ANN001
+    def log_ratio_cap(self, items, shared=None) -> float:  # noqa: ANN001
         """log max_H E[p_H] - log mean_H E[p_H] (the background): at most log(number of hypotheses)."""
         means = [spec["p"].mean() for spec in items[0].params.values()]
         return math.log(max(means)) - math.log(float(np.mean(means)))

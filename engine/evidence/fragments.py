@@ -151,7 +151,7 @@ class Fragments(Family):
         counts = _counts(items)
         return robust_background(self.closed_form(items, generic), -log_compositions(int(counts.sum()), counts.size))
 
-    def log_ratio_cap(self, items) -> float:  # noqa: ANN001
+    def log_ratio_cap(self, items, shared=None) -> float:  # noqa: ANN001
         return log_compositions(int(_counts(items).sum()), len(CATEGORIES)) - float(np.log(VAGUE_WEIGHT))
 
     def own_posterior(self, items, spec, rng, faithful):  # noqa: ANN001, ANN201

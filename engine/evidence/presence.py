@@ -153,7 +153,7 @@ class Presence(Family):
                 seen[thing] = uid
         return None
 
-    def log_ratio_cap(self, items) -> float:  # noqa: ANN001
+    def log_ratio_cap(self, items, shared=None) -> float:  # noqa: ANN001
         return math.log(2.0 / VAGUE_WEIGHT)
 
     # ---------------------------------------------------------------- simulation

@@ -380,7 +380,7 @@ class Timing(Family):
     def coincidence(self, obs) -> tuple[float, tuple, tuple, float, float]:  # noqa: ANN001
         return obs.time, obs.window, obs.period, obs.clock_sd_min.mean(), obs.rounding_min
 
-    def log_ratio_cap(self, items) -> float:  # noqa: ANN001
+    def log_ratio_cap(self, items, shared=None) -> float:  # noqa: ANN001
         """ln(|P|/|W|) + CAP_SLACK: p(t | W) / p(t | P) = (|P|/|W|) int_W / int_P of a positive integrand,
         W inside P; the slack covers floating point where the ratio reaches the bound."""
         (p0, p1), (w0, w1) = items[0].observed.period, items[0].observed.window
