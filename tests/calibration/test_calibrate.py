@@ -56,7 +56,7 @@ def _quietly(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
 
 # ------------------------------------------------------------------ exact evidence
 def test_exact_evidence_equals_independent_closed_forms_on_the_oracle_case(oracle_case):
-    from test_oracle import oracle_truth
+    from inference.test_oracle import oracle_truth
 
     from engine.inference.closedform import exact_log_evidence, exact_posterior
 
@@ -93,7 +93,7 @@ def test_exact_evidence_mixes_each_unit_with_the_background_by_its_source_reliab
     from engine.inference.closedform import exact_log_evidence
 
     # holes 5, 2 assessed, 2 inward; fragments cube 1, natural 1, blade 0; time 50 in [40, 70] of [0, 600]; 60 s
-    perf = {"sam": ((2, 0.05), (9, 1)), "drone": ((2, 0.2), (8, 2)), "bomb": ((1.5, 0.3), (1, 9)), "engine": ((1.5, 0.5), (6, 4))}
+    perf = {"sam": ((0.6, 0.003), (9, 1)), "drone": ((2, 0.2), (8, 2)), "bomb": ((1.5, 0.3), (1, 9)), "engine": ((1.5, 0.5), (6, 4))}
     tables = frag_oracle.library_tables()
     cats = frag_oracle.category_set(tables.values())
     frags = frag_oracle.count_vector({"cube": 1, "natural": 1}, cats)
@@ -124,7 +124,7 @@ def test_exact_evidence_of_claims_elicited_items_and_hole_sizes_equals_quadratur
     beta_mean = lambda f, a, b: integrate.quad(lambda x: f(x) * stats.beta.pdf(x, a, b), 0, 1)[0]  # noqa: E731
     holds = {"sam": (0.9, 1.0), "bird": (0.3, 0.0), "engine": (0.3, 0.0)}  # admission (Beta(9, 1) mean), accusation
     p = {"sam": 0.2, "bird": 0.3, "engine": 0.6}
-    perf = {"sam": ((2, 0.05), (9, 1), (2.3, 0.5)), "bird": ((1, 2), (8, 2), (4.5, 0.7)), "engine": ((1.5, 0.5), (6, 4), (3.9, 0.8))}
+    perf = {"sam": ((0.6, 0.003), (9, 1), (2.3, 0.5)), "bird": ((1, 2), (8, 2), (4.5, 0.7)), "engine": ((1.5, 0.5), (6, 4), (3.9, 0.8))}
     sizes = [12.0, 20.0, 9.0]
     bg_perf = _robust(exact.perforations(7, 6, sizes, gamma=(1, 0.1), beta=(1, 1), normal=(3.0, 1.5), sd=0.5), _vague_holes(7, 7, sizes))
     for hid in case.hypotheses:
@@ -176,23 +176,24 @@ def test_simulated_incidents_keep_the_design_and_are_valid(template):
 
 
 def test_simulated_hole_counts_follow_the_models_prior_predictive(template):
-    """P(holes = n) = sum_H pi_H [r NB_H(n) + (1 - r) NB_bg(n)], with r = 0.9 (chi-square)."""
+    """P(holes = n) = sum_H pi_H [r NB_H(n) + (1 - r) p_bg(n)], with r = 0.9 and the background
+    half the generic negative binomial, half the log-uniform count on 0..N (chi-square over bins)."""
     from engine.calibration.simulate import simulate_incident
     from engine.run.seeds import incident_seed
 
-    n_sim = 3000
+    n_sim, n_max = 3000, 10_000_000
     holes = np.array([simulate_incident(template, i, np.random.default_rng(incident_seed(11, i))).case.item("holes").observed.holes
                       for i in range(n_sim)])
-    rates = {"sam": (2, 0.05), "drone": (2, 0.2), "bomb": (1.5, 0.3), "engine": (1.5, 0.5)}
-    edges = [0, 1, 2, 3, 5, 8, 12, 20, 35, 60, 100, 10_000]
+    rates = {"sam": (0.6, 0.003), "drone": (2, 0.2), "bomb": (1.5, 0.3), "engine": (1.5, 0.5)}
+    edges = np.array([0, 1, 2, 3, 5, 8, 12, 20, 35, 60, 100, 300, 1000, 10_000, n_max + 1])
 
-    def pmf(k):  # noqa: ANN001, ANN202
-        bg = stats.nbinom.pmf(k, 1, 0.1 / 1.1)
-        return sum(template.hypotheses[h].prior * (0.9 * stats.nbinom.pmf(k, a, b / (b + 1)) + 0.1 * bg) for h, (a, b) in rates.items())
+    def nb_bins(a, b):  # noqa: ANN001, ANN202
+        return np.diff(stats.nbinom.cdf(edges - 1, a, b / (b + 1)))
 
-    ks = np.arange(10_000)
-    p = pmf(ks)
-    expected = np.array([p[lo:hi].sum() for lo, hi in zip(edges[:-1], edges[1:], strict=True)]) * n_sim
+    vague = np.log((edges[1:] + 1) / (edges[:-1] + 1)) / np.log(n_max + 2)  # sum over [lo, hi) of ln((n+2)/(n+1))
+    bg = 0.5 * nb_bins(1, 0.1) + 0.5 * vague
+    p = sum(template.hypotheses[h].prior * (0.9 * nb_bins(a, b) + 0.1 * bg) for h, (a, b) in rates.items())
+    expected = p * n_sim
     observed = np.histogram(holes, bins=edges)[0]
     chi2 = float(np.sum((observed - expected) ** 2 / expected))
     assert stats.chi2.sf(chi2, len(expected) - 1) > 0.001, (observed, expected.round(1))

@@ -27,7 +27,7 @@ def _time(w: float) -> float:
 def oracle_truth() -> dict[str, float]:
     sizes = [30.0, 45.0, 60.0]
     return {
-        "external": exact.perforations(6, 4, sizes, gamma=(2, 0.05), beta=(9, 1), normal=(2.3, 0.5), sd=0.5)
+        "external": exact.perforations(6, 4, sizes, gamma=(0.6, 0.003), beta=(9, 1), normal=(2.3, 0.5), sd=0.5)
         + _frags("proximity_fragmentation")
         + _time(0.9)
         + exact.interval(40.0, mu=3.0, tau=0.5, sd=1.0)
