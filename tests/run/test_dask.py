@@ -276,7 +276,7 @@ def test_same_seed_gives_identical_numbers_on_one_and_two_workers(tmp_path, tmp_
 def test_variants_run_in_their_own_folders_without_disturbing_the_base_run(tmp_path, tmp_path_factory):
     ref = runhelp.reference(tmp_path_factory.mktemp("reference"))
     spec = tmp_path / "variants.yaml"
-    spec.write_text("no-lab: {hp__reliability__lab: 0.0, hp__reliability__press: 0.0, hp__assertion_rate__neutral: [80.0, 20.0]}\n")
+    spec.write_text("no-lab: {hp__reliability__lab: 0.0, hp__reliability__press: 0.0, hp__assertion_rate__neutral: [30.0, 20.0]}\n")
     out = incident("run", CASE, "--out", tmp_path, "--run-id", "v", "--workers", "0", "--variants", spec, *SMALL)
     assert out.returncode == 0, out.stderr
     run = tmp_path / "oracle" / "v"
@@ -293,7 +293,7 @@ def test_variants_run_in_their_own_folders_without_disturbing_the_base_run(tmp_p
         assert abs(h["posterior"] - h["prior"]) <= max(4 * h["posterior_mcse"], 0.02), (hid, h)
     assert sum(abs(h["posterior"] - h["prior"]) for h in numbers(run)["hypotheses"].values()) > 0.2
     assert runhelp.manifest(run)["variants"] == {"no-lab": {"hp__reliability__lab": 0.0, "hp__reliability__press": 0.0,
-                                                            "hp__assertion_rate__neutral": [80.0, 20.0]}}
+                                                            "hp__assertion_rate__neutral": [30.0, 20.0]}}
 
 
 @pytest.fixture(scope="module")
