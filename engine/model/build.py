@@ -26,6 +26,8 @@ conditional. A model left with no free parameter at all is evaluated exactly, ne
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
@@ -59,11 +61,17 @@ def _hyper_value(items: tuple[ResolvedItem, ...], spec: Dist, sampled: bool, own
     return (f"own:{kind}" if own else kind), value
 
 
+# Set (to anything) to sample conjugate units' parameters rather than integrate them: the estimators'
+# own tests need models with latent parameters (tests/calibration). Read per call, so worker processes
+# started with it set behave alike.
+SAMPLE_CONJUGATE = "INCIDENT_SAMPLE_CONJUGATE"
+
+
 def collapsed_log_evidence(items: tuple[ResolvedItem, ...], hid: str) -> float | None:
     """log p(y | H) of a unit that the model integrates exactly (its family ``collapsible``, its
     parameters all its own, a closed form under ``hid``), else None."""
     fam = family_of(items)
-    if not fam.collapsible or fam.unit_parameters(items):
+    if not fam.collapsible or fam.unit_parameters(items) or os.environ.get(SAMPLE_CONJUGATE):
         return None
     value = fam.closed_form(items, items[0].params[hid])
     return None if value is None else float(value)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import warnings
 
 import exact
@@ -381,10 +382,16 @@ def trap_runs():
     """The informative template, 12 incidents: the engine's estimators and the marginalised mixture."""
     from engine.calibration.calibrate import CalibrationSettings, run_calibration
 
-    trap = load_case(CASES / "calibration-mixture-trap.yaml")
-    settings = dict(QUICK, n=12)
-    engine = _quietly(run_calibration, trap, CalibrationSettings(**settings), options=HERE)
-    mixture = _quietly(run_calibration, trap, CalibrationSettings(**settings, estimator="mixture"), options=HERE)
+    # the trap's units are conjugate: sampled here (not integrated), so that the estimators face the
+    # latent parameters whose separated modes this template was built to show
+    os.environ["INCIDENT_SAMPLE_CONJUGATE"] = "1"
+    try:
+        trap = load_case(CASES / "calibration-mixture-trap.yaml")
+        settings = dict(QUICK, n=12)
+        engine = _quietly(run_calibration, trap, CalibrationSettings(**settings), options=HERE)
+        mixture = _quietly(run_calibration, trap, CalibrationSettings(**settings, estimator="mixture"), options=HERE)
+    finally:
+        del os.environ["INCIDENT_SAMPLE_CONJUGATE"]
     return engine, mixture
 
 
