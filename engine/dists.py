@@ -44,7 +44,9 @@ class Dist:
         """n prior draws (numpy) of a scalar parameter."""
         a = self.args
         if self.kind == "fixed":
-            return rng.uniform(a[0], a[0], n)
+            import numpy as np
+
+            return np.full(n, a[0])
         if self.kind == "beta":
             return rng.beta(a[0], a[1], n)
         if self.kind == "gamma":
