@@ -26,7 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.evidence import REGISTRY  # noqa: E402
+from engine.evidence import REGISTRY, shared_parameters  # noqa: E402
 from engine.evidence.base import influence_bound  # noqa: E402
 from engine.inference.closedform import exact_log_evidence, has_exact  # noqa: E402
 from engine.spec.case import load_case  # noqa: E402
@@ -107,7 +107,7 @@ def stress(family: str, reliabilities: list[float], tmp: Path) -> dict:
             finite = [v for v in lz.values() if math.isfinite(v)]
             moved = max(finite) - min(finite) if len(finite) == len(lz) else math.inf
             ((_, items),) = list(case.units())
-            cap = REGISTRY[family].log_ratio_cap(items)
+            cap = REGISTRY[family].log_ratio_cap(items, shared_parameters(case))
             bound = influence_bound(r, cap)
             worst["rows"] += 1
             excess = moved - bound

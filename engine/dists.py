@@ -44,7 +44,9 @@ class Dist:
         """n prior draws (numpy) of a scalar parameter."""
         a = self.args
         if self.kind == "fixed":
-            return rng.uniform(a[0], a[0], n)
+            import numpy as np
+
+            return np.full(n, a[0])
         if self.kind == "beta":
             return rng.beta(a[0], a[1], n)
         if self.kind == "gamma":
@@ -66,12 +68,19 @@ class Dist:
         return f"{name}({', '.join(f'{a:g}' for a in self.args)})"
 
     def alpha_for(self, labels: tuple[str, ...]) -> tuple[float, ...]:
-        """Dirichlet concentrations for ``labels``; unlisted labels take the ``other`` entry."""
+        """Dirichlet concentrations over the category set ``labels`` (the residual ``other`` among
+        them): a type the table lists keeps its concentration; the table's ``other`` entry, plus
+        the concentration of any listed type missing from ``labels``, is shared equally among the
+        labels the table does not list (``other`` included). The total concentration is then the
+        table's whatever the category set, and by Dirichlet aggregation so is the law of the share
+        of everything the table does not list."""
         table = dict(zip(self.labels, self.args, strict=True))
-        missing = [lab for lab in labels if lab not in table and "other" not in table]
-        if missing:
-            raise ValueError(f"no concentration for fragment types {missing}; add them or an 'other' entry")
-        return tuple(table.get(lab, table.get("other", 0.0)) for lab in labels)
+        receivers = [lab for lab in labels if lab == "other" or lab not in table]
+        pool = table.get("other", 0.0) + sum(v for k, v in table.items() if k != "other" and k not in labels)
+        if receivers and pool <= 0:
+            raise ValueError(f"no concentration for fragment types {receivers}; add them or an 'other' entry")
+        share = pool / len(receivers) if receivers else 0.0
+        return tuple(share if lab == "other" or lab not in table else table[lab] for lab in labels)
 
 
 def _shown(value: Any) -> str:

@@ -4,8 +4,10 @@
 predictive (``engine.calibration.simulate``), attributes each one with the engine's own estimators
 (SMC and bridge sampling per hypothesis, pooled as in ``engine.inference.estimate``) as one task
 per incident (``engine.calibration.incident``), and ``summarize`` scores the stated probabilities against the simulated truth
-(``engine.calibration.metrics``): reliability table, ECE (with its noise floor), Brier and
-log scores; next to them the exact posterior's scores where it exists (``engine.inference.closedform``),
+(``engine.calibration.metrics``): reliability table, ECE and Brier (each with its noise floor: what a
+calibrated forecaster stating the same probabilities scores at this N), log scores; next to them the
+exact posterior's scores where it exists (``engine.inference.closedform``, or the quadrature over
+shared reliabilities and assertion rates of ``engine.calibration.reference``),
 SBC ranks of the true hypothesis's parameters, the estimators' errors against the exact log
 evidence and the rate at which the two estimators disagree beyond their stated errors.
 
@@ -162,7 +164,7 @@ def summarize(run: CalibrationRun | list[dict], *, n_bins: int = 10, seed: int |
 
     The ECE noise floor simulates calibrated forecasts seeded by ``engine.run.seeds.ece_null_seed``
     of ``seed`` (default: the calibration's own seed; 0 for bare records)."""
-    from engine.calibration.metrics import brier_each, brier_excess, ece, ece_null, sbc_uniformity
+    from engine.calibration.metrics import brier_each, brier_excess, calibrated_null, ece, sbc_uniformity
 
     records = run.records if isinstance(run, CalibrationRun) else run
     hids = records[0]["hypotheses"]
@@ -177,11 +179,17 @@ def summarize(run: CalibrationRun | list[dict], *, n_bins: int = 10, seed: int |
     prob, truth = _arrays(records, main)
     if seed is None:
         seed = run.settings.seed if isinstance(run, CalibrationRun) else 0
-    null = ece_null(prob, rng=np.random.default_rng(ece_null_seed(seed)), reps=1000, n_bins=n_bins)
-    out["ece_noise_floor"] = {"mean": float(null.mean()), "q95": float(np.quantile(null, 0.95))}
+    null = calibrated_null(prob, rng=np.random.default_rng(ece_null_seed(seed)), reps=1000, n_bins=n_bins)
+    out["ece_noise_floor"] = {"mean": float(null["ece"].mean()), "q95": float(np.quantile(null["ece"], 0.95))}
+    out["brier_noise_floor"] = {"mean": float(null["brier"].mean()), "q025": float(np.quantile(null["brier"], 0.025)),
+                                "q975": float(np.quantile(null["brier"], 0.975))}
+    attempts = [r.get("attempts", 1) for r in records]
+    if max(attempts) > 1:
+        out["acceptance"] = len(records) / float(np.sum(attempts))  # incidents whose designed events all happened
     if all("exact" in r for r in records):
         ex, _ = _arrays(records, "exact")
         out["scores"]["exact"] = score(ex, truth, n_bins=n_bins)
+        out["exact_method"] = sorted({r["exact"].get("method", "closed form") for r in records})
         diff = brier_each(prob, truth) - brier_each(ex, truth)
         err = np.abs(prob - ex)
         out["versus_exact"] = {
@@ -249,8 +257,16 @@ def format_summary(summary: dict) -> str:
     for f, s in summary["scores"].items():
         lines.append(f"{f:<10} {s['ece']:7.4f} {s['ece_equal_mass']:9.4f} {s['ece_top_label']:9.4f} {s['brier']:7.4f} "
                      f"{s['log_score']:9.4f} {s['accuracy']:8.3f}")
+    if "acceptance" in summary:
+        lines.append(f"incidents drawn until every designed claim was asserted and elicited fact seen: acceptance {summary['acceptance']:.4f}")
+    if "exact_method" in summary:
+        lines.append(f"exact posterior by {' and '.join(summary['exact_method'])}")
     nf = summary["ece_noise_floor"]
     lines.append(f"ECE noise floor of a calibrated forecaster at this N: mean {nf['mean']:.4f}, 95% {nf['q95']:.4f}")
+    if "brier_noise_floor" in summary:
+        bf = summary["brier_noise_floor"]
+        lines.append(f"Brier of a calibrated forecaster stating these probabilities at this N: mean {bf['mean']:.4f}, "
+                     f"95% range [{bf['q025']:.4f}, {bf['q975']:.4f}]")
     if "versus_exact" in summary:
         v = summary["versus_exact"]
         lines.append(f"{v['forecaster']} - exact: Brier {v['brier_difference']:+.4f} ± {v['brier_difference_se']:.4f} "

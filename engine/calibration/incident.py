@@ -3,7 +3,9 @@
 ``run_incident(template, i, settings)`` simulates incident ``i`` from the template's prior
 predictive (``engine.calibration.simulate``) and attributes it with the engine's own samplers
 and estimators on this process's compiled model (``engine.run.compiled``), or with a negative
-control (``engine.calibration.controls``); ``CalibrationSettings`` are the sampling settings per
+control (``engine.calibration.controls``), and records the exact posterior where it exists
+(``engine.inference.closedform``) or else the quadrature over the shared parameters
+(``engine.calibration.reference``); ``CalibrationSettings`` are the sampling settings per
 incident. Seeds come from ``engine.run.seeds`` (``incident_seed``, ``sampler_seed``).
 """
 
@@ -56,6 +58,7 @@ def _quiet() -> None:
 # ------------------------------------------------------------------ one incident (worker side)
 def run_incident(template: Case, index: int, settings: CalibrationSettings) -> dict:
     """Simulate incident ``index`` and attribute it; a JSON-able record (worker side)."""
+    from engine.calibration.reference import reference_posterior, reference_problem
     from engine.calibration.simulate import simulate_incident
     from engine.inference.closedform import exact_posterior, has_exact
     from engine.run.compiled import ensure_compiledir
@@ -70,9 +73,13 @@ def run_incident(template: Case, index: int, settings: CalibrationSettings) -> d
         "observed": {it.id: _observed_json(it.observed) for it in inc.case.items},
         "prior": [template.hypotheses[h].prior for h in hids], "hypotheses": hids,
     }
+    record["attempts"] = inc.attempts
     if has_exact(inc.case) is None:
         _, log_z, post = exact_posterior(inc.case)
-        record["exact"] = {"log_z": log_z.tolist(), "posterior": post.tolist()}
+        record["exact"] = {"log_z": log_z.tolist(), "posterior": post.tolist(), "method": "closed form"}
+    elif reference_problem(inc.case) is None:
+        _, log_z, post = reference_posterior(inc.case)
+        record["exact"] = {"log_z": log_z.tolist(), "posterior": post.tolist(), "method": "quadrature"}
     if settings.estimator == "mixture":
         from engine.calibration.controls import mixture_posterior
 
@@ -163,7 +170,7 @@ def _sbc_ranks(posterior, inc, settings: CalibrationSettings, hyp: int) -> dict[
     ranks: dict[str, list[int]] = {}
     for name in posterior.data_vars:
         uid, _, pname = str(name).rpartition("__")
-        truth = inc.theta.get(uid, {}).get(pname)
+        truth = inc.shared.get(str(name), inc.theta.get(uid, {}).get(pname))  # reliability__<s>, assertion_rate__<c>, <unit>__<param>
         if truth is None:
             continue
         values = posterior[name].values

@@ -11,7 +11,8 @@ Inputs are ``prob`` of shape (incidents, hypotheses) — the stated P(H | eviden
   Bins are ``equal-width`` (10 bins of width 0.1) or ``equal-mass`` (quantile edges, equal
   counts). ``top-label`` calibration uses only each incident's leading hypothesis.
   ECE of a finite sample has a positive noise floor even for a perfectly calibrated
-  forecaster; ``ece_null`` simulates it by drawing outcomes from the stated probabilities.
+  forecaster; ``ece_null`` simulates it by drawing outcomes from the stated probabilities
+  (``calibrated_null`` gives the Brier score's spread under the same draws).
 * **Expected versions.** ``truth`` may also be the exact posterior itself (incidents,
   hypotheses): E[1(H = k) | evidence] = P_exact(k | evidence), so replacing each outcome by
   its exact probability removes the outcome noise. The exact posterior's expected ECE is 0,
@@ -80,13 +81,21 @@ def ece(prob: np.ndarray, truth: np.ndarray, *, n_bins: int = 10, binning: str =
 def ece_null(prob: np.ndarray, *, rng: np.random.Generator, reps: int = 2000, n_bins: int = 10, binning: str = "equal-width",
              kind: str = "classwise") -> np.ndarray:
     """ECE of ``prob`` when outcomes are drawn from ``prob`` itself: the noise floor of a calibrated forecaster."""
+    return calibrated_null(prob, rng=rng, reps=reps, n_bins=n_bins, binning=binning, kind=kind)["ece"]
+
+
+def calibrated_null(prob: np.ndarray, *, rng: np.random.Generator, reps: int = 2000, n_bins: int = 10,
+                    binning: str = "equal-width", kind: str = "classwise") -> dict[str, np.ndarray]:
+    """ECE and Brier score of ``prob`` over ``reps`` sets of outcomes drawn from ``prob`` itself: what a
+    perfectly calibrated forecaster stating these probabilities scores with this many incidents."""
     prob = np.asarray(prob, dtype=float)
     cum = np.cumsum(prob / prob.sum(axis=1, keepdims=True), axis=1)
-    out = np.empty(reps)
+    out = {"ece": np.empty(reps), "brier": np.empty(reps)}
     for r in range(reps):
         u = rng.random(prob.shape[0])
         truth = np.minimum((u[:, None] > cum).sum(axis=1), prob.shape[1] - 1)
-        out[r] = ece(prob, truth, n_bins=n_bins, binning=binning, kind=kind)
+        out["ece"][r] = ece(prob, truth, n_bins=n_bins, binning=binning, kind=kind)
+        out["brier"][r] = brier(prob, truth)
     return out
 
 

@@ -2,16 +2,23 @@ r"""Simulated incidents: the prior predictive of a case template, with the templ
 
 A *template* is an ordinary case file whose observed values are only a design: which units
 exist, holes assessed for bending, fragment types and how many were recovered, timing
-window, period and clocks. ``simulate_incident`` draws
+window, period and clocks, which statements were asserted. ``simulate_incident`` draws
 
 1. the true hypothesis :math:`H \sim \pi` (the case's normalised priors);
 2. every source's reliability :math:`r_s` (its prior; a fixed number stays fixed), hence each
-   unit's :math:`r_u = 1 - \prod_s (1 - r_s)`;
+   unit's :math:`r_u = 1 - \prod_s (1 - r_s)`, and once per incident every parameter that
+   several units share (``shared_parameters``: claims' assertion rates per interest class);
 3. per unit, whether the report is faithful (probability :math:`r_u`);
 4. a faithful unit's parameters :math:`\theta_u` from H's resolved specs and its data from the
-   family's mechanism; an unfaithful unit's data from the background (the ``generic``
-   mechanism: its parameters, then data; timing's background is a time uniform on the period,
-   claims and elicited items have none to simulate and are refused).
+   family's mechanism (``simulate_observed``); an unfaithful unit's data from the background
+   (``simulate_background`` of the ``generic`` parameters bound with the shared ones: e.g.
+   timing's time uniform on the period, a claim asserted with its class's assertion rate).
+
+Families whose observation is an *event* (a claim was asserted, an elicited fact was seen) can
+only state that it happened; when a draw says it did not, ``simulate_observed`` returns None and
+the whole incident is drawn again. Incidents therefore come from the prior predictive
+conditioned on the template's events, and since that event is part of the data the engine
+conditions on, P(H | y) is still the right forecast of H on them (``attempts`` counts the draws).
 
 That is exactly the generative model the engine's per-hypothesis models assume
 (``engine.model.build``), so a calibrated engine states probabilities that match frequencies.
@@ -19,7 +26,7 @@ The simulated case is the template with new ``observed`` values (``model_copy``,
 again by the family's pydantic model) and the same design, so ``observation_data`` keeps its
 shapes and a compiled model is reused through ``pm.set_data``.
 
-Design rules (``check_design``): perforations give ``inward`` (the number of holes assessed,
+Design rules (``check_design``): every family must be ``simulable``; perforations give ``inward`` (the number of holes assessed,
 ``assessed``, becomes ``min(assessed, holes)`` for each simulated hole count) and no
 ``sizes_mm`` (their count could exceed a simulated hole count); fragments keep their total
 count (the multinomial is conditional on it); timing reports keep window, period and clocks.
@@ -33,11 +40,12 @@ from typing import Any
 import numpy as np
 
 from engine.dists import Dist
-from engine.errors import CaseError, CaseErrors
-from engine.evidence import REGISTRY, combined_reliability, family_of, generic_spec, unit_sources
+from engine.errors import CaseError, CaseErrors, RunError
+from engine.evidence import REGISTRY, combined_reliability, family_of, generic_spec, shared_parameters, unit_sources
 from engine.spec.case import Case, ResolvedItem
 
 SIMULABLE = tuple(name for name, fam in REGISTRY.items() if fam.simulable)
+MAX_ATTEMPTS = 100_000  # draws of one incident before a template's events are called too rare
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +57,8 @@ class Incident:
     hypothesis: str
     faithful: dict[str, bool]  # unit id -> report followed the hypothesis's mechanism
     theta: dict[str, dict[str, Any]]  # unit id -> the true hypothesis's parameter draws (constrained)
+    shared: dict[str, float] = dataclasses.field(default_factory=dict)  # reliability__<s>, shared parameters -> draw
+    attempts: int = 1  # incidents drawn until the template's events all happened
 
 
 def check_design(case: Case) -> None:
@@ -82,16 +92,11 @@ def draw(spec: Dist, n: int, rng: np.random.Generator, labels: tuple[str, ...] =
     raise ValueError(f"cannot draw from {spec.describe()}")
 
 
-def _unit_theta(items: tuple[ResolvedItem, ...], specs: dict[str, Dist], rng: np.random.Generator) -> dict[str, Any]:
+def _unit_theta(items: tuple[ResolvedItem, ...], specs: dict[str, Dist], shared: dict[str, np.ndarray],
+                rng: np.random.Generator) -> dict[str, Any]:
     fam = family_of(items)
     theta: dict[str, Any] = {name: draw(spec, 1, rng, fam.labels(items)) for name, spec in specs.items()}
-    return fam.bind(items, theta, {name: draw(spec, 1, rng) for name, spec in fam.unit_parameters(items).items()})
-
-
-def _simulate_unit(items: tuple[ResolvedItem, ...], theta: dict[str, Any], rng: np.random.Generator) -> list[Any]:
-    """New observed values, one per item of the unit (validated by the family's model)."""
-    new = family_of(items).simulate_observed(items, theta, rng)
-    return [_revalidate(it.observed, upd) for it, upd in zip(items, new, strict=True)]
+    return fam.bind(items, theta, {**shared, **{name: draw(spec, 1, rng) for name, spec in fam.unit_parameters(items).items()}})
 
 
 def _revalidate(obs: Any, update: dict[str, Any]) -> Any:
@@ -106,7 +111,17 @@ def unit_reliability(case: Case, items: tuple[ResolvedItem, ...], reliability: d
 
 
 def simulate_incident(template: Case, index: int, rng: np.random.Generator) -> Incident:
-    """Draw H, reliabilities, parameters and data for every unit; return the simulated case."""
+    """Draw H, reliabilities, shared parameters, faithfulness and data for every unit, again until
+    every event of the template happened; return the simulated case."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        inc = _draw_incident(template, index, rng, attempt)
+        if inc is not None:
+            return inc
+    raise RunError(f"template {template.id}: in {MAX_ATTEMPTS} simulated incidents its claims and elicited facts never all "
+                   "happened together; use fewer or likelier ones")
+
+
+def _draw_incident(template: Case, index: int, rng: np.random.Generator, attempt: int) -> Incident | None:
     from engine.model.build import unit_id
 
     hids = list(template.hypotheses)
@@ -114,18 +129,25 @@ def simulate_incident(template: Case, index: int, rng: np.random.Generator) -> I
     hid = hids[int(rng.choice(len(hids), p=prior / prior.sum()))]
     used = sorted({it.source for it in template.items})
     reliability = {s: float(draw(template.sources[s].reliability, 1, rng)[0]) for s in used}
+    shared = {name: draw(spec, 1, rng) for name, spec in shared_parameters(template).items()}
     replaced: dict[str, Any] = {}
     faithful: dict[str, bool] = {}
     truth: dict[str, dict[str, Any]] = {}
     for _, items in template.units():
-        uid = unit_id(items)
+        uid, fam = unit_id(items), family_of(items)
         r = unit_reliability(template, items, reliability)
-        theta = _unit_theta(items, items[0].params[hid], rng)
+        theta = _unit_theta(items, items[0].params[hid], shared, rng)
         faithful[uid] = bool(rng.random() < r)
-        source = theta if faithful[uid] else _unit_theta(items, generic_spec(template, items), rng)
-        for it, obs in zip(items, _simulate_unit(items, source, rng), strict=True):
-            replaced[it.id] = obs
+        if faithful[uid]:
+            new = fam.simulate_observed(items, theta, rng)
+        else:
+            new = fam.simulate_background(items, _unit_theta(items, generic_spec(template, items), shared, rng), rng)
+        if new is None:  # an event of the design did not happen: this draw is not an incident of the template
+            return None
+        for it, upd in zip(items, new, strict=True):
+            replaced[it.id] = _revalidate(it.observed, upd)
         truth[uid] = {k: (v if isinstance(v, list) else np.asarray(v)[0]) for k, v in theta.items()}  # per-report lists stay lists
     items = tuple(dataclasses.replace(it, observed=replaced[it.id]) for it in template.items)
     case = dataclasses.replace(template, items=items)
-    return Incident(index, case, hid, faithful, truth)
+    drawn = {**{f"reliability__{s}": v for s, v in reliability.items()}, **{k: float(v[0]) for k, v in shared.items()}}
+    return Incident(index, case, hid, faithful, truth, drawn, attempt)

@@ -20,8 +20,8 @@ The engine asks it, and nothing else, about its items:
 * **closed forms**: ``closed_form`` (None where there is none), ``exact_problem`` (why a case's
   evidence is not exact for this family, or None), ``unit_log_evidence`` (numpy, over draws of
   the shared parameters);
-* **simulation and predictive checks**: ``simulable`` with ``design_problems`` and
-  ``simulate_observed``; ``replicable`` with ``simulate``, ``observed`` and ``logp_np``.
+* **simulation and predictive checks**: ``simulable`` with ``design_problems``,
+  ``simulate_observed`` and ``simulate_background``; ``replicable`` with ``simulate``, ``observed`` and ``logp_np``.
 
 The model combines a unit's two densities with the unit's reliability
 (``combined_reliability``): ``p(y | H) = r p(y | H, theta) + (1 - r) p_bg(y)``.
@@ -215,9 +215,11 @@ class Family:
 
         return full(self.closed_form(items, spec)), full(self.background(items, generic, {}))
 
-    def log_ratio_cap(self, items: tuple) -> float:
+    def log_ratio_cap(self, items: tuple, shared: Mapping[str, Dist] | None = None) -> float:
         """log K >= log p(y | H, theta) - log p_bg(y) for every hypothesis, parameter value and
-        observation of this unit's design (``influence_bound``); inf where the family states none."""
+        observation of this unit's design (``influence_bound``); inf where the family states none.
+        ``shared``: the case's shared parameters (``engine.evidence.shared_parameters``), which
+        some bounds need (a claim's assertion rate)."""
         return float("inf")
 
     def own_posterior(self, items: tuple, spec: dict[str, Dist], rng: np.random.Generator,
@@ -233,9 +235,17 @@ class Family:
         """Why an item cannot serve as a calibration template's design."""
         return []
 
-    def simulate_observed(self, items: tuple, theta: dict, rng: np.random.Generator) -> list[dict[str, Any]]:
-        """New observed values (updates of each item's observation) drawn given one draw of ``theta``."""
+    def simulate_observed(self, items: tuple, theta: dict, rng: np.random.Generator) -> list[dict[str, Any]] | None:
+        """New observed values (updates of each item's observation) drawn given one draw of ``theta``;
+        None when the observation is an event (a claim asserted, an elicited fact seen) that did not
+        happen this time: calibration then redraws the incident (the prior predictive conditioned on
+        the template's events)."""
         raise NotImplementedError(f"family {self.name} cannot be simulated")
+
+    def simulate_background(self, items: tuple, theta: dict, rng: np.random.Generator) -> list[dict[str, Any]] | None:
+        """Observed values of an unfaithful report, ``theta`` drawn from the background's parameters
+        (``generic``, bound with the shared ones): by default ``simulate_observed`` of that theta."""
+        return self.simulate_observed(items, theta, rng)
 
     # ---------------------------------------------------------------- predictive checks (``replicable``)
     def simulate(self, items: tuple, theta: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -15,11 +15,26 @@ against interest (:math:`b_c \approx 0.03`) one of about :math:`r / ((1-r)0.03)`
 rates :math:`b_c` are model parameters shared by all claims of the same interest class
 (``assertion_rate__<class>``), so the background is a tensor of them. ``holds`` is clipped
 to [1e-9, 1] in the model (a statement that cannot hold keeps a finite log likelihood).
+
+**Bounded influence** (``log_ratio_cap``). The unit's ratio is :math:`h_H / b_c` with
+:math:`h_H` at its mean (the model holds it there), so :math:`\log K = \log \max_H h_H -
+\log b_c`: finite for a fixed rate. An uncertain rate reaches 0, so the pointwise ratio has no
+bound; but the claim is linear in :math:`b_c`, and a claim evaluated alone has
+:math:`P(\text{assert} \mid H) = \bar r h_H + (1 - \bar r)\,\mathbb E[b_c]`, so its odds move
+by at most ``influence_bound(r̄, log max_H h_H - log E[b_c])`` (as the reliability enters by its
+mean). The rate lives in the case (``assertion_rate__<class>`` of ``shared_parameters``), so
+the cap needs it passed in; without it the cap is infinite.
+
+**Simulation** (``simulable``). The observation is the event "the source asserted it": a
+faithful report asserts with probability :math:`h_H` (a draw of ``holds``), an unfaithful one
+with :math:`b_c`; when the statement is not asserted ``simulate_observed`` returns None and
+calibration redraws the incident (the family cannot state "did not assert").
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -46,6 +61,7 @@ class Claim(Family):
     Obs = ClaimObs
     params = {"holds": (("beta", "fixed"), (0.0, 1.0))}
     background_is_tensor = True
+    simulable = True
 
     def group_conflict(self, group, first, other) -> str | None:  # noqa: ANN001
         if other.interest != first.interest:
@@ -94,3 +110,25 @@ class Claim(Family):
         with np.errstate(divide="ignore"):
             lz = np.full(n, np.log(max(spec["holds"].mean(), HOLDS_MIN)))
         return lz, np.log(params[_rate(items)])
+
+    def log_ratio_cap(self, items, shared: Mapping[str, Dist] | None = None) -> float:  # noqa: ANN001
+        """log K = log max_H h_H - log b: b the class's fixed rate, or its mean when uncertain (the
+        claim alone is linear in it); ``shared`` maps ``assertion_rate__<class>`` to its prior
+        (``engine.evidence.shared_parameters(case)``). Infinite without it."""
+        rate = (shared or {}).get(_rate(items))
+        if rate is None:
+            return math.inf
+        h_max = max(min(max(spec["holds"].mean(), HOLDS_MIN), 1.0) for spec in items[0].params.values())
+        return math.log(h_max) - math.log(rate.mean())
+
+    def simulate_observed(self, items, theta, rng):  # noqa: ANN001, ANN201
+        """Asserted with probability ``holds`` (the unit's draw): the observation as it is, else None."""
+        return _asserted(items, theta["holds"], rng)
+
+    def simulate_background(self, items, theta, rng):  # noqa: ANN001, ANN201
+        """An unfaithful report asserts with its interest class's assertion rate."""
+        return _asserted(items, theta["assertion_rate"], rng)
+
+
+def _asserted(items, p, rng) -> list[dict] | None:  # noqa: ANN001
+    return [{} for _ in items] if rng.random() < float(np.ravel(p)[0]) else None

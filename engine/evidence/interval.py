@@ -92,7 +92,7 @@ class Interval(Family):
         """log[(1 - w) p_generic(d) + w q(d)]."""
         return robust_background(self.closed_form(items, generic), self.log_vague(items))
 
-    def log_ratio_cap(self, items) -> float:  # noqa: ANN001
+    def log_ratio_cap(self, items, shared=None) -> float:  # noqa: ANN001
         sds = [spec["log_sd"].args[0] for spec in items[0].params.values() if "log_sd" in spec]
         sigma = min(sds) if sds else self.params["log_sd"][1][0]
         return -math.log(VAGUE_WEIGHT) + math.log(LOG_RANGE) - math.log(math.sqrt(2 * math.pi) * sigma)

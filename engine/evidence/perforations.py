@@ -423,7 +423,7 @@ class Perforations(Family):
         """log[(1 - w) p_generic(y) + w q(y)]."""
         return robust_background(self.closed_form(items, generic), self.log_vague(items))
 
-    def log_ratio_cap(self, items) -> float:  # noqa: ANN001
+    def log_ratio_cap(self, items, shared=None) -> float:  # noqa: ANN001
         """log K = -log w + C_n + C_k + C_s (module docstring), for the unit's design."""
         o, assessed = _obs(items)
         cap = -math.log(VAGUE_WEIGHT) + math.log(LOG_N * (N_MAX + 1.5) / math.sqrt(2 * math.pi * N_MAX))

@@ -153,7 +153,7 @@ class Presence(Family):
                 seen[thing] = uid
         return None
 
-    def log_ratio_cap(self, items) -> float:  # noqa: ANN001
+    def log_ratio_cap(self, items, shared=None) -> float:  # noqa: ANN001
         return math.log(2.0 / VAGUE_WEIGHT)
 
     # ---------------------------------------------------------------- simulation
@@ -163,6 +163,13 @@ class Presence(Family):
         d_draw = d.args[0] if d.kind == "fixed" else rng.beta(*d.args)
         found = bool(rng.random() < pi) and bool(rng.random() < d_draw)
         return [{"found": found}] * len(items)
+
+    def simulate_background(self, items, theta, rng):  # noqa: ANN001, ANN201
+        """An unfaithful report from the whole background: with probability w the vague component
+        (the thing present with probability 1/2), else the generic mechanism's."""
+        if rng.random() >= VAGUE_WEIGHT:
+            return self.simulate_observed(items, theta, rng)
+        return self.simulate_observed(items, {**theta, "present": np.asarray([0.5])}, rng)
 
     # ---- numpy side: replicated data for predictive checks
     def simulate(self, items, theta, rng):  # noqa: ANN001, ANN201

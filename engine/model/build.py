@@ -26,6 +26,8 @@ conditional. A model left with no free parameter at all is evaluated exactly, ne
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
@@ -59,11 +61,17 @@ def _hyper_value(items: tuple[ResolvedItem, ...], spec: Dist, sampled: bool, own
     return (f"own:{kind}" if own else kind), value
 
 
+# Set (to anything) to sample conjugate units' parameters rather than integrate them: the estimators'
+# own tests need models with latent parameters (tests/calibration). Read per call, so worker processes
+# started with it set behave alike.
+SAMPLE_CONJUGATE = "INCIDENT_SAMPLE_CONJUGATE"
+
+
 def collapsed_log_evidence(items: tuple[ResolvedItem, ...], hid: str) -> float | None:
     """log p(y | H) of a unit that the model integrates exactly (its family ``collapsible``, its
     parameters all its own, a closed form under ``hid``), else None."""
     fam = family_of(items)
-    if not fam.collapsible or fam.unit_parameters(items):
+    if not fam.collapsible or fam.unit_parameters(items) or os.environ.get(SAMPLE_CONJUGATE):
         return None
     value = fam.closed_form(items, items[0].params[hid])
     return None if value is None else float(value)
@@ -86,6 +94,39 @@ def hyper(case: Case, hid: str) -> dict[str, tuple[str, np.ndarray]]:
 def structure_key(case: Case, hid: str) -> tuple:
     """Hypotheses with equal keys share one compiled model (only pm.Data values differ)."""
     return (case.digest, tuple((k, kind) for k, (kind, _) in sorted(hyper(case, hid).items())))
+
+
+def _current_spec(items: tuple[ResolvedItem, ...], hid: str, hp: dict, data: dict[str, np.ndarray]) -> tuple[dict[str, Dist], bool]:
+    """A unit's parameter specs under ``hid`` with the hyper-parameters ``data`` holds (a variant may
+    change them), and whether any changed."""
+    uid, fam = unit_id(items), family_of(items)
+    spec, changed = dict(items[0].params[hid]), False
+    for pname in spec:
+        kind, value = hp[f"hp__{uid}__{pname}"]
+        new = np.asarray(data.get(f"hp__{uid}__{pname}", value), dtype=float)
+        if new.shape == np.shape(value) and np.array_equal(new, value):
+            continue
+        changed, kind = True, kind.removeprefix("own:")
+        if kind == "const":
+            spec[pname] = Dist("fixed", (float(new),))
+        elif kind == "dirichlet":
+            spec[pname] = Dist("dirichlet", tuple(float(x) for x in new), fam.labels(items))
+        else:
+            spec[pname] = Dist(kind, tuple(float(x) for x in new))
+    return spec, changed
+
+
+def collapsed_data(case: Case, hid: str, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``lh__<unit>`` of the collapsed units whose hyper-parameters ``data`` changes (a sensitivity
+    variant may move a prior): their exact log p(y | H) under the changed prior."""
+    hp, out = hyper(case, hid), {}
+    for _, items in case.units():
+        uid = unit_id(items)
+        if f"lh__{uid}" in hp:
+            spec, changed = _current_spec(items, hid, hp, data)
+            if changed:
+                out[f"lh__{uid}"] = np.asarray(family_of(items).closed_form(items, spec), dtype=float)
+    return out
 
 
 def hypothesis_data(case: Case, hid: str) -> dict[str, np.ndarray]:
@@ -211,6 +252,6 @@ def own_draws(case: Case, hid: str, reliability_draws: dict[str, np.ndarray], da
             a, b = np.log(r) + lh, np.log1p(-r) + lb
         w = np.exp(a - np.logaddexp(a, b))
         faithful = (rng.random(n) < w) if float(data[f"use__{uid}"]) == 1.0 else np.zeros(n, dtype=bool)
-        draws = fam.own_posterior(items, items[0].params[hid], rng, faithful)
+        draws = fam.own_posterior(items, _current_spec(items, hid, hp, data)[0], rng, faithful)
         out.update({f"{uid}__{name}": np.asarray(v, dtype=float) for name, v in draws.items()})
     return out

@@ -159,8 +159,16 @@ def evidence_rows(case: CaseRecord | None) -> list[list[str]]:
         src = sources.get(it.source)
         ident = it.id + (f" (group {it.group})" if it.group else "")
         text = f"{it.observation} — {clean(it.description)}" if it.description else it.observation
-        rows.append([ident, it.family, text, it.source, _reliability(src) if src else NA])
+        rows.append([ident, it.family, text, it.source, _reliability(src) if src else NA, odds_cap(it.influence_bound)])
     return rows
+
+
+def odds_cap(bound: float | None) -> str:
+    """The most an item can move the odds, as a factor ("×12"); "no bound" where none is stated."""
+    if bound is None:
+        return "no bound"
+    factor = math.exp(min(bound, 700.0))
+    return f"×{factor:.2g}" if factor < 1e4 else f"×1e{math.log10(factor):.0f}"
 
 
 # ---------------------------------------------------------------- contributions

@@ -88,8 +88,12 @@ def _case_tables(flow: Flow, run: RunData) -> None:
     flow.heading("Evidence", level=2)
     rows = C.evidence_rows(run.case)
     if rows:
-        flow.table([Column("id", 1.2), Column("family", 0.8), Column("observation", 3.6, max_lines=7), Column("source", 0.9),
-                    Column("reliability", 1.2)], rows, size=7.5)
+        flow.table([Column("id", 1.2), Column("family", 0.8), Column("observation", 3.1, max_lines=7), Column("source", 0.9),
+                    Column("reliability", 1.2), Column("at most", 0.55, "right")], rows, size=7.5)
+        flow.paragraph("At most: the largest factor by which the item (with its dependency group) can move the odds between "
+                       "any two hypotheses, given its source's reliability r: 1 + K r/(1 - r), where K bounds how much "
+                       "better a hypothesis can explain the report than the background an unfaithful report follows "
+                       "(README, 'Bounded influence').", size=7.5, color=MUTED)
     else:
         flow.paragraph(f"Evidence items: {NA}.")
 

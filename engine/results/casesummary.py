@@ -18,8 +18,27 @@ def observation_text(family: str, observed: Any) -> str:
     return REGISTRY[family].describe(observed)
 
 
+def influence_bounds(case: Any) -> dict[str, float | None]:
+    """Per item id, the most its unit can move the odds between any two hypotheses (nat; None where
+    its family states no bound): ``influence_bound`` at the unit's reliability, each source at its
+    mean (exact for a unit evaluated alone: the reliability enters linearly)."""
+    import math
+
+    from engine.evidence import combined_reliability, family_of, shared_parameters, unit_sources
+    from engine.evidence.base import influence_bound
+
+    shared = shared_parameters(case)
+    out: dict[str, float | None] = {}
+    for _, items in case.units():
+        r = combined_reliability(case.sources[s].reliability.mean() for s in unit_sources(items))
+        b = influence_bound(float(r), family_of(items).log_ratio_cap(items, shared))
+        out.update({it.id: (b if math.isfinite(b) else None) for it in items})
+    return out
+
+
 def case_record(case: Any) -> CaseRecord:
     """case.json of a resolved case: title, date, hypotheses, sources with their reliability, evidence rows."""
+    bounds = influence_bounds(case)
     return CaseRecord(
         schema_version=SCHEMA_VERSION, id=case.id, title=case.title, date=str(case.date), description=case.description,
         digest=case.digest,
@@ -30,5 +49,6 @@ def case_record(case: Any) -> CaseRecord:
                  for s in case.sources.values()],
         evidence=[CaseEvidence(id=it.id, family=it.family, source=it.source, group=it.group,
                                observation=observation_text(it.family, it.observed), description=it.description,
-                               cites=[Citation(file=c.file, quote=c.quote) for c in it.cites]) for it in case.items],
+                               cites=[Citation(file=c.file, quote=c.quote) for c in it.cites],
+                               influence_bound=bounds.get(it.id)) for it in case.items],
     )

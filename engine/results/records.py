@@ -326,6 +326,7 @@ class CaseEvidence(Part):
     observation: str  # the observed values in words (the family's description)
     description: str = ""
     cites: list[Citation] = []
+    influence_bound: float | None = None  # nat: the most the item's unit can move the odds between two hypotheses; None: no bound stated
 
 
 class CaseRecord(Record):

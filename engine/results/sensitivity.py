@@ -6,7 +6,7 @@
   p* = c B / (1 + c B) with B = Z_L / Z_j and c = pi_L / (1 - pi_j).
 * ``coincidence_test``: is the damage time's closeness to the activity window explainable by
   chance? Under chance the true time is uniform over the observation period; the report adds
-  the item's clock error and rounding. The statistic is the distance from the reported time
+  the item's clock error, then its rounding. The statistic is the distance from the reported time
   to the window (0 inside); p = (1 + #{d_rep <= d_obs}) / (N + 1).
 """
 
@@ -37,12 +37,13 @@ def coincidence_test(time: float, window: tuple[float, float], period: tuple[flo
     """Monte Carlo p-value of a damage time at least this close to the window under pure chance."""
     rng = np.random.default_rng(seed)
     lo, hi = window
-    sd = float(np.sqrt(clock_sd**2 + rounding**2 / 12.0))
 
     def distance(t: np.ndarray) -> np.ndarray:
         return np.maximum(0.0, np.maximum(lo - t, t - hi))
 
-    rep = rng.uniform(*period, size=n) + sd * rng.standard_normal(n)
+    rep = rng.uniform(*period, size=n) + clock_sd * rng.standard_normal(n)
+    if rounding > 0:  # the reading rounded like the report (to the multiples of `rounding` through `time`)
+        rep = time + rounding * np.round((rep - time) / rounding)
     d_obs = float(distance(np.asarray(time)))
     p = (1 + int(np.sum(distance(rep) <= d_obs))) / (n + 1)
     exact_inside = (hi - lo) / (period[1] - period[0])  # chance of landing in the window with no clock error

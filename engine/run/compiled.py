@@ -77,7 +77,7 @@ class Compiled:
     def use(self, case: Case, hid: str, variant: Variant | None = None, *, observed: Case | None = None) -> Compiled:
         """Set hypothesis ``hid``'s hyper-parameters, then ``observed``'s observations (a case of
         the same design, e.g. a simulated incident), then the variant's data."""
-        from engine.model.build import hypothesis_data, observation_data
+        from engine.model.build import collapsed_data, hypothesis_data, observation_data
 
         # a collapsed unit's exact log p(y | H) (lh__) follows the observation
         self.case, self.hid = (observed if observed is not None else case), hid
@@ -89,6 +89,7 @@ class Compiled:
         if variant is not None:
             self.check(variant.data(), f"variant {variant.name!r}")
             data.update(variant.data())
+            data.update(collapsed_data(self.case, hid, data))  # a variant's prior of a collapsed unit
         for name, value in data.items():
             self.model.set_data(name, np.asarray(value, dtype=self.defaults[name].dtype))
         return self
@@ -170,6 +171,8 @@ class Compiled:
         """``idata`` with the collapsed units' own parameters (``engine.model.build.own_draws``)."""
         from engine.model.build import own_draws
 
+        if self.case is None:  # a model built elsewhere (the calibration's mixture control): no units of ours
+            return idata
         post = idata.posterior
         n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
         n = n_chain * n_draw

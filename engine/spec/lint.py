@@ -25,7 +25,7 @@ class CaseWarning:
 
 def case_warnings(case: Case) -> list[CaseWarning]:
     """Suspicious but legal things in ``case``: an uncited source, a hypothesis with prior 0, a family's
-    suspicious observation (a time outside its own period, a count of one fragment type), an item whose
+    suspicious observation (a time outside its own period, fragment counts that are all zero), an item whose
     parameters are the same under every hypothesis (it cannot favour one over another)."""
     out: list[CaseWarning] = []
 

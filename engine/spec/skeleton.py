@@ -51,7 +51,7 @@ evidence:
     cites: [{file: report.pdf, quote: "the exact sentence the numbers come from"}]
     observed: {region: rear fuselage, holes: 12, exposure: 1.0, assessed: 10, inward: 9, sizes_mm: [8, 12, 15]}
 
-  # fragments: recovered fragment types; list every type looked for, 0 where none was found
+  # fragments: recovered fragment types (ball, blade, bowtie, cube, diamond, disc, natural, rod, ...); unlisted types count 0
   - id: recovered-fragments
     family: fragments
     source: investigators

@@ -50,16 +50,20 @@ def test_perforations_closed_form_integrates_the_likelihood():
 
 
 def test_fragments_loglik_is_multinomial_and_closed_form_is_dirichlet_multinomial():
+    """Over the full category set (types not written count 0; unlisted types share `other`)."""
     obs = FragmentsObs(counts={"rod": 3, "cube": 0, "natural": 2})
-    p = np.array([0.5, 0.2, 0.3])
+    cats = fragments.labels((item(obs),))
+    x = np.array([obs.counts.get(k, 0) for k in cats])
+    p = np.random.default_rng(1).dirichlet(np.ones(len(cats)))
     got = fragments.loglik((item(obs),), {"alpha": c(p)}).eval()
-    assert got == pytest.approx(stats.multinomial.logpmf([3, 0, 2], 5, p), rel=1e-6)
-    alpha = np.array([2.0, 1.0, 0.5])
+    assert got == pytest.approx(stats.multinomial.logpmf(x, 5, p), rel=1e-6)
+    table = {"rod": 2.0, "cube": 1.0, "natural": 0.5, "other": 0.6}
+    alpha = np.array([table[k] if k in table and k != "other" else 0.6 / (len(cats) - 3) for k in cats])
     # Dirichlet-multinomial by its gamma-function formula
-    n, x = 5, np.array([3, 0, 2])
+    n = 5
     want = (special.gammaln(n + 1) - special.gammaln(x + 1).sum() + special.gammaln(alpha.sum())
             - special.gammaln(n + alpha.sum()) + (special.gammaln(x + alpha) - special.gammaln(alpha)).sum())
-    spec = {"alpha": Dist("dirichlet", tuple(alpha), ("rod", "cube", "natural"))}
+    spec = {"alpha": Dist("dirichlet", tuple(table.values()), tuple(table))}
     assert fragments.closed_form((item(obs),), spec) == pytest.approx(want, rel=1e-9)
 
 
@@ -67,11 +71,13 @@ def test_fragments_loglik_is_multinomial_and_closed_form_is_dirichlet_multinomia
 def test_timing_loglik_is_uniform_window_mixture_convolved_with_clock_error(t):
     obs = TimingObs(time=t, window=(40.0, 70.0), period=(0.0, 600.0), rounding_min=5.0)
     sd = 2.0
-    s = math.sqrt(sd**2 + 25 / 12)
     got = timing.loglik((item(obs),), {"in_window": c(0.8), "clock_sd": [c(sd)]}).eval()
 
-    def conv(lo, hi):
-        return integrate.quad(lambda x: stats.norm.pdf(t, x, s) / (hi - lo), lo, hi, points=[t], limit=200)[0]
+    def conv(lo, hi):  # the reading T + e falls in the reported 5-minute bin (per minute of bin)
+        def f(x):
+            return (stats.norm.cdf((t + 2.5 - x) / sd) - stats.norm.cdf((t - 2.5 - x) / sd)) / 5.0 / (hi - lo)
+
+        return integrate.quad(f, lo, hi, points=[x for x in (t - 2.5, t + 2.5) if lo < x < hi] or None, limit=200)[0]
 
     assert got == pytest.approx(math.log(0.8 * conv(40, 70) + 0.2 * conv(0, 600)), rel=1e-6)
 

@@ -199,8 +199,10 @@ def test_800_holes_from_a_half_reliable_source_no_longer_decide_the_case():
     now the vague component explains a count neither mechanism predicts, and the bound is 10.6 nat."""
     from engine.evidence.base import influence_bound
 
-    items = unit({"holes": 800}, a=mech("proximity_fragmentation"), b=mech("generic"))
-    lh, lg = (fam.closed_form(items, mech(m)) for m in ("proximity_fragmentation", "generic"))
+    # the library's proximity_fragmentation hole rate as the issue measured it: Gamma(2, 0.05)
+    sam = {**mech("proximity_fragmentation"), "hole_rate": Dist("gamma", (2.0, 0.05))}
+    items = unit({"holes": 800}, a=sam, b=mech("generic"))
+    lh, lg = fam.closed_form(items, sam), fam.closed_form(items, mech("generic"))
     old = np.logaddexp(math.log(0.5) + lh, math.log(0.5) + lg) - lg
     bg = fam.background(items, mech("generic"), {})
     new = np.logaddexp(math.log(0.5) + lh, math.log(0.5) + bg) - np.logaddexp(math.log(0.5) + lg, math.log(0.5) + bg)
@@ -325,7 +327,8 @@ def test_own_posterior_has_the_exact_conjugate_moments():
 def test_own_posterior_of_a_range_matches_quadrature():
     """E[lambda | 200 <= n <= 999] and its variance by quadrature over the Gamma prior."""
     a, b = 2.0, 0.05
-    spec = {**mech("proximity_fragmentation"), "inward_fraction": Dist("fixed", (0.5,)), "log_size_mean": Dist("fixed", (2.0,))}
+    spec = {**mech("proximity_fragmentation"), "hole_rate": Dist("gamma", (a, b)), "inward_fraction": Dist("fixed", (0.5,)),
+            "log_size_mean": Dist("fixed", (2.0,))}
     items = unit({"holes": "hundreds"})
     d = fam.own_posterior(items, spec, np.random.default_rng(4), np.ones(100_000, dtype=bool))
     assert set(d) == {"hole_rate"}

@@ -5,29 +5,41 @@ from __future__ import annotations
 import exact
 import numpy as np
 import pytest
+from oracles import fragments as frag_oracle
 
 from engine.spec.case import load_case
 
-SD = float(np.sqrt(3.0**2 + 5.0**2 / 12))  # clock error with rounding folded in (Sheppard)
+
+def _frags(mechanism: str) -> float:
+    """The frags unit {natural: 2, blade: 1, cube: 1} over the library's category set (tests/oracles/fragments.py)."""
+    cats = frag_oracle.category_set(frag_oracle.library_tables().values())
+    alpha = frag_oracle.concentrations(frag_oracle.library_tables()[mechanism], cats)
+    return frag_oracle.log_polya(frag_oracle.count_vector({"natural": 2, "blade": 1, "cube": 1}, cats), alpha)
+
+
+def _time(w: float) -> float:
+    """The timing item: clock s.d. 3 min, reading rounded to 5 min (tests/oracles/timing.py)."""
+    from oracles import timing as timing_oracle
+
+    return timing_oracle.log_evidence([timing_oracle.Report(52.0, 3.0, 5.0)], (40.0, 70.0), (0.0, 600.0), w=w)
 
 
 def oracle_truth() -> dict[str, float]:
     sizes = [30.0, 45.0, 60.0]
-    common = dict(t=52.0, window=(40, 70), period=(0, 600), sd=SD)
     return {
-        "external": exact.perforations(6, 4, sizes, gamma=(2, 0.05), beta=(9, 1), normal=(2.3, 0.5), sd=0.5)
-        + exact.fragments([2, 1, 1], [2.0, 0.3, 3.0])
-        + exact.timing(w=0.9, **common)
+        "external": exact.perforations(6, 4, sizes, gamma=(0.6, 0.003), beta=(9, 1), normal=(2.3, 0.5), sd=0.5)
+        + _frags("proximity_fragmentation")
+        + _time(0.9)
         + exact.interval(40.0, mu=3.0, tau=0.5, sd=1.0)
         + exact.claim(0.9, r=0.7, rate=(2.0, 8.0)),
         "internal": exact.perforations(6, 4, sizes, gamma=(1.5, 0.3), beta=(1, 9), normal=(4.0, 1.0), sd=0.5)
-        + exact.fragments([2, 1, 1], [2.0, 0.5, 0.5])
-        + exact.timing(w=0.0, **common)
+        + _frags("internal_explosion")
+        + _time(0.0)
         + exact.interval(40.0, mu=4.1, tau=2.0, sd=1.0)
         + exact.claim(0.2, r=0.7, rate=(2.0, 8.0)),
         "engine": exact.perforations(6, 4, sizes, gamma=(1.5, 0.5), beta=(6, 4), normal=(3.9, 0.8), sd=0.5)
-        + exact.fragments([2, 1, 1], [1.0, 5.0, 0.3])
-        + exact.timing(w=0.0, **common)
+        + _frags("uncontained_engine_failure")
+        + _time(0.0)
         + exact.interval(40.0, mu=4.1, tau=2.0, sd=1.0)
         + exact.claim(0.3, r=0.7, rate=(2.0, 8.0)),
     }

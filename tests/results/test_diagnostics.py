@@ -35,7 +35,8 @@ CASES_TWIN = [
     (perforations, (item(PerforationsObs(holes=5, inward=3, sizes_mm=(10.0, 30.0))),),
      {"hole_rate": np.array([4.2]), "inward_fraction": np.array([0.6]), "log_size_mean": np.array([2.9]), "log_size_sd": np.array([0.5])},
      -math.log(10.0) - math.log(30.0)),
-    (fragments, (item(FragmentsObs(counts={"a": 2, "b": 5, "c": 0})),), {"alpha": np.array([[0.2, 0.5, 0.3]])}, 0.0),
+    (fragments, (item(FragmentsObs(counts={"rod": 2, "cube": 5, "ball": 0})),),  # p over the 14 categories
+     {"alpha": np.array([np.arange(1.0, 15.0) / 105.0])}, 0.0),
     (interval, (item(IntervalObs(seconds=45.0)),), {"log_median": np.array([3.5]), "log_sd": np.array([0.7])}, -math.log(45.0)),
     (timing, (item(TimingObs(time=33.0, window=(30.0, 60.0), period=(0.0, 400.0), rounding_min=2.0), "t1"),
               item(TimingObs(time=41.0, window=(30.0, 60.0), period=(0.0, 400.0)), "t2")),

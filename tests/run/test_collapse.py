@@ -37,15 +37,20 @@ def _terms(case):
             for h in case.hypotheses}
 
 
-def test_a_model_with_no_free_parameter_is_evaluated_exactly(oracle_case, tmp_path):
+def test_a_model_with_no_free_parameter_is_evaluated_exactly(tmp_path):
+    """The oracle case without its claim: every unit collapsed or fixed, every source fixed."""
     from engine.inference.closedform import exact_log_evidence
     from engine.model.build import build_model
 
-    assert all(not build_model(oracle_case, h).value_vars for h in oracle_case.hypotheses)
-    root, result = _run(oracle_case, tmp_path, draws=100, tune=100)
+    text = (CASES / "oracle.yaml").read_text()
+    (tmp_path / "exact.yaml").write_text(text[:text.index("  - id: statement")])
+    case = load_case(tmp_path / "exact.yaml")
+    assert all(not build_model(case, h).value_vars for h in case.hypotheses)
+    root, result = _run(case, tmp_path / "runs", draws=100, tune=100)
     diag = json.loads((root / "diagnostics.json").read_text())
     for hid, h in result["hypotheses"].items():
-        exact = exact_log_evidence(oracle_case, hid)
+        assert h["method"] == "exact"
+        exact = exact_log_evidence(case, hid)
         for est in ("smc", "bridge", "pooled"):
             assert h["log_evidence"][est] == pytest.approx(exact, abs=1e-9), (hid, est)
         assert diag["hypotheses"][hid]["exact"] is True and diag["hypotheses"][hid]["problems"] == []

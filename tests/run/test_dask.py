@@ -55,7 +55,8 @@ def test_compiled_once_samplers_are_bit_identical_to_fresh_pymc_and_variants_do_
     cm, idata, smc = run("internal")
     assert cm.compiles == compiles, "a second use of the same structure must not compile again"
 
-    assert set(idata.posterior.data_vars) == set(want.posterior.data_vars)
+    sampled = {v for v in idata.posterior.data_vars if not idata.posterior[v].attrs.get("incident_exact_conditional")}
+    assert sampled == set(want.posterior.data_vars)  # besides the collapsed units' exact draws
     assert set(idata.sample_stats.data_vars) == set(want.sample_stats.data_vars)
     for name in want.posterior.data_vars:
         np.testing.assert_array_equal(idata.posterior[name].values, want.posterior[name].values, err_msg=name)
@@ -275,7 +276,7 @@ def test_same_seed_gives_identical_numbers_on_one_and_two_workers(tmp_path, tmp_
 def test_variants_run_in_their_own_folders_without_disturbing_the_base_run(tmp_path, tmp_path_factory):
     ref = runhelp.reference(tmp_path_factory.mktemp("reference"))
     spec = tmp_path / "variants.yaml"
-    spec.write_text("no-lab: {hp__reliability__lab: 0.0}\n")
+    spec.write_text("no-lab: {hp__reliability__lab: 0.0, hp__reliability__press: 0.0, hp__assertion_rate__neutral: [30.0, 20.0]}\n")
     out = incident("run", CASE, "--out", tmp_path, "--run-id", "v", "--workers", "0", "--variants", spec, *SMALL)
     assert out.returncode == 0, out.stderr
     run = tmp_path / "oracle" / "v"
@@ -291,7 +292,8 @@ def test_variants_run_in_their_own_folders_without_disturbing_the_base_run(tmp_p
     for hid, h in numbers(variant)["hypotheses"].items():
         assert abs(h["posterior"] - h["prior"]) <= max(4 * h["posterior_mcse"], 0.02), (hid, h)
     assert sum(abs(h["posterior"] - h["prior"]) for h in numbers(run)["hypotheses"].values()) > 0.2
-    assert runhelp.manifest(run)["variants"] == {"no-lab": {"hp__reliability__lab": 0.0}}
+    assert runhelp.manifest(run)["variants"] == {"no-lab": {"hp__reliability__lab": 0.0, "hp__reliability__press": 0.0,
+                                                            "hp__assertion_rate__neutral": [30.0, 20.0]}}
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import shutil
 import exact
 import pytest
 import runhelp
-from test_oracle import oracle_truth
+from inference.test_oracle import oracle_truth
 
 from engine.run.lifecycle import read_attribution
 from engine.run.settings import ExecutionOptions, Settings
@@ -15,7 +15,9 @@ from engine.run.settings import ExecutionOptions, Settings
 VARIANTS = {
     "gap-shift": {"hp__gap__log_median": [3.3, 0.5]},  # the interval's prior moved: every hypothesis reweights
     "gap-sharp": {"hp__gap__log_median": [3.7, 0.3]},  # ... moved and narrowed
-    "no-lab": {"hp__reliability__lab": 0.0},  # every item explained by the background: the posterior is the prior
+    # every item explained by the background: the posterior is the prior; and the one sampled parameter
+    # (the claim's assertion rate) gets a far-away prior, so reweighting the base draws cannot work
+    "no-lab": {"hp__reliability__lab": 0.0, "hp__reliability__press": 0.0, "hp__assertion_rate__neutral": [30.0, 20.0]},
 }
 
 

@@ -158,7 +158,7 @@ def test_a_clean_case_has_no_warnings(tmp_path, doc):
 def test_warnings_for_suspicious_but_legal_cases(tmp_path, doc):
     doc["sources"].append({"id": "press", "title": "press", "reliability": "independent_media"})
     doc["hypotheses"].append({"id": "bird", "description": "b", "prior": 0, "mechanism": "bird_strike"})
-    doc["evidence"][1]["observed"] = {"counts": {"cube": 3}}
+    doc["evidence"][1]["observed"] = {"counts": {"cube": 0}}  # no fragment: no evidence
     doc["evidence"].append({"id": "when", "family": "timing", "source": "lab",
                             "observed": {"time": 95.0, "window": [10.0, 20.0], "period": [0.0, 90.0]}})
     doc["evidence"].append({"id": "said", "family": "claim", "source": "lab",
