@@ -230,6 +230,12 @@ class Family:
         (``spec``) elsewhere. ``collapsible`` families only, where ``closed_form`` is not None."""
         raise NotImplementedError(f"family {self.name} is not collapsible")
 
+    def initial_values(self, items: tuple, spec: dict[str, Dist]) -> list[dict[str, float]]:
+        """Candidate starting points for the sampler (unit parameter -> value), from which the
+        sampler's optimiser climbs (``engine.run.compiled``); empty: the family proposes none and
+        the sampler starts as PyMC does."""
+        return []
+
     # ---------------------------------------------------------------- simulation (``simulable``)
     def design_problems(self, obs: Any) -> Problems:
         """Why an item cannot serve as a calibration template's design."""

@@ -247,7 +247,7 @@ class DamageMap(Family):
         fixed = pt.stack([pt.as_tensor(theta[k], dtype="float64") for k in ("v50", "v50_spread", "inside", "elongation_sd", "misread", "stray_rate")])
         return op(params, fixed)[0]
 
-    def initial_values(self, items, spec) -> list[dict[str, float]]:  # noqa: ANN001
+    def initial_values(self, items: tuple, spec: dict) -> list[dict[str, float]]:
         """Candidate starting points for the sampler (parameter -> value; only sampled parameters):
         the sampler's own optimiser (``engine.run.compiled``) climbs from each and keeps the best.
 
@@ -465,10 +465,10 @@ def _digest(obs: DamageMapObs) -> str:
 
 
 def _map_op_class():  # noqa: ANN202
+    import pytensor.tensor as pt
     from pytensor.gradient import grad_not_implemented
     from pytensor.graph.basic import Apply
     from pytensor.graph.op import Op
-    import pytensor.tensor as pt
 
     class MapLogLik(Op):
         """log p(map | params) and its gradient, for params = (burst (3), axis (3), relative velocity (3),

@@ -277,10 +277,10 @@ def _family_start(model, case, hid: str, logp_dlogp, point: dict):  # noqa: ANN0
 
     per_unit = []
     for _, items in case.units():
-        fam = family_of(items)
-        if hasattr(fam, "initial_values"):
+        candidates = family_of(items).initial_values(items, items[0].params[hid])
+        if candidates:
             uid = unit_id(items)
-            per_unit.append([{f"{uid}__{k}": v for k, v in c.items()} for c in fam.initial_values(items, items[0].params[hid])])
+            per_unit.append([{f"{uid}__{k}": v for k, v in c.items()} for c in candidates])
     if not per_unit:
         return None
     rvs = {rv.name: rv for rv in model.free_RVs}
