@@ -470,8 +470,6 @@ class Perforations(Family):
     # ---- simulation: the design keeps which holes are assessed; sizes could outnumber simulated holes
     def design_problems(self, obs) -> list[tuple[str, str]]:  # noqa: ANN001
         problems = []
-        if obs.inward is None:
-            problems.append(("inward", "give inward (any value): it fixes that bending is assessed"))
         if obs.sizes_mm:
             problems.append(("sizes_mm", "remove sizes_mm: their count could exceed simulated holes"))
         return problems
@@ -498,6 +496,8 @@ class Perforations(Family):
         else:
             lo, hi = (int(x[0]) for x in _cells(obs.holes, np.asarray([n])))
             holes = obs.holes if (lo, hi) == bounds(obs.holes) else HoleCount(lo, hi, "at_most" if lo == 0 else "at_least")
+        if obs.inward is None:  # a count alone: bending was not assessed
+            return [{"holes": holes}] * len(items)
         assessed = min(design, lo)
         return [{"holes": holes, "assessed": assessed, "inward": inward(assessed)}] * len(items)
 
