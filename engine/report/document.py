@@ -186,10 +186,10 @@ def _sensitivity(flow: Flow, run: RunData) -> None:
     for alarm in sens.get("alarms", []):
         flow.paragraph(f"• {alarm}", weight="bold", color=ALERT)
     for tie in sens.get("ties", []):
-        flow.paragraph(f"• Near tie: {tie}.")
-    if not sens.get("alarms"):
-        flow.paragraph(f"No single-leg alarm: dropping any one item or group leaves {leader} the leader (or tied with "
-                       "its challenger within Monte Carlo error) and moves its probability by at most 0.3.")
+        flow.paragraph(f"• {tie[0].upper()}{tie[1:]}.", weight="bold", color=ALERT)
+    if not sens.get("alarms") and not sens.get("ties"):
+        flow.paragraph(f"No single-leg alarm: dropping any one item or group leaves {leader} the leader "
+                       "and moves its probability by at most 0.3.")
     be = sens.get("break_even", {})
     if be:
         c = C.Contributions(leader, "the alternative", tuple(sorted(((alt, r["log10_bf_leader_vs_alt"]) for alt, r in be.items()),
