@@ -112,26 +112,20 @@ def run(
 
 
 def _read_variants(path: Path | None) -> tuple:
-    """Variants from a YAML file {name: {pm.Data name: number or list}}."""
+    """Variants from a YAML file {name: {pm.Data name: number or list}} (read with the case files' limits)."""
     if path is None:
         return ()
-    import yaml
-
-    from engine.errors import RunError
+    from engine.errors import OptionError
     from engine.run.settings import Variant
+    from engine.spec.yamlio import read_yaml
 
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunError(f"variants file {path} not found") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise RunError(f"cannot read variants file {path}: {type(exc).__name__}") from None
+    raw = read_yaml(path, error=lambda file, where, msg: OptionError(f"--variants {file}: {where + ': ' if where else ''}{msg}"))
     if not isinstance(raw, dict) or not raw or not all(isinstance(v, dict) for v in raw.values()):
-        raise RunError(f"variants file {path} must map variant names to {{pm.Data name: value}} mappings")
+        raise OptionError(f"--variants {path}: must map variant names to {{pm.Data name: value}} mappings")
     try:
         return tuple(Variant.of(str(name), data) for name, data in raw.items())
     except (TypeError, ValueError) as exc:
-        raise RunError(f"variants file {path}: {exc}") from None
+        raise OptionError(f"--variants {path}: {exc}") from None
 
 
 def show(

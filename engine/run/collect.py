@@ -13,7 +13,7 @@ from engine.errors import EngineError, RunError
 from engine.results.records import SCHEMA_VERSION, Attribution, CaseRecord, Diagnostics
 from engine.run.plan import Task
 from engine.run.settings import Settings
-from engine.run.store import RunFolder, read_json, write_idata, write_json
+from engine.run.store import RunFolder, open_netcdf, read_json, write_idata, write_json
 from engine.spec.case import Case
 
 
@@ -28,7 +28,7 @@ def case_of_run(run_dir) -> Case:  # noqa: ANN001
 def _merge_chains(folder: RunFolder, hid: str, settings: Settings):  # noqa: ANN202
     import arviz as az
 
-    chains = [az.from_netcdf(str(folder.task(Task("nuts", hid, c).key, "nc"))) for c in range(settings.chains)]
+    chains = [open_netcdf(folder.task(Task("nuts", hid, c).key, "nc")) for c in range(settings.chains)]
     return az.concat(chains, dim="chain") if len(chains) > 1 else chains[0]
 
 

@@ -28,12 +28,14 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from engine.errors import RunError
+from engine.spec.readers import NETCDF_LIMIT, RUN_JSON_LIMIT, ReadProblem, check_file, read_text
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -168,13 +170,31 @@ def write_idata(path: Path, idata: Any) -> Path:
     return atomic_write(path, lambda p: p.write_bytes(data))
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: Path, *, limit: int = RUN_JSON_LIMIT) -> Any:
+    """A run folder's JSON file, read with ``engine.spec.readers``' rules for run folders (a regular
+    file, not a link, at most ``limit`` bytes); every problem is a one-line ``RunError`` (exit 3)."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunError(f"{path} not found; is this a run folder (runs/<case>/<run>)?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        text = read_text(path, limit=limit, links="refuse")
+    except ReadProblem as exc:
+        if exc.message.startswith("file not found"):
+            raise RunError(f"{path} not found; is this a run folder (runs/<case>/<run>)?") from None
+        raise RunError(str(exc)) from None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # JSONDecodeError, an integer of thousands of digits, deep nesting
         raise RunError(f"{path} is corrupt; rerun with --resume to recompute it") from None
+
+
+def open_netcdf(path: Path) -> Any:
+    """``az.from_netcdf`` of a run folder's netCDF file after checking that it is a regular file
+    (not a link, a FIFO or a device) of at most ``NETCDF_LIMIT`` bytes (``RunError`` otherwise)."""
+    import arviz as az
+
+    try:
+        check_file(path, limit=NETCDF_LIMIT, links="refuse")
+    except ReadProblem as exc:
+        raise RunError(str(exc)) from None
+    return az.from_netcdf(str(path))
 
 
 def _jsonable(x: Any) -> Any:
@@ -227,10 +247,24 @@ def freeze_inputs(folder: RunFolder, case_text: str, priors_texts: dict[str, str
         write_text(folder.priors / name, text)
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path, *, limit: int = NETCDF_LIMIT) -> str:
+    """sha256 of a run folder's file, read as ``read_json`` reads (``RunError`` naming it otherwise)."""
+    try:
+        check_file(path, limit=limit, links="refuse")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except ReadProblem as exc:
+        raise RunError(str(exc)) from None
+    except OSError as exc:
+        raise RunError(f"{path}: cannot read file ({exc.strerror}); check the run folder") from None
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RunError(f"{path}: is not a regular file; restore the file or rerun")
+        read = 0
         for block in iter(lambda: fh.read(1 << 20), b""):
+            read += len(block)
+            if read > limit:
+                raise RunError(f"{path}: file grew above the {limit}-byte limit while it was read")
             h.update(block)
     return h.hexdigest()
 
@@ -269,10 +303,9 @@ def task_done(path: Path, fp: str | None = None, *, draws: int | None = None) ->
             return False
         return bool(isinstance(result, dict) and result.get("ok") and (fp is None or result.get("fingerprint") == fp))
     try:
-        import arviz as az
         import numpy as np
 
-        idata = az.from_netcdf(str(path))
+        idata = open_netcdf(path)
         post = idata.posterior
         if fp is not None and post.attrs.get("incident_fingerprint") != fp:
             return False

@@ -29,7 +29,7 @@ from engine.evidence import REGISTRY
 from engine.evidence.base import BIG, ParamSpec, Strict
 from engine.spec.messages import SECTIONS, entry, kinds_in_words, pydantic_errors, written
 from engine.spec.priors import PriorLibrary, load_priors
-from engine.spec.yamlio import read_yaml
+from engine.spec.yamlio import read_yaml_text
 
 ID = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 FAMILIES = tuple(REGISTRY)
@@ -166,7 +166,7 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
     """Read, validate and resolve one case file; raise ``CaseErrors`` listing every problem."""
     path = Path(path)
     file = str(path)
-    raw = read_yaml(path)
+    text, raw = read_yaml_text(path)
     if not isinstance(raw, dict):
         raise CaseErrors([CaseError(file, "", "the file must be a mapping with case, sources, hypotheses, evidence")])
     try:
@@ -301,7 +301,6 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
         h.id: ResolvedHypothesis(h.id, h.description, p / total, h.mechanism, h.reasoning)
         for h, p in zip(doc.hypotheses, priors_raw, strict=True)
     }
-    text = path.read_text(encoding="utf-8")
     digest = hashlib.sha256((text + "\0" + lib.digest).encode()).hexdigest()
     return Case(
         path=file, id=doc.case.id, title=doc.case.title, date=doc.case.date, description=doc.case.description,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 from engine.dists import Dist, parse_dist
 from engine.errors import CaseError
-from engine.spec.yamlio import read_yaml
+from engine.spec.yamlio import read_yaml_text
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "priors"
 INTERESTS = ("serves", "neutral", "against")
@@ -57,21 +58,29 @@ def load_priors(directory: str | Path | None = None) -> PriorLibrary:
     d = Path(directory) if directory else DEFAULT_DIR
     if not d.is_dir():
         raise CaseError(d, "", "priors folder not found; set `priors:` in the case file to the folder path")
-    stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(d.glob("*.yaml")))
+    stamp = tuple((p.name, *_stamp(p)) for p in sorted(d.glob("*.yaml")))
     return _load(str(d.resolve()), stamp)
+
+
+def _stamp(p: Path) -> tuple:
+    try:
+        st = os.stat(p)
+    except (OSError, ValueError):  # e.g. a dangling link: reading it says what is wrong
+        return (None, None)
+    return (st.st_mtime_ns, st.st_size)
 
 
 @lru_cache(maxsize=8)
 def _load(directory: str, _stamp: tuple) -> PriorLibrary:
     d = Path(directory)
-    texts = {name: (d / name).read_text(encoding="utf-8") for name in ("mechanisms.yaml", "sources.yaml", "base_rates.yaml")
-             if (d / name).exists()}
+    texts, docs = {}, {}
     for name in ("mechanisms.yaml", "sources.yaml", "base_rates.yaml"):
-        if name not in texts:
+        if not os.path.lexists(d / name):
             raise CaseError(d / name, "", "missing from the priors folder; copy it from the repository's priors/")
+        texts[name], docs[name] = read_yaml_text(d / name)
 
     f = d / "mechanisms.yaml"
-    mechs_raw = _mapping(f, "", read_yaml(f))
+    mechs_raw = _mapping(f, "", docs[f.name])
     mechanisms: dict[str, dict[str, dict[str, Dist]]] = {}
     notes: dict[str, str] = {}
     for mname, fams in _mapping(f, "", mechs_raw.get("mechanisms")).items():
@@ -87,7 +96,7 @@ def _load(directory: str, _stamp: tuple) -> PriorLibrary:
     if "generic" not in mechanisms:
         raise CaseError(f, "mechanisms.generic", "missing; the generic mechanism is the background of unfaithful reports")
     f = d / "sources.yaml"
-    src = _mapping(f, "", read_yaml(f))
+    src = _mapping(f, "", docs[f.name])
     reliability = {k: _dist(f, f"reliability.{k}", v) for k, v in _mapping(f, "reliability", src.get("reliability")).items()}
     rates = {k: _dist(f, f"assertion_rate.{k}", v) for k, v in _mapping(f, "assertion_rate", src.get("assertion_rate")).items()}
     for k in INTERESTS:
@@ -95,7 +104,7 @@ def _load(directory: str, _stamp: tuple) -> PriorLibrary:
             raise CaseError(f, f"assertion_rate.{k}", "missing; give a beta prior for every interest (serves, neutral, against)")
 
     f = d / "base_rates.yaml"
-    br = _mapping(f, "", read_yaml(f))
+    br = _mapping(f, "", docs[f.name])
     base_rates: dict[str, float] = {}
     for k, v in _mapping(f, "base_rates", br.get("base_rates")).items():
         val = v.get("rate") if isinstance(v, dict) else v
