@@ -39,9 +39,24 @@ for command in (cases.validate, cases.new, cases.schema, runs.run, runs.show, ru
 
 
 def main() -> None:
-    """Console entry point: turn any unexpected exception into one line (exit 1)."""
+    """Console entry point: a usage error is one line (exit 2), any unexpected exception one line (exit 1)."""
+    import click
+
+    from engine.cli.common import clean
+
     try:
-        app()
+        code = app(standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `incident` alone, or a group without its command
+        typer.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc))
+        sys.exit(2)
+    except click.ClickException as exc:  # usage errors: unknown option, bad value, missing argument
+        where = f"{exc.ctx.command_path}: " if getattr(exc, "ctx", None) is not None else ""
+        hint = f" (see `{exc.ctx.command_path} --help`)" if getattr(exc, "ctx", None) is not None else ""
+        typer.echo(f"error: {clean(where + exc.format_message())}{hint}", err=True)
+        sys.exit(exc.exit_code if exc.exit_code else 2)
+    except click.exceptions.Abort:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
     except SystemExit:
         raise
     except KeyboardInterrupt:
@@ -50,5 +65,6 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if os.environ.get("INCIDENT_DEBUG"):
             raise
-        typer.echo(f"internal error: {type(exc).__name__}: {exc} (set INCIDENT_DEBUG=1 for a traceback)", err=True)
+        typer.echo(f"internal error: {clean(f'{type(exc).__name__}: {exc}')} (set INCIDENT_DEBUG=1 for a traceback)", err=True)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -34,8 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.errors import RunError
-from engine.spec.readers import NETCDF_LIMIT, RUN_JSON_LIMIT, ReadProblem, check_file, read_text
+from engine.errors import OptionError, RunError
+from engine.spec.readers import NETCDF_LIMIT, RUN_JSON_LIMIT, ReadProblem, check_file, kind_of, read_text
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -60,13 +60,29 @@ def fs_error(exc: OSError, action: str) -> RunError:
     return RunError(f"cannot {action}: {reason}; {fix}")
 
 
+def refuse_special(path: Path) -> None:
+    """Refuse to write over anything but a regular file: a folder, a device (``-o /dev/null``),
+    a FIFO or a socket at ``path`` (or at the target of a link there) is an ``OptionError`` (exit 2),
+    raised before anything is written. A missing path, or a dangling link, is fine."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise OptionError(f"cannot write {path}: it is {kind_of(st.st_mode)}, not a regular file; "
+                          "give the path of a new or regular file")
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` then rename ``tmp`` to ``path``; on any failure remove ``tmp``.
 
-    File-system errors (``OSError``: ENOSPC, EACCES, EROFS, ...) become a ``RunError``
-    naming the path; nothing is left behind, and an existing ``path`` is untouched.
+    A target that exists and is not a regular file (a device, a FIFO, a folder) is refused
+    first (``refuse_special``, exit 2): the rename would replace it. File-system errors
+    (``OSError``: ENOSPC, EACCES, EROFS, ...) become a ``RunError`` naming the path; nothing
+    is left behind, and an existing ``path`` is untouched.
     """
     path = Path(path)
+    refuse_special(path)
     tmp_path: Path | None = None
     try:
         try:
@@ -113,7 +129,7 @@ def make_folder(path: Path) -> list[Path]:
             if d.is_dir():  # made meanwhile by another run
                 continue
             remove_empty(created)
-            raise RunError(f"cannot create folder {d}: a file of that name is in the way; choose another --out folder") from None
+            raise OptionError(f"cannot create folder {d}: a file of that name is in the way; choose another --out folder") from None
         except OSError as exc:
             remove_empty(created)
             raise fs_error(exc, f"create folder {d}") from None

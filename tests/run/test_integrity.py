@@ -120,7 +120,7 @@ def test_out_under_a_regular_file_is_a_one_line_error(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder\n")
     out = incident("run", CASE, "--out", blocker / "runs", "--workers", "0", *TINY, timeout=120)
-    assert out.returncode == 3, (out.stdout, out.stderr)
+    assert out.returncode == 2, (out.stdout, out.stderr)  # a bad --out is a usage error
     line = _one_line_error(out)
     assert f"cannot create folder {blocker}: a file of that name is in the way; choose another --out folder" in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"] and blocker.read_text() == "not a folder\n"
