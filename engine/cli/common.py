@@ -64,9 +64,22 @@ def execution_options(*, tls_ca: Path | None, tls_cert: Path | None, tls_key: Pa
 
 
 
-def read_and_print(read, run_dir: Path, json_out: bool, printer) -> dict:  # noqa: ANN001
-    """Read one result of a run folder and print it as JSON or through ``printer``."""
+Trust = Annotated[bool, typer.Option("--trust", help="Read the run folder even if its files differ from the sha256 "
+                                      "recorded in its manifest (each difference is a warning on stderr).")]
+
+
+def verify(run_dir: Path, trust: bool) -> dict:
+    """Check ``run_dir`` against its manifest's hashes (``RunError``, exit 3, naming the changed
+    files; with ``trust``, warnings on stderr instead); return the manifest."""
+    from engine.run.verify import verify_run
+
+    return verify_run(run_dir, trust=trust, warn=lambda line: typer.echo(clean(line), err=True))
+
+
+def read_and_print(read, run_dir: Path, json_out: bool, printer, trust: bool = False) -> dict:  # noqa: ANN001
+    """Verify a run folder, read one result of it and print it as JSON or through ``printer``."""
     try:
+        verify(run_dir, trust)
         data = read(run_dir)
     except EngineError as exc:
         fail(exc)

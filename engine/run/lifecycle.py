@@ -270,7 +270,9 @@ def _execute_and_collect(case: Case, settings: Settings, variants: tuple[Variant
             att["warnings"] = list(att.get("warnings", [])) + [f"execution: {w}" for w in run_warnings]
             write_json(vf.attribution, att)
     man["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    write_json(folder.manifest, man)
+    from engine.run.verify import record_outputs
+
+    write_json(folder.manifest, record_outputs(folder, man))  # what show, diagnose and report verify
 
 
 def read_attribution(run_dir: str | Path) -> dict:

@@ -287,9 +287,11 @@ def file_sha256(path: Path, *, limit: int = NETCDF_LIMIT) -> str:
 
 def input_hashes(folder: RunFolder) -> dict[str, str]:
     """{path relative to the run folder: sha256} of its frozen inputs: ``case.yaml`` and every file under ``priors/``."""
-    files = [folder.case] if folder.case.exists() else []
-    if folder.priors.is_dir():
-        files += sorted(p for p in folder.priors.rglob("*") if p.is_file() and not p.name.startswith(".tmp-"))
+    files = [folder.case] if os.path.lexists(folder.case) else []
+    if folder.priors.is_dir() and not folder.priors.is_symlink():
+        for dirpath, dirnames, filenames in os.walk(folder.priors):  # links and special files are listed, then refused
+            names = [*filenames, *(d for d in dirnames if os.path.islink(os.path.join(dirpath, d)))]
+            files += sorted(Path(dirpath) / n for n in names if not n.startswith(".tmp-"))
     return {p.relative_to(folder.root).as_posix(): file_sha256(p) for p in files}
 
 

@@ -65,7 +65,9 @@ def _check_mode(path: Path, st: os.stat_result, limit: int, links: str) -> None:
         raise ReadProblem(path, "is a symbolic link; a run folder holds only regular files written by the engine "
                           "(the folder was changed after the run): restore the file or rerun")
     if not stat.S_ISREG(st.st_mode):
-        raise ReadProblem(path, f"is {kind_of(st.st_mode)}, not a regular file; give the path of a regular file")
+        fix = ("a run folder holds only regular files written by the engine: restore the file or rerun" if links == "refuse"
+               else "give the path of a regular file")
+        raise ReadProblem(path, f"is {kind_of(st.st_mode)}, not a regular file; {fix}")
     if st.st_size > limit:
         raise ReadProblem(path, f"file is {st.st_size} bytes, above the {limit}-byte limit; "
                           "split it or remove embedded data")
