@@ -45,7 +45,7 @@ def run(
     json_out: Annotated[bool, typer.Option("--json", help="Print attribution.json instead of the table.")] = False,
 ) -> None:
     """Run a case: estimate every hypothesis's evidence two ways and attribute."""
-    from engine.errors import OptionError, RunError
+    from engine.errors import OptionError
 
     sampling = {"seed": seed, "draws": draws, "tune": tune, "chains": chains, "smc_draws": smc_draws, "smc_chains": smc_chains,
                 "variant_method": variant_method}
@@ -55,9 +55,9 @@ def run(
             if case_file is not None or given or variants is not None or run_id is not None:
                 extra = ", ".join(([str(case_file)] if case_file is not None else []) + given
                                   + (["--variants"] if variants is not None else []) + (["--run-id"] if run_id is not None else []))
-                raise RunError(f"--resume continues a run with the case and settings in its folder; drop {extra}")
+                raise OptionError(f"--resume continues a run with the case and settings in its folder; drop {extra}")
         elif case_file is None:
-            raise RunError("give a case file (incident run CASE.yaml) or a run folder to continue (--resume RUN)")
+            raise OptionError("give a case file (incident run CASE.yaml) or a run folder to continue (--resume RUN)")
         from engine.run.settings import VARIANT_METHODS
 
         if variant_method is not None and variant_method not in VARIANT_METHODS:
