@@ -115,7 +115,7 @@ def _read_variants(path: Path | None) -> tuple:
     """Variants from a YAML file {name: {pm.Data name: number or list}} (read with the case files' limits)."""
     if path is None:
         return ()
-    from engine.errors import OptionError
+    from engine.errors import OptionError, RunError
     from engine.run.settings import Variant
     from engine.spec.yamlio import read_yaml
 
@@ -124,7 +124,7 @@ def _read_variants(path: Path | None) -> tuple:
         raise OptionError(f"--variants {path}: must map variant names to {{pm.Data name: value}} mappings")
     try:
         return tuple(Variant.of(str(name), data) for name, data in raw.items())
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RunError) as exc:  # RunError: a name that is not a safe folder name
         raise OptionError(f"--variants {path}: {exc}") from None
 
 

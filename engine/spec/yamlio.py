@@ -76,7 +76,9 @@ class _Loader(yaml.SafeLoader):
                 if key_node.tag == MERGE_TAG:  # `<<: *base`: merged keys may be overridden by the mapping's own
                     continue
                 key = self.construct_object(key_node, deep=True)
-                if isinstance(key, (str, int, float, bool)) and key in seen:
+                if not isinstance(key, (str, int, float, bool)):
+                    continue  # an unhashable key is PyYAML's own error below
+                if key in seen:
                     raise yaml.constructor.ConstructorError(
                         None, None, f"duplicate key {key!r}; each key may appear once in a mapping", key_node.start_mark)
                 seen.add(key)
@@ -125,3 +127,5 @@ def read_yaml_text(path: str | Path, *, error: ErrorFactory = _case_error, limit
         raise error(str(path), "", f"invalid value in YAML: {' '.join(str(exc).split())[:200]}; fix the date or number") from None
     except RecursionError:
         raise error(str(path), "", "YAML nested too deeply; flatten the file") from None
+    except TypeError as exc:  # e.g. a mapping or list used as a key where PyYAML does not check it
+        raise error(str(path), "", f"invalid YAML: {' '.join(str(exc).split())[:200]}; use plain keys") from None
