@@ -203,6 +203,8 @@ ROWS: dict[str, Row] = {
         _run_folder(t / "oracle" / "r"), "diagnostics.json"), outputs=None)], 3, "diagnostics.json not found; recompute it", lines=2),
     "report-edited": Row(lambda t: ["report", _put(_run_folder(t / "oracle" / "r"), "attribution.json", "{}"), "-o", t / "r.pdf"], 3,
                          "was changed after the run: attribution.json"),
+    "resume-lock-is-a-link": Row(lambda t: ["run", "--resume", _lock_link(t), "--workers", "0"], 3,
+                                 ".lock: is a symbolic link"),
     "resume-edited": Row(lambda t: ["run", "--resume", _resume(t), "--workers", "0"], 3, "changed since the run started: case.yaml"),
     # ------------------------------------------------------------ what is read is shown, never interpreted
     "show-markup-in-a-warning": Row(lambda t: ["show", _run_folder(t / "oracle" / "r", warnings=("[/bold] [red]x\nok",))], 0,
@@ -210,6 +212,14 @@ ROWS: dict[str, Row] = {
     "show-trust-reads-a-changed-folder": Row(lambda t: ["show", _append(_run_folder(t / "oracle" / "r"), "priors/sources.yaml"),
                                                         "--trust"], 0, "WARNING: --trust: reading"),
 }
+
+
+def _lock_link(tmp: Path) -> Path:
+    """A run folder whose lock file links to a file outside it (which a resume must not truncate)."""
+    run = _run_folder(tmp / "oracle" / "r")
+    _write(tmp / "precious.txt", "keep me\n")
+    os.symlink(tmp / "precious.txt", run / ".lock")
+    return run
 
 
 def _link(path: Path, target: str) -> Path:
