@@ -14,6 +14,7 @@ from engine.errors import CaseErrors, EngineError
 def validate(cases: Annotated[list[Path], typer.Argument(help="Case files to check.")]) -> None:
     """Check case files; print one line per problem (exit 2) or 'ok' per file, after its warnings
     (FILE: warning: path: message; suspicious but legal, exit 0)."""
+    from engine.cli.common import clean
     from engine.spec.case import load_case
     from engine.spec.lint import case_warnings
 
@@ -24,17 +25,17 @@ def validate(cases: Annotated[list[Path], typer.Argument(help="Case files to che
         except CaseErrors as exc:
             bad += 1
             for e in exc.errors:
-                typer.echo(str(e), err=True)
+                typer.echo(clean(e), err=True)
             continue
         except EngineError as exc:
             bad += 1
-            typer.echo(str(exc), err=True)
+            typer.echo(clean(exc), err=True)
             continue
         warnings = case_warnings(case)
         for w in warnings:
-            typer.echo(str(w), err=True)
+            typer.echo(clean(w), err=True)
         noted = f", {len(warnings)} warning{'s' * (len(warnings) != 1)}" if warnings else ""
-        typer.echo(f"{path}: ok ({len(case.hypotheses)} hypotheses, {len(case.items)} evidence items{noted})")
+        typer.echo(f"{clean(path)}: ok ({len(case.hypotheses)} hypotheses, {len(case.items)} evidence items{noted})")
     if bad:
         raise typer.Exit(2)
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.common import TlsCa, TlsCert, TlsKey, execution_options, fail, read_and_print
+from engine.cli.common import TlsCa, TlsCert, TlsKey, Trust, clean, execution_options, fail, read_and_print, verify
 from engine.errors import EngineError
 
 
@@ -45,7 +45,7 @@ def run(
     json_out: Annotated[bool, typer.Option("--json", help="Print attribution.json instead of the table.")] = False,
 ) -> None:
     """Run a case: estimate every hypothesis's evidence two ways and attribute."""
-    from engine.errors import OptionError, RunError
+    from engine.errors import OptionError
 
     sampling = {"seed": seed, "draws": draws, "tune": tune, "chains": chains, "smc_draws": smc_draws, "smc_chains": smc_chains,
                 "variant_method": variant_method}
@@ -55,9 +55,9 @@ def run(
             if case_file is not None or given or variants is not None or run_id is not None:
                 extra = ", ".join(([str(case_file)] if case_file is not None else []) + given
                                   + (["--variants"] if variants is not None else []) + (["--run-id"] if run_id is not None else []))
-                raise RunError(f"--resume continues a run with the case and settings in its folder; drop {extra}")
+                raise OptionError(f"--resume continues a run with the case and settings in its folder; drop {extra}")
         elif case_file is None:
-            raise RunError("give a case file (incident run CASE.yaml) or a run folder to continue (--resume RUN)")
+            raise OptionError("give a case file (incident run CASE.yaml) or a run folder to continue (--resume RUN)")
         from engine.run.settings import VARIANT_METHODS
 
         if variant_method is not None and variant_method not in VARIANT_METHODS:
@@ -108,50 +108,46 @@ def run(
         typer.echo(json.dumps(result, indent=2))
     else:
         _print_table(result)
-    typer.echo(f"run folder: {root}")
+    typer.echo(f"run folder: {clean(root)}")
 
 
 def _read_variants(path: Path | None) -> tuple:
-    """Variants from a YAML file {name: {pm.Data name: number or list}}."""
+    """Variants from a YAML file {name: {pm.Data name: number or list}} (read with the case files' limits)."""
     if path is None:
         return ()
-    import yaml
-
-    from engine.errors import RunError
+    from engine.errors import OptionError, RunError
     from engine.run.settings import Variant
+    from engine.spec.yamlio import read_yaml
 
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunError(f"variants file {path} not found") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise RunError(f"cannot read variants file {path}: {type(exc).__name__}") from None
+    raw = read_yaml(path, error=lambda file, where, msg: OptionError(f"--variants {file}: {where + ': ' if where else ''}{msg}"))
     if not isinstance(raw, dict) or not raw or not all(isinstance(v, dict) for v in raw.values()):
-        raise RunError(f"variants file {path} must map variant names to {{pm.Data name: value}} mappings")
+        raise OptionError(f"--variants {path}: must map variant names to {{pm.Data name: value}} mappings")
     try:
         return tuple(Variant.of(str(name), data) for name, data in raw.items())
-    except (TypeError, ValueError) as exc:
-        raise RunError(f"variants file {path}: {exc}") from None
+    except (TypeError, ValueError, RunError) as exc:  # RunError: a name that is not a safe folder name
+        raise OptionError(f"--variants {path}: {exc}") from None
 
 
 def show(
     run_dir: Annotated[Path, typer.Argument(help="A run folder, runs/<case>/<run>.")],
     json_out: Annotated[bool, typer.Option("--json", help="Print attribution.json.")] = False,
+    trust: Trust = False,
 ) -> None:
-    """Print the attribution of a finished run."""
-    from engine.run.lifecycle import read_attribution
+    """Print the attribution of a finished run (after checking the folder against its manifest)."""
+    from engine.run.collect import read_attribution_record
 
-    read_and_print(read_attribution, run_dir, json_out, _print_table)
+    read_and_print(lambda d: read_attribution_record(d).to_json(), run_dir, json_out, _print_table, trust)
 
 
 def diagnose(
     run_dir: Annotated[Path, typer.Argument(help="A run folder, runs/<case>/<run>.")],
     json_out: Annotated[bool, typer.Option("--json", help="Print diagnostics.json.")] = False,
+    trust: Trust = False,
 ) -> None:
-    """Convergence, estimator agreement and predictive checks of a run; exit 4 if the verdict is 'fail'."""
+    """Convergence, estimator agreement and predictive checks of a run; exit 4 if the verdict is 'fail'. Never writes."""
     from engine.run.collect import read_diagnostics
 
-    diag = read_and_print(read_diagnostics, run_dir, json_out, _print_diagnostics)
+    diag = read_and_print(read_diagnostics, run_dir, json_out, _print_diagnostics, trust)
     if diag["verdict"] == "fail":
         raise typer.Exit(4)
 
@@ -159,67 +155,73 @@ def diagnose(
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run folder, runs/<case>/<run>.")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="PDF path (default reports/<case>-<run>.pdf).")] = None,
+    trust: Trust = False,
 ) -> None:
-    """Write the PDF attribution report of a run."""
+    """Write the PDF attribution report of a run (after checking the folder against its manifest)."""
     try:
+        from engine.run.store import refuse_special
+
+        if output is not None:
+            refuse_special(output)  # -o /dev/null, a folder, a FIFO: refused before any work
+        verify(run_dir, trust)
         from engine.report import write_report
         from engine.run.collect import prepare_report
 
-        prepare_report(run_dir)  # diagnostics.json and case.json written if an older run lacks them
+        prepare_report(run_dir)  # case.json written if an older run (no result hashes) lacks it
         path = write_report(run_dir, output)
     except EngineError as exc:
         fail(exc)
         return
-    typer.echo(f"report: {path}")
+    typer.echo(f"report: {clean(path)}")
 
 
 def _print_diagnostics(diag: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=140)
-    table = Table(title=f"diagnostics — {diag['case']} / {diag['run']}")
+    from engine.cli.common import clean, console
+
+    out = console(width=140)
+    table = Table(title=f"diagnostics — {clean(diag['case'])} / {clean(diag['run'])}")
     for col in ("hypothesis", "r-hat max", "ESS bulk", "ESS tail", "divergences", "BFMI", "log Z SMC", "log Z bridge", "agree"):
         table.add_column(col, justify="left" if col == "hypothesis" else "right")
     for hid, d in diag["hypotheses"].items():
         e = d["estimators"]
-        table.add_row(hid, f"{d['rhat_max']:.3f}", f"{d['ess_bulk_min']:.0f}", f"{d['ess_tail_min']:.0f}", str(d["divergences"]),
+        table.add_row(clean(hid), f"{d['rhat_max']:.3f}", f"{d['ess_bulk_min']:.0f}", f"{d['ess_tail_min']:.0f}", clean(d["divergences"]),
                       f"{d['bfmi_min']:.2f}", f"{e['smc']:.2f} ± {e['smc_se']:.2f}", f"{e['bridge']:.2f} ± {e['bridge_se']:.2f}",
                       "yes" if e["agree"] else "NO")
-    console.print(table)
+    out.print(table)
     checks = Table(title="posterior predictive p-values (per evidence unit, under each hypothesis)")
     hids = list(diag["hypotheses"])
     checks.add_column("unit")
     for hid in hids:
-        checks.add_column(hid, justify="right")
+        checks.add_column(clean(hid), justify="right")
     for uid, row in diag["predictive"].items():
-        checks.add_row(uid, *[("—" if row["p_values"][h] is None else f"{row['p_values'][h]:.3f}") for h in hids])
-    console.print(checks)
+        checks.add_row(clean(uid), *[("—" if row["p_values"].get(h) is None else f"{row['p_values'][h]:.3f}") for h in hids])
+    out.print(checks)
     for uid in diag["unexplained"]:
-        console.print(f"none of the hypotheses explains {uid}")
-    console.print(f"verdict: {diag['verdict']}")
+        out.print(f"none of the hypotheses explains {clean(uid)}")
+    out.print(f"verdict: {clean(diag['verdict'])}")
     for reason in diag["reasons"]:
-        console.print(f"  - {reason}")
+        out.print(f"  - {clean(reason)}")
 
 
 def _print_table(result: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
+    from engine.cli.common import clean, console
     from engine.terms import probability_term
 
-    table = Table(title=f"{result['case']} — run {result['run']}")
+    table = Table(title=f"{clean(result['case'])} — run {clean(result['run'])}")
     for col in ("hypothesis", "prior", "posterior", "± MCSE", "term", "log Z (SMC)", "log Z (bridge)"):
         table.add_column(col, justify="left" if col in ("hypothesis", "term") else "right")
     rows = sorted(result["hypotheses"].items(), key=lambda kv: -kv[1]["posterior"])
     for hid, h in rows:
         mark = " *" if hid == result["leader"] else ""
-        table.add_row(hid + mark, f"{h['prior']:.3f}", f"{h['posterior']:.3f}", f"{h['posterior_mcse']:.3f}",
+        table.add_row(clean(hid) + mark, f"{h['prior']:.3f}", f"{h['posterior']:.3f}", f"{h['posterior_mcse']:.3f}",
                       probability_term(h["posterior"]), f"{h['log_evidence']['smc']:.2f}", f"{h['log_evidence']['bridge']:.2f}")
-    console = Console(width=120)
-    console.print(table)
+    out = console(width=120)
+    out.print(table)
     status = "converged" if result["converged"] else "NOT converged — treat with caution"
-    console.print(f"leader: {result['leader']} ({status})")
+    out.print(f"leader: {clean(result['leader'])} ({status})")
     for w in result["warnings"]:
-        console.print(f"warning: {w}")
-
+        out.print(f"warning: {clean(w)}")

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.common import TlsCa, TlsCert, TlsKey, execution_options, fail
+from engine.cli.common import TlsCa, TlsCert, TlsKey, clean, execution_options, fail
 from engine.errors import EngineError
 
 
@@ -36,14 +36,14 @@ def sensitivity(
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return
-    typer.echo(f"leader: {result['leader']}")
+    typer.echo(f"leader: {clean(result['leader'])}")
     for alt, row in result["break_even"].items():
-        typer.echo(f"break-even prior of {alt}: {row['break_even_prior']:.3f} (now {row['prior']:.3f}; "
+        typer.echo(f"break-even prior of {clean(alt)}: {row['break_even_prior']:.3f} (now {row['prior']:.3f}; "
                    f"log10 BF leader vs {alt} = {row['log10_bf_leader_vs_alt']:.2f})")
     for r in result["ablation"]:
-        typer.echo(f"without {r['label']}: P({result['leader']}) = {r['leader_posterior']:.3f} ({r['shift']:+.3f}), leader {r['leader']}")
+        typer.echo(f"without {clean(r['label'])}: P({clean(result['leader'])}) = {r['leader_posterior']:.3f} ({r['shift']:+.3f}), leader {clean(r['leader'])}")
     for alarm in [*result["alarms"], *result["ties"]] or ["no single-leg alarm"]:
-        typer.echo(alarm)
+        typer.echo(clean(alarm))
     typer.echo(f"sensitivity: {Path(run_dir) / 'sensitivity.json'}")
 
 
@@ -95,7 +95,7 @@ def calibrate(
     typer.echo(f"calibration folder: {folder}")
     problems = verdict(summary, ece_max=ece_max, brier_gap_max=brier_gap_max)
     for p in problems:
-        typer.echo(f"calibration check failed: {p}", err=True)
+        typer.echo(f"calibration check failed: {clean(p)}", err=True)
     if problems:
         raise typer.Exit(4)
 

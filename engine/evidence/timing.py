@@ -80,7 +80,7 @@ from types import SimpleNamespace
 from typing import Annotated
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from engine.dists import Dist
 from engine.evidence.base import Family, Number, ParamSpec, Strict, observed_tensors
@@ -97,6 +97,7 @@ class TimingObs(Strict):
     clock_sd_min: ParamSpec = Dist("fixed", (1.0,))
     rounding_min: Annotated[float, Field(strict=True, ge=0, le=1440)] = 0.0
     window_label: str = "activity"
+    _origin: dt.datetime | None = PrivateAttr(default=None)  # the period's start as given, when times are clock times
 
 
 def _minutes(t: float | dt.datetime, origin: dt.datetime | None) -> float:
@@ -125,7 +126,22 @@ def to_minutes(obs: TimingObs) -> TimingObs:
         raise ValueError("window is not inside period; widen the period to contain the activity window")
     if not period[0] - (period[1] - period[0]) <= time <= period[1] + (period[1] - period[0]):
         raise ValueError("time lies far outside the observation period; check the date or widen the period")
-    return obs.model_copy(update={"time": time, "window": window, "period": period})
+    out = obs.model_copy(update={"time": time, "window": window, "period": period})
+    out._origin = origin  # minutes count from here: reports of one event must share it (group_conflict)
+    return out
+
+
+def _origin_conflict(a: dt.datetime | None, b: dt.datetime | None) -> str | None:
+    """Why two reports' minutes do not count from one start, or None."""
+    if a is None and b is None:
+        return None
+    if (a is None) != (b is None):
+        return "one gives clock times and the other plain minutes, so their minutes need not count from one start"
+    if (a.tzinfo is None) != (b.tzinfo is None):
+        return "one gives times with a timezone and the other without, so they need not be the same moment"
+    if a != b:
+        return f"their periods start at different times ({a.isoformat()} and {b.isoformat()})"
+    return None
 
 
 # ---- the maths, written once for numpy (predictive checks, closed forms) and PyTensor (the model)
@@ -370,6 +386,9 @@ class Timing(Family):
     def group_conflict(self, group, first, other) -> str | None:  # noqa: ANN001
         if (other.window, other.period) != (first.window, first.period):
             return f"timing reports in group {group!r} differ in window or period; reports of one event share them"
+        if why := _origin_conflict(first._origin, other._origin):
+            return (f"timing reports in group {group!r} are not on one clock: {why}; give every report of one event the "
+                    "same period, all as clock times with the same timezone or all as plain minutes")
         return None
 
     def describe(self, obs) -> str:  # noqa: ANN001

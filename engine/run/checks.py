@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import OptionError
+from engine.spec.readers import INPUT_LIMIT, ReadProblem, check_file
 
 SLURM_KEYS: dict[str, tuple[type, ...]] = {
     "queue": (str,), "account": (str,), "walltime": (str,), "cores": (int,), "memory": (str,),
@@ -25,19 +26,10 @@ _ADDRESS = re.compile(r"^(?:(tcp|tls|ucx|inproc)://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0
 
 def load_cluster_config(path: str | Path) -> dict[str, Any]:
     """Read a SLURM cluster-config file (YAML mapping, optionally under a ``slurm:`` key)."""
-    import yaml
+    from engine.spec.yamlio import read_yaml
 
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise OptionError(f"cluster config {p} not found; give an existing YAML file to --cluster-config") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OptionError(f"cannot read cluster config {p}: {exc}") from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where else ""
-        raise OptionError(f"cluster config {p} is not valid YAML{line}; fix its syntax") from None
+    raw = read_yaml(p, error=_config_error)
     if raw is None:
         raw = {}
     if isinstance(raw, dict) and set(raw) == {"slurm"}:
@@ -54,9 +46,17 @@ def load_cluster_config(path: str | Path) -> dict[str, Any]:
             raise OptionError(f"cluster config {p}: {key} = {value!r} should be a {want}")
         if key == "cores" and value < 1:
             raise OptionError(f"cluster config {p}: cores = {value} should be at least 1")
+        if key == "death_timeout" and not 0 < value < float("inf"):
+            raise OptionError(f"cluster config {p}: death_timeout = {value} should be a positive number of seconds")
         if isinstance(value, list) and not all(isinstance(x, str) for x in value):
             raise OptionError(f"cluster config {p}: {key} should be a list of strings")
     return dict(raw)
+
+
+def _config_error(file: str, where: str, message: str) -> OptionError:
+    if message.startswith("file not found"):
+        return OptionError(f"cluster config {file} not found; give an existing YAML file to --cluster-config")
+    return OptionError(f"cluster config {file}: {where + ': ' if where else ''}{message}")
 
 
 def normalise_address(address: str) -> str:
@@ -145,8 +145,13 @@ def _check_tls_files(files: dict[str, str | None], verb: str) -> None:
         if not value or "\n" in value:  # absent, or PEM text held in the dask config itself
             continue
         try:
+            check_file(value, limit=INPUT_LIMIT)  # a FIFO or a device would block or never end
             with open(value, "rb") as fh:
                 fh.read(1)
+        except ReadProblem as exc:
+            if exc.message.startswith("file not found"):
+                raise OptionError(f"{opt} {value}: file not found; {verb} the path of an existing PEM file") from None
+            raise OptionError(f"{opt} {value}: {exc.message}") from None
         except FileNotFoundError:
             raise OptionError(f"{opt} {value}: file not found; {verb} the path of an existing PEM file") from None
         except OSError as exc:

@@ -5,6 +5,7 @@ client-side end of a run, no sampling, no dask. Also the typed readers of those 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from engine.errors import EngineError, RunError
 from engine.results.records import SCHEMA_VERSION, Attribution, CaseRecord, Diagnostics
 from engine.run.plan import Task
 from engine.run.settings import Settings
-from engine.run.store import RunFolder, read_json, write_idata, write_json
+from engine.run.store import RunFolder, open_netcdf, read_json, write_idata, write_json
 from engine.spec.case import Case
 
 
@@ -28,7 +29,7 @@ def case_of_run(run_dir) -> Case:  # noqa: ANN001
 def _merge_chains(folder: RunFolder, hid: str, settings: Settings):  # noqa: ANN202
     import arviz as az
 
-    chains = [az.from_netcdf(str(folder.task(Task("nuts", hid, c).key, "nc"))) for c in range(settings.chains)]
+    chains = [open_netcdf(folder.task(Task("nuts", hid, c).key, "nc")) for c in range(settings.chains)]
     return az.concat(chains, dim="chain") if len(chains) > 1 else chains[0]
 
 
@@ -168,13 +169,13 @@ def read_attribution_record(run_dir) -> Attribution:  # noqa: ANN001
 
 
 def read_diagnostics(run_dir) -> dict:  # noqa: ANN001
-    """diagnostics.json of a run, validated, recomputed from the task results if it is missing."""
+    """diagnostics.json of a run, validated. Reading never writes: a folder without it (an older
+    run, or one whose collection was interrupted) is a ``RunError`` saying how to recompute it."""
     folder = RunFolder(Path(run_dir))
-    if not folder.diagnostics.exists():
-        if not folder.manifest.exists():
+    if not os.path.lexists(folder.diagnostics):
+        if not os.path.lexists(folder.manifest):
             raise RunError(f"{folder.root} is not a run folder (no manifest.json); give runs/<case>/<run>")
-        settings = Settings(**read_json(folder.manifest)["settings"])
-        collect(case_of_run(folder.root), folder, settings)
+        raise RunError(f"{folder.diagnostics} not found; recompute it with `incident run --resume {folder.root}`")
     return Diagnostics.from_json(read_json(folder.diagnostics), source=str(folder.diagnostics)).to_json()
 
 
@@ -195,7 +196,10 @@ def ensure_case_record(run_dir) -> str:  # noqa: ANN001
 
 
 def prepare_report(run_dir) -> None:  # noqa: ANN001
-    """Complete an older run folder with the records the report reads: diagnostics.json
-    (recomputed if missing) and case.json (from the frozen case.yaml)."""
-    read_diagnostics(run_dir)
-    ensure_case_record(run_dir)
+    """Complete an older run folder with the record the report reads and it lacks: case.json
+    (from the frozen case.yaml), only in a folder whose manifest records no result hashes
+    (a newer folder has it, or is refused as changed). Results are never recomputed here."""
+    folder = RunFolder(Path(run_dir))
+    man = read_json(folder.manifest) if os.path.lexists(folder.manifest) else {}
+    if not (isinstance(man, dict) and "outputs" in man):
+        ensure_case_record(run_dir)

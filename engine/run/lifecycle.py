@@ -9,8 +9,10 @@ point: the settings say what to compute (and the seed), the options where to com
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -76,11 +78,16 @@ def lock_run_folder(folder: RunFolder) -> Iterator[None]:
 
     make_folder(folder.root)
     path = folder.root / ".lock"
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # never through a link, never onto a FIFO or device (a changed folder): the lock file is truncated below
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RunError(f"{path}: is a symbolic link; a run folder holds only regular files written by the engine: "
+                           "remove it") from None
         raise fs_error(exc, f"write {path}") from None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RunError(f"{path}: is not a regular file; a run folder holds only regular files written by the engine: remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -270,7 +277,9 @@ def _execute_and_collect(case: Case, settings: Settings, variants: tuple[Variant
             att["warnings"] = list(att.get("warnings", [])) + [f"execution: {w}" for w in run_warnings]
             write_json(vf.attribution, att)
     man["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    write_json(folder.manifest, man)
+    from engine.run.verify import record_outputs
+
+    write_json(folder.manifest, record_outputs(folder, man))  # what show, diagnose and report verify
 
 
 def read_attribution(run_dir: str | Path) -> dict:

@@ -40,4 +40,7 @@ def run_sensitivity(run_dir: str | Path, *, options: ExecutionOptions | None = N
     methods = [h.get("method", "sampled") for r in results.values() for h in r["hypotheses"].values()]
     out["methods"] = {m: methods.count(m) for m in ("reweighted", "sampled")}
     write_json(folder.root / "sensitivity.json", out)
+    from engine.run.verify import record_outputs
+
+    write_json(folder.manifest, record_outputs(folder, read_json(folder.manifest)))  # sensitivity.json is a result too
     return out

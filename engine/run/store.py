@@ -28,12 +28,14 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.errors import RunError
+from engine.errors import OptionError, RunError
+from engine.spec.readers import NETCDF_LIMIT, RUN_JSON_LIMIT, ReadProblem, check_file, kind_of, read_text
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -58,13 +60,29 @@ def fs_error(exc: OSError, action: str) -> RunError:
     return RunError(f"cannot {action}: {reason}; {fix}")
 
 
+def refuse_special(path: Path) -> None:
+    """Refuse to write over anything but a regular file: a folder, a device (``-o /dev/null``),
+    a FIFO or a socket at ``path`` (or at the target of a link there) is an ``OptionError`` (exit 2),
+    raised before anything is written. A missing path, or a dangling link, is fine."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise OptionError(f"cannot write {path}: it is {kind_of(st.st_mode)}, not a regular file; "
+                          "give the path of a new or regular file")
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` then rename ``tmp`` to ``path``; on any failure remove ``tmp``.
 
-    File-system errors (``OSError``: ENOSPC, EACCES, EROFS, ...) become a ``RunError``
-    naming the path; nothing is left behind, and an existing ``path`` is untouched.
+    A target that exists and is not a regular file (a device, a FIFO, a folder) is refused
+    first (``refuse_special``, exit 2): the rename would replace it. File-system errors
+    (``OSError``: ENOSPC, EACCES, EROFS, ...) become a ``RunError`` naming the path; nothing
+    is left behind, and an existing ``path`` is untouched.
     """
     path = Path(path)
+    refuse_special(path)
     tmp_path: Path | None = None
     try:
         try:
@@ -111,7 +129,7 @@ def make_folder(path: Path) -> list[Path]:
             if d.is_dir():  # made meanwhile by another run
                 continue
             remove_empty(created)
-            raise RunError(f"cannot create folder {d}: a file of that name is in the way; choose another --out folder") from None
+            raise OptionError(f"cannot create folder {d}: a file of that name is in the way; choose another --out folder") from None
         except OSError as exc:
             remove_empty(created)
             raise fs_error(exc, f"create folder {d}") from None
@@ -168,13 +186,31 @@ def write_idata(path: Path, idata: Any) -> Path:
     return atomic_write(path, lambda p: p.write_bytes(data))
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: Path, *, limit: int = RUN_JSON_LIMIT) -> Any:
+    """A run folder's JSON file, read with ``engine.spec.readers``' rules for run folders (a regular
+    file, not a link, at most ``limit`` bytes); every problem is a one-line ``RunError`` (exit 3)."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunError(f"{path} not found; is this a run folder (runs/<case>/<run>)?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        text = read_text(path, limit=limit, links="refuse")
+    except ReadProblem as exc:
+        if exc.message.startswith("file not found"):
+            raise RunError(f"{path} not found; is this a run folder (runs/<case>/<run>)?") from None
+        raise RunError(str(exc)) from None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # JSONDecodeError, an integer of thousands of digits, deep nesting
         raise RunError(f"{path} is corrupt; rerun with --resume to recompute it") from None
+
+
+def open_netcdf(path: Path) -> Any:
+    """``az.from_netcdf`` of a run folder's netCDF file after checking that it is a regular file
+    (not a link, a FIFO or a device) of at most ``NETCDF_LIMIT`` bytes (``RunError`` otherwise)."""
+    import arviz as az
+
+    try:
+        check_file(path, limit=NETCDF_LIMIT, links="refuse")
+    except ReadProblem as exc:
+        raise RunError(str(exc)) from None
+    return az.from_netcdf(str(path))
 
 
 def _jsonable(x: Any) -> Any:
@@ -227,19 +263,35 @@ def freeze_inputs(folder: RunFolder, case_text: str, priors_texts: dict[str, str
         write_text(folder.priors / name, text)
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path, *, limit: int = NETCDF_LIMIT) -> str:
+    """sha256 of a run folder's file, read as ``read_json`` reads (``RunError`` naming it otherwise)."""
+    try:
+        check_file(path, limit=limit, links="refuse")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except ReadProblem as exc:
+        raise RunError(str(exc)) from None
+    except OSError as exc:
+        raise RunError(f"{path}: cannot read file ({exc.strerror}); check the run folder") from None
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RunError(f"{path}: is not a regular file; restore the file or rerun")
+        read = 0
         for block in iter(lambda: fh.read(1 << 20), b""):
+            read += len(block)
+            if read > limit:
+                raise RunError(f"{path}: file grew above the {limit}-byte limit while it was read")
             h.update(block)
     return h.hexdigest()
 
 
 def input_hashes(folder: RunFolder) -> dict[str, str]:
     """{path relative to the run folder: sha256} of its frozen inputs: ``case.yaml`` and every file under ``priors/``."""
-    files = [folder.case] if folder.case.exists() else []
-    if folder.priors.is_dir():
-        files += sorted(p for p in folder.priors.rglob("*") if p.is_file() and not p.name.startswith(".tmp-"))
+    files = [folder.case] if os.path.lexists(folder.case) else []
+    if folder.priors.is_dir() and not folder.priors.is_symlink():
+        for dirpath, dirnames, filenames in os.walk(folder.priors):  # links and special files are listed, then refused
+            names = [*filenames, *(d for d in dirnames if os.path.islink(os.path.join(dirpath, d)))]
+            files += sorted(Path(dirpath) / n for n in names if not n.startswith(".tmp-"))
     return {p.relative_to(folder.root).as_posix(): file_sha256(p) for p in files}
 
 
@@ -269,10 +321,9 @@ def task_done(path: Path, fp: str | None = None, *, draws: int | None = None) ->
             return False
         return bool(isinstance(result, dict) and result.get("ok") and (fp is None or result.get("fingerprint") == fp))
     try:
-        import arviz as az
         import numpy as np
 
-        idata = az.from_netcdf(str(path))
+        idata = open_netcdf(path)
         post = idata.posterior
         if fp is not None and post.attrs.get("incident_fingerprint") != fp:
             return False

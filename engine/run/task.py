@@ -32,7 +32,7 @@ from engine.run.compiled import CACHE_SIZE, Compiled, compiled_for, ensure_compi
 from engine.run.plan import Task, dependencies, fingerprint
 from engine.run.seeds import int_seed, task_seed
 from engine.run.settings import Settings
-from engine.run.store import RunFolder, task_done, write_idata, write_json
+from engine.run.store import RunFolder, open_netcdf, task_done, write_idata, write_json
 from engine.spec.case import Case
 
 _TASK_LOCK = threading.Lock()  # PyTensor compilation and the model cache are not thread-safe
@@ -112,7 +112,7 @@ def nuts_chains(root: RunFolder, task: Task, settings: Settings, what: str):  # 
     missing = [p.name for p in paths if not p.exists()]
     if missing:
         raise RunError(f"{what} for {task.id} needs NUTS results that are missing: {', '.join(missing)}")
-    chains = [az.from_netcdf(str(p)) for p in paths]
+    chains = [open_netcdf(p) for p in paths]
     return az.concat(chains, dim="chain") if len(chains) > 1 else chains[0]
 
 

@@ -27,9 +27,9 @@ from engine.dists import Dist
 from engine.errors import CaseError, CaseErrors
 from engine.evidence import REGISTRY
 from engine.evidence.base import BIG, ParamSpec, Strict
-from engine.spec.messages import SECTIONS, entry, kinds_in_words, pydantic_errors, written
-from engine.spec.priors import PriorLibrary, load_priors
-from engine.spec.yamlio import read_yaml
+from engine.spec.messages import SECTIONS, entry, pydantic_errors, written
+from engine.spec.priors import PriorLibrary, load_priors, probability_problem, spec_problem
+from engine.spec.yamlio import read_yaml_text
 
 ID = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 FAMILIES = tuple(REGISTRY)
@@ -151,22 +151,14 @@ class Case:
 
 # ---------------------------------------------------------------- loading
 def _check_spec(family: str, name: str, spec: Dist) -> str | None:
-    table = PARAMS[family]
-    if name not in table:
-        return f"unknown parameter {name!r} for family {family}; use one of {', '.join(table)}"
-    kinds, (lo, hi) = table[name]
-    if spec.kind not in kinds:
-        return f"{name} must be {kinds_in_words(kinds)}, got {written(spec)}"
-    if spec.kind == "fixed" and not lo <= spec.args[0] <= hi:
-        return f"{name} = {spec.args[0]:g} is outside [{lo:g}, {hi:g}]"
-    return None
+    return spec_problem(family, name, spec)
 
 
 def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case:
     """Read, validate and resolve one case file; raise ``CaseErrors`` listing every problem."""
     path = Path(path)
     file = str(path)
-    raw = read_yaml(path)
+    text, raw = read_yaml_text(path)
     if not isinstance(raw, dict):
         raise CaseErrors([CaseError(file, "", "the file must be a mapping with case, sources, hypotheses, evidence")])
     try:
@@ -197,7 +189,7 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
             rel, profile = lib.reliability[s.reliability], s.reliability
         else:
             rel, profile = s.reliability, "custom"
-            if rel.kind not in ("beta", "fixed") or (rel.kind == "fixed" and not 0 < rel.args[0] <= 1):
+            if probability_problem("reliability", rel):
                 err(f"{entry('sources', s.id)}.reliability", f"reliability must be a profile name, {{beta: [a, b]}} or a number in (0, 1], got {written(rel)}")
                 continue
         sources[s.id] = ResolvedSource(s.id, s.title, s.citation or s.url, rel, profile)
@@ -301,7 +293,6 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
         h.id: ResolvedHypothesis(h.id, h.description, p / total, h.mechanism, h.reasoning)
         for h, p in zip(doc.hypotheses, priors_raw, strict=True)
     }
-    text = path.read_text(encoding="utf-8")
     digest = hashlib.sha256((text + "\0" + lib.digest).encode()).hexdigest()
     return Case(
         path=file, id=doc.case.id, title=doc.case.title, date=doc.case.date, description=doc.case.description,

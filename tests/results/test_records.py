@@ -104,6 +104,7 @@ def test_diagnose_command_exits_3_naming_a_malformed_field(tmp_path: Path) -> No
     diag = _diagnostics()
     diag["verdict"] = "maybe"
     write_json(tmp_path / "diagnostics.json", diag)
+    write_json(tmp_path / "manifest.json", {})  # a run folder has one (diagnose verifies the folder first)
     out = subprocess.run([sys.executable, "-m", "engine.cli", "diagnose", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 3
     assert f"{tmp_path / 'diagnostics.json'}: verdict: Input should be 'pass', 'warn' or 'fail'" in out.stderr

@@ -120,7 +120,7 @@ def test_out_under_a_regular_file_is_a_one_line_error(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder\n")
     out = incident("run", CASE, "--out", blocker / "runs", "--workers", "0", *TINY, timeout=120)
-    assert out.returncode == 3, (out.stdout, out.stderr)
+    assert out.returncode == 2, (out.stdout, out.stderr)  # a bad --out is a usage error
     line = _one_line_error(out)
     assert f"cannot create folder {blocker}: a file of that name is in the way; choose another --out folder" in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"] and blocker.read_text() == "not a folder\n"
@@ -223,3 +223,42 @@ def test_atomic_write_removes_its_temporary_file_and_names_the_path(tmp_path):
     with pytest.raises(RunError, match=re.escape(f"cannot write {target}: Not a directory; choose a writable --out folder")):
         atomic_write(target, fails)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"] and target.read_text() == "old\n"
+
+
+# ------------------------------------------------------------------ verified on read
+def _files(run: Path) -> dict[str, str]:
+    return {p.relative_to(run).as_posix(): _sha(p) for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_the_manifest_records_the_results_and_show_verifies_them(tiny_run, tmp_path):
+    outputs = runhelp.manifest(tiny_run)["outputs"]
+    assert {"attribution.json", "diagnostics.json", "case.json"} <= set(outputs)
+    assert {f"posterior/{h}.nc" for h in ("external", "internal", "engine")} <= set(outputs)
+    assert not [k for k in outputs if k.startswith(("tasks/", "priors/")) or k in ("case.yaml", "manifest.json", ".lock")]
+    for name, digest in outputs.items():
+        assert digest == _sha(tiny_run / name), name
+    run = tmp_path / "oracle" / "copy"
+    shutil.copytree(tiny_run, run)
+    assert incident("show", run, timeout=120).returncode == 0
+    with open(run / "posterior" / "external.nc", "ab") as fh:  # one byte more: a changed result
+        fh.write(b"\0")
+    before = _files(run)
+    for command in ("show", "diagnose", "report"):
+        out = incident(command, run, *(["-o", tmp_path / "r.pdf"] if command == "report" else []), timeout=120)
+        assert out.returncode == 3, (command, out.stderr)
+        line = _one_line_error(out)
+        assert f"run folder {run} was changed after the run: posterior/external.nc (sha256 differs" in line, line
+    assert _files(run) == before and not (tmp_path / "r.pdf").exists()
+
+
+def test_diagnose_without_its_diagnostics_file_writes_nothing(tiny_run, tmp_path):
+    run = tmp_path / "oracle" / "copy"
+    shutil.copytree(tiny_run, run)
+    (run / "diagnostics.json").unlink()
+    before = _files(run)
+    out = incident("diagnose", run, timeout=120)
+    assert out.returncode == 3 and "diagnostics.json (missing)" in _one_line_error(out)
+    trusted = incident("diagnose", run, "--trust", timeout=120)
+    assert trusted.returncode == 3 and f"{run / 'diagnostics.json'} not found; recompute it with `incident run --resume" in trusted.stderr
+    assert trusted.stderr.startswith("WARNING: --trust: reading")
+    assert _files(run) == before  # attribution.json and posterior/*.nc untouched, nothing recomputed

@@ -20,14 +20,54 @@ def _node_ready() -> bool:
     return out.returncode == 0 and any(s.strip() in ("idle", "mixed", "allocated") for s in out.stdout.split())
 
 
+DAEMONS = ("slurmd", "slurmctld", "munged")  # stopped in this order
+
+
+def _pids(name: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True, timeout=30)
+    return [int(p) for p in out.stdout.split()]
+
+
+def _stop(pid: int, timeout: float = 15.0) -> None:
+    """SIGTERM the process ``pid`` (one this fixture started), SIGKILL it if it outlives ``timeout``."""
+    import signal
+    import time
+
+    try:
+        os.kill(pid, signal.SIGTERM)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            os.kill(pid, 0)
+            time.sleep(0.2)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 @pytest.fixture(scope="module")
 def slurm():
-    if not _node_ready() and os.geteuid() == 0:
-        subprocess.run(["bash", str(ROOT / ".ci" / "slurm-up")], capture_output=True, text=True, timeout=600)
-    if not _node_ready():
-        if os.environ.get("CI"):
-            pytest.fail("SLURM is not running; .ci/run brings it up with .ci/slurm-up")
-        pytest.skip("no single-node SLURM here (run .ci/slurm-up as root)")
+    """A running single-node SLURM; the daemons this fixture starts (via .ci/slurm-up) are stopped
+    at the end of the module, with the worker jobs left in their queue; a SLURM that was already
+    running (CI's, or one brought up by hand) is left as it was."""
+    started: dict[str, list[int]] = {}
+    try:
+        if not _node_ready() and os.geteuid() == 0 and shutil.which("pgrep"):
+            before = {name: set(_pids(name)) for name in DAEMONS}
+            try:
+                subprocess.run(["bash", str(ROOT / ".ci" / "slurm-up")], capture_output=True, text=True, timeout=600)
+            finally:
+                started = {name: [p for p in _pids(name) if p not in before[name]] for name in DAEMONS}
+        if not _node_ready():
+            if os.environ.get("CI"):
+                pytest.fail("SLURM is not running; .ci/run brings it up with .ci/slurm-up")
+            pytest.skip("no single-node SLURM here (run .ci/slurm-up as root)")
+        yield
+    finally:
+        if started.get("slurmctld") and shutil.which("scancel"):
+            subprocess.run(["scancel", "--name", "dask-worker"], capture_output=True, timeout=30)
+        for name in DAEMONS:
+            for pid in started.get(name, []):
+                _stop(pid)
 
 
 def _config(tmp_path):  # noqa: ANN001, ANN202
