@@ -126,6 +126,10 @@ ROWS: dict[str, Row] = {
         t / "v.yaml", "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
             f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)))], 2,
         "--variants"),
+    "variant-sets-observed-data": Row(lambda t: ["run", CASE, "--workers", "0", "--out", t / "runs", "--variants", _write(
+        t / "v.yaml", "more-holes: {obs__holes__n: 40.0}\n")], 2, "obs__holes__n is not a prior or a switch"),
+    "variant-sets-a-background": Row(lambda t: ["run", CASE, "--workers", "0", "--out", t / "runs", "--variants", _write(
+        t / "v.yaml", "bg: {bg__holes: -3.0}\n")], 2, "observed data and what follows from it are the case file's"),
     "cluster-config-device": Row(lambda t: ["run", CASE, "--cluster", "slurm", "--cluster-config", "/dev/zero"], 2,
                                  "cluster config /dev/zero: is a character device"),
     "cluster-config-deep": Row(lambda t: ["run", CASE, "--cluster", "slurm", "--cluster-config",

@@ -13,7 +13,6 @@ import typer
 
 from engine.errors import CaseError, CaseErrors, EngineError
 
-
 # control characters (C0, DEL, C1), line and paragraph separators, and bidirectional overrides:
 # printed as escapes so that text from a file can neither start a line nor reorder one
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")

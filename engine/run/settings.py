@@ -63,6 +63,9 @@ class Settings:
             raise OptionError(f"variant method {self.variant_method!r} is not known; use one of {', '.join(VARIANT_METHODS)}")
 
 
+VARIANT_KEYS = ("hp__", "use__", "inc__")  # the pm.Data a variant may set (README, "Variants")
+
+
 @dataclass(frozen=True)
 class Variant:
     """A named set of ``pm.Data`` overrides, applied after the hypothesis's own data.
@@ -76,9 +79,17 @@ class Variant:
 
     @classmethod
     def of(cls, name: str, overrides: Mapping[str, Any]) -> Variant:
+        """Refuses data other than ``VARIANT_KEYS``: observations and what is computed from them
+        (``obs__``, ``bg__``, ``lh__``) fix the background density, the exact evidence of collapsed
+        units and the base run's draws, which a variant does not recompute."""
         safe_name(name, "variant name")
         items = []
         for key, value in sorted(overrides.items()):
+            if not str(key).startswith(VARIANT_KEYS):
+                raise RunError(f"variant {name!r}: {key} is not a prior or a switch; a variant may set only "
+                               f"{', '.join(k + '<name>' for k in VARIANT_KEYS)} (priors, units in or out, reports in a group "
+                               "in or out); observed data and what follows from it are the case file's: run a copy of the "
+                               "case with the other observation")
             arr = np.asarray(value, dtype=float)
             if not np.all(np.isfinite(arr)):
                 raise RunError(f"variant {name!r}: {key} = {value!r} is not finite; give finite numbers")
