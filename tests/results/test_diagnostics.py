@@ -109,3 +109,20 @@ def test_under_sampled_run_fails_the_verdict_and_is_not_converged(tmp_path):
     assert read_attribution(root)["converged"] is False
     out = subprocess.run([sys.executable, "-m", "engine.cli", "diagnose", str(root), "--json"], capture_output=True, text=True)
     assert out.returncode == 4 and json.loads(out.stdout)["verdict"] == "fail"
+
+
+def test_estimator_disagreement_is_a_warning_and_fails_only_through_the_posteriors_error():
+    """README and verdict say the same: estimators that disagree make a warning (the pooled error is
+    widened by half the spread); the run fails when that widened error makes P's Monte Carlo error
+    exceed 0.05."""
+    from engine.results.diagnostics import verdict
+
+    good = {"n_chains": 4, "n_draws": 1000, "rhat_max": 1.0, "ess_bulk_min": 900.0, "divergences": 0, "problems": [],
+            "estimators": {"agree": True, "spread": 0.05}}
+    split = {**good, "estimators": {"agree": False, "spread": 0.9}}
+    assert verdict({"a": good, "b": good}, {"a": 0.01, "b": 0.01}, [])[0] == "pass"
+    status, fail, warn = verdict({"a": split, "b": good}, {"a": 0.02, "b": 0.02}, [])
+    assert (status, fail) == ("warn", []) and warn == ["a: log-evidence estimators disagree by 0.90 nat (the pooled error is widened by half of it)"]
+    status, fail, _ = verdict({"a": split, "b": good}, {"a": 0.12, "b": 0.12}, [])
+    assert status == "fail" and fail == ["a: Monte Carlo error of the posterior probability is 0.120 (> 0.05)",
+                                         "b: Monte Carlo error of the posterior probability is 0.120 (> 0.05)"]
