@@ -128,6 +128,16 @@ def _read_variants(path: Path | None) -> tuple:
         raise OptionError(f"--variants {path}: {exc}") from None
 
 
+def _agreement(agree: bool | None, reweighted: dict | None) -> str:
+    """'yes' / 'NO', or for a reweighted variant its own check: Pareto k and importance ESS."""
+    if agree is not None:
+        return "yes" if agree else "NO"
+    if reweighted:
+        k = reweighted.get("pareto_k")
+        return f"n/a (reweighted: k {'-' if k is None else f'{k:.2f}'}, ESS {reweighted['ess']:.0f})"
+    return "n/a"
+
+
 def show(
     run_dir: Annotated[Path, typer.Argument(help="A run folder, runs/<case>/<run>.")],
     json_out: Annotated[bool, typer.Option("--json", help="Print attribution.json.")] = False,
@@ -188,7 +198,7 @@ def _print_diagnostics(diag: dict) -> None:
         e = d["estimators"]
         table.add_row(clean(hid), f"{d['rhat_max']:.3f}", f"{d['ess_bulk_min']:.0f}", f"{d['ess_tail_min']:.0f}", clean(d["divergences"]),
                       f"{d['bfmi_min']:.2f}", f"{e['smc']:.2f} ± {e['smc_se']:.2f}", f"{e['bridge']:.2f} ± {e['bridge_se']:.2f}",
-                      "yes" if e["agree"] else "NO")
+                      _agreement(e["agree"], d.get("reweighted")))
     out.print(table)
     checks = Table(title="posterior predictive p-values (per evidence unit, under each hypothesis)")
     hids = list(diag["hypotheses"])

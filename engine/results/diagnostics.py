@@ -187,7 +187,7 @@ def verdict(per_hypothesis: dict, posterior_mcse: dict, unexplained: list[str]) 
             fail.append(f"{hid}: bulk ESS {d['ess_bulk_min']:.0f} < 100 (too few effective draws)")
         if d["divergences"] > 0.01 * d["n_chains"] * d["n_draws"]:
             fail.append(f"{hid}: {d['divergences']} divergent transitions (> 1% of draws)")
-        if not d["estimators"]["agree"]:  # a warning (README): the pooled error is widened by half the spread, and
+        if d["estimators"]["agree"] is False:  # a warning (README): the pooled error is widened by half the spread, and
             # the posterior's Monte Carlo error below (which carries it) fails the run where the disagreement matters
             warn.append(f"{hid}: log-evidence estimators disagree by {d['estimators']['spread']:.2f} nat "
                         "(the pooled error is widened by half of it)")

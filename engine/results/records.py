@@ -118,7 +118,7 @@ class EstimatorAgreement(Part):
     bridge_se: float
     spread: float
     z: float
-    agree: bool
+    agree: bool | None  # None: not applicable (a reweighted variant: both estimates are the base run's, shifted alike)
 
 
 class Reweighted(Part):

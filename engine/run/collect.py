@@ -113,8 +113,10 @@ def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder |
         write_idata(folder.posterior(hid), idata)
         pooled = combine([smc, bridge])
         per[hid] = {"smc": smc, "bridge": bridge, "pooled": pooled}
+        # a reweighted hypothesis's two estimates are the base run's moved by one importance ratio: their
+        # agreement would repeat the base run's, so it is not applicable; its own check is "reweighted"
         diag[hid]["estimators"] = {"smc": smc.value, "smc_se": smc.se, "bridge": bridge.value, "bridge_se": bridge.se,
-                                   "spread": pooled.spread, "z": pooled.z, "agree": pooled.agree}
+                                   "spread": pooled.spread, "z": pooled.z, "agree": None if rw is not None else pooled.agree}
 
     prior = np.array([case.hypotheses[h].prior for h in hids])
     log_z = np.array([per[h]["pooled"].value for h in hids])
