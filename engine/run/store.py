@@ -298,7 +298,12 @@ def input_hashes(folder: RunFolder) -> dict[str, str]:
 def changed_inputs(folder: RunFolder, recorded: dict[str, str]) -> list[str]:
     """The input files whose sha256 differs from ``recorded`` (the manifest's ``inputs``), and
     those missing from or added to the run folder since, e.g. ``["priors/sources.yaml", "case.yaml (missing)"]``."""
-    current = input_hashes(folder)
+    return compare_hashes(recorded, input_hashes(folder))
+
+
+def compare_hashes(recorded: dict[str, str], current: dict[str, str]) -> list[str]:
+    """The names whose sha256 differs between ``recorded`` and ``current``, and those missing from
+    or added to ``current`` ("case.yaml (missing)", "x.json (added)")."""
     out = []
     for name in sorted(set(recorded) | set(current)):
         if name not in current:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.errors import RunError
-from engine.run.store import RunFolder, changed_inputs, file_sha256, read_json
+from engine.run.store import RunFolder, changed_inputs, compare_hashes, file_sha256, read_json
 from engine.spec.readers import RUN_JSON_LIMIT, ReadProblem, read_text
 
 PRIORS_FILES = ("base_rates.yaml", "mechanisms.yaml", "sources.yaml")  # what Case.digest hashes, in this order
@@ -62,18 +62,6 @@ def record_outputs(folder: RunFolder, man: dict) -> dict:
     """``man`` with the sha256 of the folder's results as they are now under ``outputs``."""
     man["outputs"] = output_hashes(folder)
     return man
-
-
-def _compare(recorded: dict[str, str], current: dict[str, str]) -> list[str]:
-    out = []
-    for name in sorted(set(recorded) | set(current)):
-        if name not in current:
-            out.append(f"{name} (missing)")
-        elif name not in recorded:
-            out.append(f"{name} (added)")
-        elif current[name] != recorded[name]:
-            out.append(name)
-    return out
 
 
 def _case_digest(folder: RunFolder) -> str | None:
@@ -119,7 +107,7 @@ def problems(folder: RunFolder) -> tuple[dict, list[str], list[str]]:
         for p in output_files(folder):  # still: regular files only, within the size limits
             file_sha256(p)
     else:
-        bad += _compare(outputs, output_hashes(folder))
+        bad += compare_hashes(outputs, output_hashes(folder))
     return man, bad, unverified
 
 
