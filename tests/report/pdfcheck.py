@@ -6,6 +6,7 @@ pdftoppm), nothing from ``engine``.
 from __future__ import annotations
 
 import html
+import math
 import re
 import shutil
 import subprocess
@@ -29,6 +30,56 @@ def pdf_pages(path: Path) -> list[str]:
 def flat(text: str) -> str:
     """Whitespace collapsed (line breaks and wrapping removed)."""
     return " ".join(text.split())
+
+
+# ---------------------------------------------------------------- the summary against attribution.json
+# The verbal scale of ICD 203 (US Office of the Director of National Intelligence, 2015), upper bounds.
+ICD_203 = ((0.05, "almost no chance"), (0.20, "very unlikely"), (0.45, "unlikely"), (0.55, "roughly even chance"),
+           (0.80, "likely"), (0.95, "very likely"), (math.inf, "almost certain"))
+
+
+def icd_term(p: float) -> str:
+    return next(term for upper, term in ICD_203 if p < upper)
+
+
+def sig3(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def summary_problems(page1: str, attribution: dict) -> list[str]:
+    """Every number of page 1's summary checked against attribution.json: one table row per
+    hypothesis (prior, posterior, posterior ± 2 MCSE clipped to [0, 1], term), by decreasing
+    posterior; the leader line; the Bayes factor of the leader against the runner-up from the
+    pooled log evidence (and its log10 and ± 2 s.e. range); the posterior and prior odds."""
+    text = flat(page1)
+    hyps = attribution["hypotheses"]
+    order = sorted(hyps, key=lambda h: -hyps[h]["posterior"])
+    problems, at = [], []
+    for hid in order:
+        h = hyps[hid]
+        p, m = h["posterior"], h["posterior_mcse"]
+        row = (f"{hid} {h['prior']:.3f} {p:.3f} {max(0.0, p - 2 * m):.3f} – {min(1.0, p + 2 * m):.3f} {icd_term(p)}")
+        at.append(text.find(row))
+        if row not in text:
+            problems.append(f"summary row missing: {row!r}")
+    if all(i >= 0 for i in at) and at != sorted(at):
+        problems.append("summary rows are not by decreasing posterior")
+    leader = attribution["leader"]
+    if f"Leader: {leader}, posterior {hyps[leader]['posterior']:.3f} ({icd_term(hyps[leader]['posterior'])})." not in text:
+        problems.append("leader line")
+    runner = max((h for h in hyps if h != leader), key=lambda h: hyps[h]["posterior"])
+    a, b = hyps[leader], hyps[runner]
+    log_bf = a["log_evidence"]["pooled"] - b["log_evidence"]["pooled"]
+    se = math.hypot(a["log_evidence_se"], b["log_evidence_se"])
+    bf = (f"Bayes factor {leader} vs {runner}: {sig3(math.exp(log_bf))} (log10 {log_bf / math.log(10):.2f}; Monte Carlo "
+          f"range {sig3(math.exp(log_bf - 2 * se))} to {sig3(math.exp(log_bf + 2 * se))}), from the pooled log evidence.")
+    if bf not in text:
+        problems.append(f"Bayes factor sentence missing: {bf!r}")
+    odds = (f"Posterior odds {leader} : {runner} = {sig3(a['posterior'] / b['posterior'])} "
+            f"(prior odds {sig3(a['prior'] / b['prior'])}).")
+    if odds not in text:
+        problems.append(f"odds sentence missing: {odds!r}")
+    return problems
 
 
 # ---------------------------------------------------------------- structure

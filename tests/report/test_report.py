@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pdfcheck import colour_share, ink, layout_problems, pdf_pages, render
+from pdfcheck import colour_share, ink, layout_problems, pdf_pages, render, summary_problems
 from pypdf import PdfReader
 
 from engine.errors import RunError
@@ -404,6 +404,7 @@ def test_report_of_a_real_run(real_report) -> None:  # noqa: ANN001
     for h, v in attribution["hypotheses"].items():
         assert f"{v['posterior']:.3f}" in pages[0], h
     assert ("UNRELIABLE" in pages[0]) == (not attribution["converged"])
+    assert summary_problems(pages[0], attribution) == []
     assert layout_problems(pdf) == []
     for png in render(pdf, out / "png"):
         assert ink(png) > 0.01, png.name
