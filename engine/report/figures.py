@@ -27,8 +27,7 @@ FAVOURS_LEADER, FAVOURS_RUNNER = "#0072B2", "#D55E00"  # colour-blind safe pair
 LOW_REL, HIGH_REL = "#E69F00", "#009E73"  # colour-blind safe pair (Okabe-Ito orange, bluish green)
 BAR_FONT = 7.5
 LABEL_CHARS = 48  # a bar's label is cut off (with "…") after this many characters
-STYLE = {"svg.fonttype": "none", "svg.hashsalt": "incident-report", "font.family": FONT, "axes.unicode_minus": True,
-         "figure.constrained_layout.use": True}
+STYLE = {"svg.fonttype": "none", "svg.hashsalt": "incident-report", "font.family": FONT, "axes.unicode_minus": True}
 
 
 def svg(fig: Figure) -> str:
@@ -94,8 +93,15 @@ def rank_figure(panels: Any) -> Figure:
     """ArviZ rank plots (one panel per scalar parameter of ``panels``) in rows of ``RANK_COLS``."""
     names = list(panels.data_vars)
     nrows = math.ceil(len(names) / RANK_COLS)
-    fig = _figure(rank_height(len(names), panels.sizes["chain"]))
-    grid = fig.subplots(nrows, RANK_COLS, squeeze=False).ravel()
+    height = rank_height(len(names), panels.sizes["chain"])
+    with matplotlib.rc_context(STYLE):  # a regular grid: fixed margins (inches), no layout engine (it triples the drawing time)
+        fig = Figure(figsize=(TEXT_W, height), layout="none")
+    left, right, top, bottom, gap_w, gap_h = 0.55, 0.1, 0.3, 0.4, 0.65, 0.7
+    axes_w = (TEXT_W - left - right - (RANK_COLS - 1) * gap_w) / RANK_COLS
+    axes_h = (height - top - bottom - (nrows - 1) * gap_h) / nrows
+    grid = fig.subplots(nrows, RANK_COLS, squeeze=False, gridspec_kw={
+        "left": left / TEXT_W, "right": 1 - right / TEXT_W, "top": 1 - top / height, "bottom": bottom / height,
+        "wspace": gap_w / axes_w, "hspace": gap_h / axes_h}).ravel()
     for ax in grid[len(names):]:
         ax.set_visible(False)
     axes = grid[: len(names)]
