@@ -58,15 +58,19 @@ class Report:
         return json.dumps({**self.data, "figures": {k: svg(f) for k, f in self.figures.items()}}, ensure_ascii=False)
 
     def pdf(self, *, standard: str | None = PDF_STANDARD) -> bytes:
-        """Typeset the report; ``standard`` is a Typst PDF standard ("a-2u", "a-2b", ...) or None for plain PDF.
+        """Typeset the report; ``standard`` is a Typst PDF standard ("a-2u", "a-2b", ...) or None for plain PDF."""
+        return typeset(TEMPLATE, self.source(), timestamp=int(self.data["timestamp"]), standard=standard)
 
-        The compiler refuses (``typst.TypstError``) anything the standard forbids."""
-        import typst
 
-        with resources.as_file(resources.files("engine.report") / TEMPLATE) as template:
-            return typst.compile(str(template), root=str(template.parent), font_paths=[font_dir()], ignore_system_fonts=True,
-                                 sys_inputs={"data": self.source()}, pdf_standards=[standard] if standard else [],
-                                 timestamp=int(self.data["timestamp"]))
+def typeset(template: str, data: str, *, timestamp: int, standard: str | None = PDF_STANDARD) -> bytes:
+    """Compile the template ``template`` (a .typ file of this package) with ``data`` (JSON text, read by
+    the template from ``sys.inputs.data``) to PDF; ``timestamp`` (Unix seconds) dates the document.
+    The compiler refuses (``typst.TypstError``) anything the PDF standard forbids."""
+    import typst
+
+    with resources.as_file(resources.files("engine.report") / template) as path:
+        return typst.compile(str(path), root=str(path.parent), font_paths=[font_dir()], ignore_system_fonts=True,
+                             sys_inputs={"data": data}, pdf_standards=[standard] if standard else [], timestamp=timestamp)
 
 
 def font_dir() -> str:
@@ -276,4 +280,4 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, generate
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(pdf))
 
 
-__all__ = ["APPENDIX", "PDF_STANDARD", "SECTIONS", "Report", "build_report", "default_output", "load_run", "write_report"]
+__all__ = ["APPENDIX", "PDF_STANDARD", "SECTIONS", "Report", "build_report", "default_output", "load_run", "typeset", "write_report"]
