@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from importlib import resources
@@ -22,11 +23,14 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
+from engine.errors import RunError
 from engine.report import content as C
 from engine.report.figures import contributions_figure, rank_figure, svg, tornado_figure
 from engine.report.fmt import NA, is_number, num
 from engine.report.rundata import RunData, load_posterior, load_run
 from engine.run.store import atomic_write, safe_name
+
+log = logging.getLogger(__name__)
 
 TITLE = "Attribution report"
 SECTIONS = (
@@ -69,8 +73,16 @@ def typeset(template: str, data: str, *, timestamp: int, standard: str | None = 
     import typst
 
     with resources.as_file(resources.files("engine.report") / template) as path:
-        return typst.compile(str(path), root=str(path.parent), font_paths=[font_dir()], ignore_system_fonts=True,
-                             sys_inputs={"data": data}, pdf_standards=[standard] if standard else [], timestamp=timestamp)
+        try:
+            pdf, warnings = typst.compile_with_warnings(str(path), root=str(path.parent), font_paths=[font_dir()],
+                                                        ignore_system_fonts=True, sys_inputs={"data": data},
+                                                        pdf_standards=[standard] if standard else [], timestamp=timestamp)
+        except typst.TypstError as exc:
+            raise RunError(f"the report could not be typeset by {template} ({' '.join(str(exc).split())}); "
+                           "this is a bug of engine/report, please report it with the run folder") from None
+    for w in warnings:
+        log.warning("%s: %s", template, " ".join(str(w).split()))
+    return pdf
 
 
 def font_dir() -> str:

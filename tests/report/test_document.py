@@ -176,3 +176,11 @@ def test_report_text_is_extractable_and_figures_are_vector(hand_pdf: tuple[Path,
 
     assert sum(images(p.get("/Resources")) for p in reader.pages) == 0
     assert re.search(r"\d+\.\d+", text)
+
+
+def test_a_typesetting_failure_is_a_run_error_naming_the_template() -> None:
+    from engine.errors import RunError
+    from engine.report.document import typeset
+
+    with pytest.raises(RunError, match=r"could not be typeset by report.typ \(dictionary does not contain key \"meta\"\)"):
+        typeset("report.typ", "{}", timestamp=0)
