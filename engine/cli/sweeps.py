@@ -42,7 +42,7 @@ def sensitivity(
                    f"log10 BF leader vs {alt} = {row['log10_bf_leader_vs_alt']:.2f})")
     for r in result["ablation"]:
         typer.echo(f"without {r['label']}: P({result['leader']}) = {r['leader_posterior']:.3f} ({r['shift']:+.3f}), leader {r['leader']}")
-    for alarm in result["alarms"] or ["no single-leg alarm"]:
+    for alarm in [*result["alarms"], *result["ties"]] or ["no single-leg alarm"]:
         typer.echo(alarm)
     typer.echo(f"sensitivity: {Path(run_dir) / 'sensitivity.json'}")
 

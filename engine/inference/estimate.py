@@ -27,6 +27,7 @@ the log-evidence errors to them by the delta method.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -193,7 +194,11 @@ def importance_ratio(log_w: np.ndarray) -> dict:
         return {"log_ratio": float(flat[0]), "se": 0.0, "pareto_k": None, "k_max": k_max, "ess": float(s),
                 "reliable": True, "log_weights": np.full(s, -np.log(s))}
     reff = float(np.clip(ess(lw, method="mean") / s, 1.0 / s, 1.0)) if n_draw >= 4 else 1.0
-    smoothed, k = psislw(flat, reff=reff, normalize=False)
+    with np.errstate(over="ignore"), warnings.catch_warnings():
+        # arviz's generalised-Pareto fit weighs its candidate shapes by 1 / sum(exp(differences of
+        # profile log likelihoods)); a far-off candidate overflows to inf and gets weight 0, as it should
+        warnings.filterwarnings("ignore", "overflow encountered in exp", RuntimeWarning)
+        smoothed, k = psislw(flat, reff=reff, normalize=False)
     k = float(k)
     log_mean = float(logsumexp(smoothed) - np.log(s))
     log_norm = smoothed - logsumexp(smoothed)

@@ -204,10 +204,10 @@ def _sensitivity(run: RunData, figures: dict[str, Figure]) -> dict:
         return {"missing": "Not run for this report: `incident sensitivity RUN` adds break-even priors, evidence ablation "
                            "with the single-leg alarm, a source-reliability sweep and the evidence waterfall."}
     leader = sens["leader"]
-    out: dict = {"leader": leader, "alarms": list(sens.get("alarms", [])), "ties": [f"Near tie: {t}." for t in sens.get("ties", [])],
-                 "no_alarm": "" if sens.get("alarms") else (
-                     f"No single-leg alarm: dropping any one item or group leaves {leader} the leader (or tied with its "
-                     "challenger within Monte Carlo error) and moves its probability by at most 0.3.")}
+    out: dict = {"leader": leader, "alarms": list(sens.get("alarms", [])), "ties": [f"{t[0].upper()}{t[1:]}." for t in sens.get("ties", [])],
+                 "no_alarm": "" if sens.get("alarms") or sens.get("ties") else (
+                     f"No single-leg alarm: dropping any one item or group leaves {leader} the leader "
+                     "and moves its probability by at most 0.3.")}
     be = sens.get("break_even", {})
     if be:
         c = C.Contributions(leader, "the alternative", tuple(sorted(((alt, r["log10_bf_leader_vs_alt"]) for alt, r in be.items()),

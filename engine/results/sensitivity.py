@@ -53,7 +53,32 @@ def coincidence_test(time: float, window: tuple[float, float], period: tuple[flo
 # ------------------------------------------------------------------ variants: ablation, reliability, waterfall
 K_CONCENTRATION = 2000.0  # a Beta(q K, (1 - q) K) pins a reliability at q without changing the model's shape
 ALARM_SHIFT = 0.3
-TIE_SE = 2.0  # a leader change by less than this many combined MC standard errors is reported as a tie
+TIE_SE = 2.0  # a leader change by less than this many MC standard errors of the margin is inconclusive
+
+
+def margin_se(hypotheses: dict, a: str, b: str) -> float:
+    """Monte Carlo s.e. of P(a) - P(b), by the delta method over the joint log evidences.
+
+    With p_k = pi_k Z_k / sum_j pi_j Z_j and independent errors s_j of the log evidences,
+    d(p_a - p_b)/d log Z_j = p_a [j = a] - p_b [j = b] - (p_a - p_b) p_j. The posteriors share
+    their normaliser, so their errors are anticorrelated: with two hypotheses the margin is
+    2 p_a - 1 and its error twice P(a)'s, not sqrt(2) times. Without stated log-evidence errors
+    (an old record) the posteriors' own errors are combined as if independent."""
+    names = list(hypotheses)
+    post = np.array([hypotheses[h]["posterior"] for h in names], dtype=float)
+    se = np.array([hypotheses[h].get("log_evidence_se", np.nan) for h in names], dtype=float)
+    if not np.all(np.isfinite(se)):
+        return float(np.hypot(hypotheses[a]["posterior_mcse"], hypotheses[b]["posterior_mcse"]))
+    grad = -(post[names.index(a)] - post[names.index(b)]) * post
+    grad[names.index(a)] += post[names.index(a)]
+    grad[names.index(b)] -= post[names.index(b)]
+    return float(np.sqrt(np.sum(grad**2 * se**2)))
+
+
+def draws_factor(margin: float, se: float, cap: float = 100.0) -> float:
+    """How many times the draws would bring the margin to TIE_SE standard errors (errors fall as
+    1/sqrt(draws)), at most ``cap``."""
+    return float(min(cap, max(1.0, np.ceil((TIE_SE * se / max(abs(margin), 1e-12)) ** 2))))
 
 
 def plan_variants(case, *, quantiles: tuple[float, float] = (0.1, 0.9)) -> dict[str, dict]:  # noqa: ANN001
@@ -98,8 +123,9 @@ def plan_variants(case, *, quantiles: tuple[float, float] = (0.1, 0.9)) -> dict[
 
 def summarize(case, base: dict, variants: dict[str, dict], results: dict[str, dict], *,  # noqa: ANN001
               coincidence_seeds: dict | None = None) -> dict:
-    """sensitivity.json: break-even priors, ablation with the single-leg alarm (and the near ties:
-    leader changes within 2 combined MC standard errors, which are not alarms), reliability
+    """sensitivity.json: break-even priors, ablation with the single-leg alarm (and the
+    inconclusive rows, ``ties``: leader changes within 2 MC standard errors of the margin
+    (``margin_se``), which say to rerun with more draws; the shift alarm fires on them too), reliability
     sweep (by source, and as a tornado sorted by swing), waterfall and the timing coincidence
     tests, from the variants' attributions. ``coincidence_seeds``: per timing item, the seed of
     its coincidence test (``engine.run.seeds.coincidence_seed``; 0 for an item left out)."""
@@ -117,17 +143,21 @@ def summarize(case, base: dict, variants: dict[str, dict], results: dict[str, di
     ablation = [row(n) for n, v in variants.items() if v["kind"].startswith("ablation")]
     alarms, ties = [], []
     for r in ablation:
+        flipped = False
         if r["leader"] != leader:
             hyp = results[r["variant"]]["hypotheses"]
             new, old = hyp[r["leader"]], hyp[leader]
-            margin, se = new["posterior"] - old["posterior"], float(np.hypot(new["posterior_mcse"], old["posterior_mcse"]))
+            margin, se = new["posterior"] - old["posterior"], margin_se(hyp, r["leader"], leader)
             r["margin"], r["margin_se"] = margin, se
-            if margin <= TIE_SE * se:  # the flip is within Monte Carlo error: a tie, not a new leader
-                ties.append(f"dropping {r['label']} leaves {r['leader']} and {leader} tied "
-                            f"(P {new['posterior']:.3f} vs {old['posterior']:.3f}, within {TIE_SE:g} MC s.e.)")
-                continue
-            alarms.append(f"single-leg: dropping {r['label']} makes {r['leader']} the leader")
-        elif abs(r["shift"]) > ALARM_SHIFT:
+            if margin <= TIE_SE * se:  # the flip is within Monte Carlo error: inconclusive, not calm
+                more = draws_factor(margin, se)
+                ties.append(f"inconclusive: dropping {r['label']} puts {r['leader']} level with {leader} within Monte Carlo "
+                            f"error (P {new['posterior']:.3f} vs {old['posterior']:.3f}, margin {margin:.3f} ± {se:.3f}); "
+                            f"rerun with about {more:.0f}x the draws to tell whether the leader changes")
+            else:
+                alarms.append(f"single-leg: dropping {r['label']} makes {r['leader']} the leader")
+                flipped = True
+        if not flipped and abs(r["shift"]) > ALARM_SHIFT:  # fires on inconclusive rows too
             alarms.append(f"single-leg: dropping {r['label']} moves P({leader}) by {r['shift']:+.2f}")
     sweep: dict[str, dict] = {}
     for n, v in variants.items():

@@ -184,3 +184,15 @@ def test_a_typesetting_failure_is_a_run_error_naming_the_template() -> None:
 
     with pytest.raises(RunError, match=r"could not be typeset by report.typ \(dictionary does not contain key \"meta\"\)"):
         typeset("report.typ", "{}", timestamp=0)
+
+
+def test_inconclusive_change_of_leader_is_printed_and_is_no_calm(tmp_path: Path) -> None:
+    att, sens = _il20_sensitivity()
+    sens["alarms"] = []
+    sens["ties"] = ["inconclusive: dropping x puts b level with a within Monte Carlo error (P 0.390 vs 0.385)"]
+    root = make_run(tmp_path / "run", case_text=(SEED_CASES / "il20-2018.yaml").read_text(encoding="utf-8"), attribution=att,
+                    diagnostics={})
+    write_json(root / "sensitivity.json", sens)
+    text = flat(" ".join(pdf_pages(write_report(root, tmp_path / "r.pdf", generated=WHEN))))
+    assert "• Inconclusive: dropping x puts b level with a within Monte Carlo error (P 0.390 vs 0.385)." in text
+    assert "No single-leg alarm" not in text

@@ -17,7 +17,7 @@ VARIANTS = {
     "gap-sharp": {"hp__gap__log_median": [3.7, 0.3]},  # ... moved and narrowed
     # every item explained by the background: the posterior is the prior; and the one sampled parameter
     # (the claim's assertion rate) gets a far-away prior, so reweighting the base draws cannot work
-    "no-lab": {"hp__reliability__lab": 0.0, "hp__reliability__press": 0.0, "hp__assertion_rate__neutral": [30.0, 20.0]},
+    "no-lab": {"hp__reliability__lab": 0.0, "hp__reliability__press": 0.0, "hp__assertion_rate__neutral": [80.0, 20.0]},
 }
 
 
