@@ -89,12 +89,15 @@ def calibrate(
         run_ = run_calibration(case, settings, options=options, out=folder, on_done=done)
         summary = write_report(run_, folder)
         _reliability_png(summary, folder / "reliability.png")
+        problems = verdict(summary, ece_max=ece_max, brier_gap_max=brier_gap_max)
+        from engine.report.calibration_report import write_calibration_report
+
+        write_calibration_report(summary, folder / "calibration.pdf", text=format_summary(summary), problems=problems)
     except EngineError as exc:
         fail(exc)
         return
     typer.echo(json.dumps(summary, indent=2) if json_out else format_summary(summary))
     typer.echo(f"calibration folder: {folder}")
-    problems = verdict(summary, ece_max=ece_max, brier_gap_max=brier_gap_max)
     for p in problems:
         typer.echo(f"calibration check failed: {clean(p)}", err=True)
     if problems:

@@ -13,7 +13,10 @@ from typing import Any
 
 from engine.report.fmt import NA, clean, count, flag, is_number, num, ratio, unit_label
 from engine.results.records import CaseRecord, CaseSource
-from engine.terms import probability_term
+from engine.terms import SCALE, probability_term
+
+SCALE_SOURCE = ("Office of the Director of National Intelligence (US), Intelligence Community Directive 203, "
+                "Analytic Standards (2015), expressions of likelihood")
 
 
 # ---------------------------------------------------------------- summary
@@ -36,6 +39,16 @@ def summary_rows(attribution: dict) -> list[SummaryRow]:
         rows.append(SummaryRow(hid, float(h.get("prior", math.nan)), p, max(0.0, p - 2 * m), min(1.0, p + 2 * m),
                                probability_term(p), hid == attribution.get("leader")))
     return sorted(rows, key=lambda r: -r.posterior)
+
+
+def scale_legend() -> list[tuple[str, str]]:
+    """The verbal probability scale next to every posterior: (range of P, term), lowest first."""
+    rows, lower = [], 0.0
+    for upper, term in SCALE:
+        rng = f"below {upper:.0%}" if lower == 0 else f"{lower:.0%} or more" if upper > 1 else f"{lower:.0%} to {upper:.0%}"
+        rows.append((rng, term))
+        lower = upper
+    return rows
 
 
 @dataclass(frozen=True)
@@ -169,6 +182,44 @@ def odds_cap(bound: float | None) -> str:
         return "no bound"
     factor = math.exp(min(bound, 700.0))
     return f"×{factor:.2g}" if factor < 1e4 else f"×1e{math.log10(factor):.0f}"
+
+
+@dataclass(frozen=True)
+class EvidenceEntry:
+    """One evidence item as the appendix shows it: what was observed, by whom, and the quoted sources."""
+
+    id: str
+    family: str
+    group: str
+    observation: str
+    description: str
+    source: str  # "id: title (citation)"
+    reliability: str
+    cap: str
+    cites: tuple[tuple[str, str], ...]  # (file, quoted text)
+
+
+def evidence_entries(case: CaseRecord | None) -> list[EvidenceEntry]:
+    """Every evidence item of case.json with its source and citations; none without case.json."""
+    if case is None:
+        return []
+    sources = {s.id: s for s in case.sources}
+    out = []
+    for it in case.evidence:
+        src = sources.get(it.source)
+        where = f"{it.source}: {clean(src.title)}" + (f" ({clean(src.citation)})" if src.citation else "") if src else it.source
+        out.append(EvidenceEntry(it.id, it.family, it.group or "", clean(it.observation), clean(it.description), where,
+                                 _reliability(src) if src else NA, odds_cap(it.influence_bound),
+                                 tuple((clean(c.file), clean(c.quote)) for c in it.cites)))
+    return out
+
+
+def unit_items(case: CaseRecord | None, unit: str) -> list[str]:
+    """The evidence items of a likelihood unit (``item:<id>`` or a dependency group's name)."""
+    if unit.startswith("item:"):
+        return [unit.removeprefix("item:")]
+    items = [it.id for it in case.evidence if it.group == unit] if case is not None else []
+    return items or ([unit] if case is not None and any(it.id == unit for it in case.evidence) else [])
 
 
 # ---------------------------------------------------------------- contributions
@@ -320,6 +371,19 @@ def reproducibility_rows(manifest: dict, case_note: str = "") -> list[list[str]]
     ]
     if case_note:
         rows.append(["note", case_note])
+    return rows
+
+
+def title_hashes(manifest: dict, manifest_sha256: str, case: CaseRecord | None) -> list[list[str]]:
+    """What a reader checks the PDF against the run folder with: the sha256 of manifest.json as the
+    report read it, of the frozen case file (manifest "inputs"), of the case text with its priors
+    (manifest "case_sha256", which case.json's digest must equal)."""
+    inputs = manifest.get("inputs") if isinstance(manifest.get("inputs"), dict) else {}
+    rows = [["manifest.json sha256", manifest_sha256 or NA],
+            ["case file sha256 (case.yaml)", str(inputs.get("case.yaml") or NA)],
+            ["case and priors sha256", str(manifest.get("case_sha256") or NA)]]
+    if case is not None and case.digest and case.digest != manifest.get("case_sha256"):
+        rows.append(["case.json digest (differs)", case.digest])
     return rows
 
 

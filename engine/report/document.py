@@ -1,19 +1,32 @@
-"""The attribution report: sections assembled into pages, and the PDF written atomically."""
+"""The attribution report: the run's content as data, typeset by a Typst template, written as PDF/A.
+
+``build_report(run)`` computes everything the report says (``engine.report.content``: every
+number and sentence) and draws its plots (``engine.report.figures``); the page layout lives in
+the template ``report.typ`` beside this module (package data). ``Report.pdf()`` hands the data
+(JSON, plots as SVG) to the Typst compiler, which sets it in DejaVu Sans (shipped with
+matplotlib, so the output does not depend on the machine's fonts) and writes an archival PDF
+(PDF/A-2u by default: fonts embedded, every glyph mapped to Unicode, XMP metadata, sRGB output
+intent) with an outline, a linked contents list and links between summary rows, hypotheses,
+evidence items and their appendix entries.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
-from matplotlib.backends.backend_pdf import PdfPages
+import matplotlib
 from matplotlib.figure import Figure
 
+from engine.errors import RunError
 from engine.report import content as C
-from engine.report.figures import contributions_height, draw_contributions, draw_rank, draw_tornado, rank_height, tornado_height
-from engine.report.fmt import NA, num
-from engine.report.layout import ALERT, MUTED, Column, Flow, layout_problems, report_style
+from engine.report.figures import contributions_figure, rank_figure, svg, tornado_figure
+from engine.report.fmt import NA, is_number, num
 from engine.report.rundata import RunData, load_posterior, load_run
 from engine.run.store import atomic_write, safe_name
 
@@ -30,224 +43,234 @@ SECTIONS = (
     "7. Sensitivity",
     "8. Reproducibility",
 )
+APPENDIX = "A. Evidence items and their sources"
 MAX_REASONS_PAGE1 = 8
 RANK_PANELS = 6
+PDF_STANDARD = "a-2u"  # PDF/A-2 level U: level B plus Unicode text (the typesetter's conformance mode checks it)
+TEMPLATE = "report.typ"
 
 
-# ---------------------------------------------------------------- sections
-def _title(flow: Flow, run: RunData, generated: dt.datetime) -> None:
-    meta = run.meta
-    flow.paragraph(TITLE, size=20, weight="bold", after=0.04)
-    flow.paragraph(meta.get("title") or run.case_id, size=12, max_lines=3, after=0.06)
-    engine_version = run.manifest.get("engine_version", NA)
-    flow.paragraph(f"case {run.case_id}  ·  incident date {meta.get('date', NA)}  ·  run {run.run_id}", size=9, color=MUTED, after=0.0)
-    flow.paragraph(f"engine version {engine_version}  ·  generated {generated:%Y-%m-%d %H:%M} UTC", size=9, color=MUTED, after=0.1)
+@dataclass
+class Report:
+    """What the report prints (``data``: strings, numbers and flags, JSON) and its plots."""
+
+    data: dict
+    figures: dict[str, Figure] = field(default_factory=dict)
+
+    def source(self) -> str:
+        """The JSON the template reads (plots included as SVG text)."""
+        return json.dumps({**self.data, "figures": {k: svg(f) for k, f in self.figures.items()}}, ensure_ascii=False)
+
+    def pdf(self, *, standard: str | None = PDF_STANDARD) -> bytes:
+        """Typeset the report; ``standard`` is a Typst PDF standard ("a-2u", "a-2b", ...) or None for plain PDF."""
+        return typeset(TEMPLATE, self.source(), timestamp=int(self.data["timestamp"]), standard=standard)
 
 
+def typeset(template: str, data: str, *, timestamp: int, standard: str | None = PDF_STANDARD) -> bytes:
+    """Compile the template ``template`` (a .typ file of this package) with ``data`` (JSON text, read by
+    the template from ``sys.inputs.data``) to PDF; ``timestamp`` (Unix seconds) dates the document.
+    The compiler refuses (``typst.TypstError``) anything the PDF standard forbids."""
+    import typst
+
+    with resources.as_file(resources.files("engine.report") / template) as path:
+        try:
+            pdf, warnings = typst.compile_with_warnings(str(path), root=str(path.parent), font_paths=[font_dir()],
+                                                        ignore_system_fonts=True, sys_inputs={"data": data},
+                                                        pdf_standards=[standard] if standard else [], timestamp=timestamp)
+        except typst.TypstError as exc:
+            raise RunError(f"the report could not be typeset by {template} ({' '.join(str(exc).split())}); "
+                           "this is a bug of engine/report, please report it with the run folder") from None
+    for w in warnings:
+        log.warning("%s: %s", template, " ".join(str(w).split()))
+    return pdf
+
+
+def font_dir() -> str:
+    """matplotlib's bundled fonts (DejaVu Sans and Mono, and a last-resort font for any other glyph)."""
+    return str(Path(matplotlib.get_data_path()) / "fonts" / "ttf")
+
+
+# ---------------------------------------------------------------- sections as data
 def _capped(reasons: list[str] | tuple[str, ...]) -> list[str]:
-    """At most ``MAX_REASONS_PAGE1`` bullets for page 1; the full list is in section 4."""
-    out = [f"• {r}" for r in reasons[:MAX_REASONS_PAGE1]]
+    """At most ``MAX_REASONS_PAGE1`` reasons for page 1; the full list is in section 4."""
+    out = list(reasons[:MAX_REASONS_PAGE1])
     if len(reasons) > MAX_REASONS_PAGE1:
         out.append(f"… and {len(reasons) - MAX_REASONS_PAGE1} more (see section 4)")
     return out
 
 
-def _summary(flow: Flow, run: RunData) -> None:
+def _title(run: RunData, generated: dt.datetime) -> dict:
+    meta, version = run.meta, str(run.manifest.get("engine_version", NA))
+    return {"case_title": meta.get("title") or run.case_id,
+            "line1": f"case {run.case_id}  ·  incident date {meta.get('date', NA)}  ·  run {run.run_id}",
+            "line2": f"engine version {version}  ·  generated {generated:%Y-%m-%d %H:%M} UTC",
+            "hashes": C.title_hashes(run.manifest, run.manifest_sha256, run.case)}
+
+
+def _summary(run: RunData) -> dict:
     att, verdict = run.attribution, C.verdict(run.attribution, run.diagnostics)
-    unexplained = C.unexplained_sentences(run.diagnostics)
-    flow.heading(SECTIONS[0])
-    if verdict.unreliable:
-        flow.banner("UNRELIABLE: these probabilities are not trustworthy", ["Reasons:", *_capped(verdict.reasons)])
     rows = C.summary_rows(att)
-    flow.table([Column("hypothesis", 2.2), Column("prior", 0.8, "right"), Column("posterior", 0.9, "right"),
-                Column("interval (± 2 MCSE)", 1.7, "right"), Column("probability term", 1.8)],
-               [[r.hid, num(r.prior), num(r.posterior), f"{num(r.low)} – {num(r.high)}", r.term] for r in rows],
-               styles=["bold" if r.leader else "normal" for r in rows], size=9)
     leader = next((r for r in rows if r.leader), rows[0])
-    flow.paragraph(f"Leader: {leader.hid}, posterior {num(leader.posterior)} ({leader.term}).", weight="bold")
     comparison = C.compare_leader(att)
-    for sentence in C.comparison_sentences(comparison) if comparison else ["Only one hypothesis: no Bayes factor."]:
-        flow.paragraph(sentence)
-    flow.paragraph(C.verdict_sentence(verdict), weight="bold", color=ALERT if verdict.unreliable else "#111111")
-    if not verdict.unreliable:
-        # unexplained units get their own caution line below
-        for line in _capped([r for r in verdict.reasons if not r.startswith("none of the hypotheses explains")]):
-            flow.paragraph(line, size=8.5, indent=0.15, after=0.0)
-        flow.skip(0.06)
-    for sentence in unexplained:
-        flow.paragraph(f"Caution: {sentence}", weight="bold", color=ALERT)
+    return {
+        "banner": {"title": "UNRELIABLE: these probabilities are not trustworthy", "reasons": _capped(verdict.reasons)}
+        if verdict.unreliable else None,
+        "rows": [{"hid": r.hid, "cells": [r.hid, num(r.prior), num(r.posterior), f"{num(r.low)} – {num(r.high)}", r.term],
+                  "leader": r.leader} for r in rows],
+        "scale": [list(r) for r in C.scale_legend()], "scale_source": C.SCALE_SOURCE,
+        "leader": f"Leader: {leader.hid}, posterior {num(leader.posterior)} ({leader.term}).",
+        "comparison": C.comparison_sentences(comparison) if comparison else ["Only one hypothesis: no Bayes factor."],
+        "verdict": {"text": C.verdict_sentence(verdict), "alert": verdict.unreliable},
+        # unexplained units get their own caution line
+        "reasons": [] if verdict.unreliable else _capped([r for r in verdict.reasons if not r.startswith("none of the hypotheses explains")]),
+        "cautions": [f"Caution: {s}" for s in C.unexplained_sentences(run.diagnostics)],
+    }
 
 
-def _case_tables(flow: Flow, run: RunData) -> None:
-    flow.heading(SECTIONS[1])
-    if run.case_note:
-        flow.paragraph(f"Note: {run.case_note}.", size=8.5, color=MUTED)
-    flow.heading("Hypotheses", level=2)
-    flow.table([Column("id", 1.4), Column("prior", 0.6, "right"), Column("mechanism", 1.5), Column("description", 4.0)],
-               C.hypothesis_rows(run.attribution, run.case))
-    flow.heading("Evidence", level=2)
-    rows = C.evidence_rows(run.case)
-    if rows:
-        flow.table([Column("id", 1.2), Column("family", 0.8), Column("observation", 3.1, max_lines=7), Column("source", 0.9),
-                    Column("reliability", 1.2), Column("at most", 0.55, "right")], rows, size=7.5)
-        flow.paragraph("At most: the largest factor by which the item (with its dependency group) can move the odds between "
-                       "any two hypotheses, given its source's reliability r: 1 + K r/(1 - r), where K bounds how much "
-                       "better a hypothesis can explain the report than the background an unfaithful report follows "
-                       "(README, 'Bounded influence').", size=7.5, color=MUTED)
-    else:
-        flow.paragraph(f"Evidence items: {NA}.")
+def _case(run: RunData) -> dict:
+    known = {h.id: h for h in run.case.hypotheses} if run.case is not None else {}
+    hyps = [{"id": row[0], "cells": row, "reasoning": " ".join((known[row[0]].reasoning or "").split()) if row[0] in known else ""}
+            for row in C.hypothesis_rows(run.attribution, run.case)]
+    ev = [{"id": it.id, "cells": row} for it, row in zip(run.case.evidence, C.evidence_rows(run.case), strict=True)] if run.case else []
+    return {"note": f"Note: {run.case_note}." if run.case_note else "", "hypotheses": hyps, "evidence": ev,
+            "evidence_missing": f"Evidence items: {NA}.",
+            "evidence_note": "At most: the largest factor by which the item (with its dependency group) can move the odds between "
+                             "any two hypotheses, given its source's reliability r: 1 + K r/(1 - r), where K bounds how much "
+                             "better a hypothesis can explain the report than the background an unfaithful report follows "
+                             "(README, 'Bounded influence')."}
 
 
-def _contributions(flow: Flow, run: RunData) -> None:
-    flow.heading(SECTIONS[2])
+def _contributions(run: RunData, figures: dict[str, Figure]) -> dict:
     c = C.contributions(run.diagnostics)
     if c is None:
-        flow.paragraph(f"Per-item contributions (log10 Bayes factors of each evidence item or group): {NA} in diagnostics.json.")
-        return
-    flow.paragraph(C.contributions_note(c, C.compare_leader(run.attribution)), size=8.5, keep=contributions_height(c))
-    flow.block(contributions_height(c), lambda fig, rect: draw_contributions(fig, rect, c))
+        return {"missing": f"Per-item contributions (log10 Bayes factors of each evidence item or group): {NA} in diagnostics.json."}
+    figures["contributions"] = contributions_figure(c)
+    units = (run.diagnostics.get("contributions") or {}).get("units") or {}
+    by_label = {C.unit_label(u): u for u in units}
+    doubtful = dict(c.doubtful)
+    rows = [{"unit": label, "value": f"{v:+.2f}", "k": f"{doubtful[label]:.2f}" if label in doubtful else "",
+             "items": C.unit_items(run.case, by_label.get(label, label))} for label, v in c.units]
+    return {"note": C.contributions_note(c, C.compare_leader(run.attribution)), "figure": "contributions", "rows": rows,
+            "alt": f"Bar chart of the log10 Bayes factor of each evidence unit, {c.leader} vs {c.runner_up}."}
 
 
-def _diagnostics(flow: Flow, run: RunData) -> None:
-    flow.heading(SECTIONS[3])
-    if not run.diagnostics.get("hypotheses"):
-        flow.paragraph(f"Convergence diagnostics: {NA} (diagnostics.json missing or empty).")
+def _diagnostics(run: RunData, figures: dict[str, Figure]) -> dict:
     verdict = C.verdict(run.attribution, run.diagnostics)
-    flow.paragraph(C.verdict_sentence(verdict), weight="bold", color=ALERT if verdict.unreliable else "#111111")
-    for r in verdict.reasons:
-        flow.paragraph(f"• {r}", size=8.5, indent=0.15, after=0.0)
-    flow.skip(0.08)
-    flow.table([Column("hypothesis", 1.4), Column("chains × draws", 0.9, "right"), Column("r-hat max", 0.75, "right"),
-                Column("bulk ESS min", 0.75, "right"), Column("tail ESS min", 0.75, "right"), Column("divergent", 0.8, "right"),
-                Column("BFMI min", 0.65, "right"), Column("problems", 2.0)],
-               C.diagnostic_rows(run.attribution, run.diagnostics))
     comparison = C.compare_leader(run.attribution)
     shown = [comparison.leader, comparison.runner_up] if comparison else list(run.attribution["hypotheses"])[:1]
-    for hid in shown:
-        _rank_plots(flow, run, hid)
+    return {"missing": "" if run.diagnostics.get("hypotheses") else f"Convergence diagnostics: {NA} (diagnostics.json missing or empty).",
+            "verdict": {"text": C.verdict_sentence(verdict), "alert": verdict.unreliable}, "reasons": list(verdict.reasons),
+            "rows": C.diagnostic_rows(run.attribution, run.diagnostics), "rank": [_rank(run, hid, figures) for hid in shown]}
 
 
-def _rank_plots(flow: Flow, run: RunData, hid: str) -> None:
+def _rank(run: RunData, hid: str, figures: dict[str, Figure]) -> dict:
     role = "leader" if hid == run.attribution.get("leader") else "runner-up"
-    flow.heading(f"Rank plots: {hid} ({role})", level=2)
+    out = {"hid": hid, "heading": f"Rank plots: {hid} ({role})", "figure": None}
     idata = load_posterior(run.posterior_path(hid))
     if idata is None or "posterior" not in idata.groups():
-        flow.paragraph(f"Posterior draws of {hid}: {NA} (posterior/{hid}.nc missing or unreadable).")
-        return
+        return {**out, "text": f"Posterior draws of {hid}: {NA} (posterior/{hid}.nc missing or unreadable)."}
     panels, total = C.rank_panels(idata, max_panels=RANK_PANELS)
     n = len(panels.data_vars)
     if not n:
-        flow.paragraph(f"{hid}'s model has no parameters to plot.")
-        return
-    height = rank_height(n, idata.posterior.sizes["chain"])
+        return {**out, "text": f"{hid}'s model has no parameters to plot."}
+    name = f"rank-{hid}"
+    figures[name] = rank_figure(panels)
     which = f"all {total} parameters" if n == total else f"the {n} of {total} parameters with the highest r-hat"
-    flow.paragraph(f"Showing {which}. Each chain's ranks should look uniform; bars far from the dashed line mean poor mixing.",
-                   size=8.5, color=MUTED, keep=height)
-    flow.block(height, lambda fig, rect: draw_rank(fig, rect, panels))
+    return {**out, "figure": name, "alt": f"Rank plots of {which} of {hid}, one histogram per chain.",
+            "text": f"Showing {which}. Each chain's ranks should look uniform; bars far from the dashed line mean poor mixing."}
 
 
-def _predictive(flow: Flow, run: RunData) -> None:
-    flow.heading(SECTIONS[4])
+def _predictive(run: RunData) -> dict:
     pred = C.predictive(run.attribution, run.diagnostics)
     if pred is None:
-        flow.paragraph(f"Posterior predictive p-values per evidence unit: {NA} in diagnostics.json.")
-        return
-    if pred.rows:
-        share = 4.6 / max(len(pred.hids), 1)
-        cols = [Column("unit", 1.5), Column("family", 0.9), *(Column(h, share, "right") for h in pred.hids), Column("status", 0.9)]
-        flow.table(cols, [list(r) for r in pred.rows], styles=["alert" if r[-1] else "normal" for r in pred.rows],
-                   caption="Monte Carlo p-value (1 + #{T_rep ≥ T_obs}) / (N + 1) of each evidence unit under each "
-                           "hypothesis's posterior predictive distribution; n/a: nothing to replicate (claims, elicited "
-                           "probabilities).")
+        return {"missing": f"Posterior predictive p-values per evidence unit: {NA} in diagnostics.json."}
     sentences = C.unexplained_sentences(run.diagnostics)
-    for s in sentences:
-        flow.paragraph(f"• {s}", weight="bold", color=ALERT)
-    if not sentences:
-        flow.paragraph("Every evidence unit is reproduced by at least one hypothesis.")
+    return {"hids": list(pred.hids), "rows": [{"cells": list(r), "alert": bool(r[-1])} for r in pred.rows],
+            "caption": "Monte Carlo p-value (1 + #{T_rep ≥ T_obs}) / (N + 1) of each evidence unit under each hypothesis's "
+                       "posterior predictive distribution; n/a: nothing to replicate (claims, elicited probabilities).",
+            "unexplained": sentences, "all_ok": "" if sentences else "Every evidence unit is reproduced by at least one hypothesis."}
 
 
-def _estimators(flow: Flow, run: RunData) -> None:
-    flow.heading(SECTIONS[5])
-    flow.table([Column("hypothesis", 1.5), Column("SMC log Z", 1.3, "right"), Column("bridge log Z", 1.3, "right"),
-                Column("pooled log Z", 1.3, "right"), Column("spread", 0.7, "right"), Column("z", 0.5, "right"),
-                Column("agree", 0.6, "right")], C.estimator_rows(run.attribution, run.diagnostics),
-               caption="Log evidence (log Z, nats) of each hypothesis from sequential Monte Carlo and from bridge sampling "
-                       "on the NUTS draws, the engine's value (bridge, error widened by half the spread), and their spread in nats and in standard errors.")
+def _estimators(run: RunData) -> dict:
+    return {"rows": C.estimator_rows(run.attribution, run.diagnostics),
+            "caption": "Log evidence (log Z, nats) of each hypothesis from sequential Monte Carlo and from bridge sampling on "
+                       "the NUTS draws, the engine's value (bridge, error widened by half the spread), and their spread in nats "
+                       "and in standard errors."}
 
 
-def _sensitivity(flow: Flow, run: RunData) -> None:
-    flow.heading(SECTIONS[6])
+def _sensitivity(run: RunData, figures: dict[str, Figure]) -> dict:
     sens = run.sensitivity
     if not sens:
-        flow.paragraph("Not run for this report: `incident sensitivity RUN` adds break-even priors, evidence ablation "
-                       "with the single-leg alarm, a source-reliability sweep and the evidence waterfall.")
-        return
+        return {"missing": "Not run for this report: `incident sensitivity RUN` adds break-even priors, evidence ablation "
+                           "with the single-leg alarm, a source-reliability sweep and the evidence waterfall."}
     leader = sens["leader"]
-    for alarm in sens.get("alarms", []):
-        flow.paragraph(f"• {alarm}", weight="bold", color=ALERT)
-    for tie in sens.get("ties", []):
-        flow.paragraph(f"• {tie[0].upper()}{tie[1:]}.", weight="bold", color=ALERT)
-    if not sens.get("alarms") and not sens.get("ties"):
-        flow.paragraph(f"No single-leg alarm: dropping any one item or group leaves {leader} the leader "
-                       "and moves its probability by at most 0.3.")
+    out: dict = {"leader": leader, "alarms": list(sens.get("alarms", [])), "ties": [f"{t[0].upper()}{t[1:]}." for t in sens.get("ties", [])],
+                 "no_alarm": "" if sens.get("alarms") or sens.get("ties") else (
+                     f"No single-leg alarm: dropping any one item or group leaves {leader} the leader "
+                     "and moves its probability by at most 0.3.")}
     be = sens.get("break_even", {})
     if be:
         c = C.Contributions(leader, "the alternative", tuple(sorted(((alt, r["log10_bf_leader_vs_alt"]) for alt, r in be.items()),
-                                                     key=lambda t: -t[1])))
-        flow.table([Column("alternative", 2.0), Column("prior now", 1.0, "right"), Column("break-even prior", 1.3, "right"),
-                    Column(f"log10 BF {leader} vs it", 1.6, "right")],
-                   [[alt, num(r["prior"], 3), num(r["break_even_prior"], 3), num(r["log10_bf_leader_vs_alt"], 2)]
-                    for alt, r in be.items()],
-                   caption=f"Prior robustness: the prior an alternative would need (other priors rescaled) to draw level with {leader}.")
-        flow.block(contributions_height(c), lambda fig, rect: draw_contributions(
-            fig, rect, c, xlabel=f"log10 Bayes factor of {leader} against each alternative (the prior odds needed to reverse it)",
-            name="break-even"))
-    rows = [[r["label"], num(r["leader_posterior"], 3), f"{r['shift']:+.3f}", r["leader"]] for r in sens.get("ablation", [])]
-    if rows:
-        flow.table([Column("left out", 3.0), Column(f"P({leader})", 1.4, "right"), Column("shift", 0.8, "right"),
-                    Column("leader then", 1.6)], rows, caption="Evidence ablation: each item or dependency group left out in turn.")
+                                                         key=lambda t: -t[1])))
+        figures["break-even"] = contributions_figure(
+            c, xlabel=f"log10 Bayes factor of {leader} against each alternative (the prior odds needed to reverse it)", name="break-even")
+        out["break_even"] = {"rows": [[alt, num(r["prior"], 3), num(r["break_even_prior"], 3), num(r["log10_bf_leader_vs_alt"], 2)]
+                                      for alt, r in be.items()],
+                             "caption": f"Prior robustness: the prior an alternative would need (other priors rescaled) to draw "
+                                        f"level with {leader}.", "figure": "break-even",
+                             "alt": f"Bar chart of the log10 Bayes factor of {leader} against each alternative."}
+    out["ablation"] = [[r["label"], num(r["leader_posterior"], 3), f"{r['shift']:+.3f}", r["leader"]] for r in sens.get("ablation", [])]
     torn = C.tornado(sens)
     if torn["bars"] and math.isfinite(torn["base"]):
-        rel = [[b["source"], num(b["low_reliability"], 2), num(b["low"], 3), num(b["high_reliability"], 2), num(b["high"], 3),
-                num(b["swing"], 3), f"{b.get('low_leader', NA)} / {b.get('high_leader', NA)}"] for b in torn["bars"]]
-        flow.table([Column("source", 1.4), Column("low r", 0.5, "right"), Column("P at low r", 0.85, "right"),
-                    Column("high r", 0.5, "right"), Column("P at high r", 0.85, "right"), Column("swing", 0.55, "right"),
-                    Column("leader at low / high r", 1.85)], rel,
-                   caption=f"Source-reliability sweep: each source's reliability r pinned at the 10% and 90% quantiles of its "
-                           f"prior; P is P({leader}) then, and swing its change; largest swing first.")
-        height = tornado_height(len(torn["bars"]))
-        flow.paragraph(f"Tornado of the sweep: P({leader}) with each source's reliability at its low (upper bar) and high "
-                       f"(lower bar) quantile, around the base run's {num(torn['base'], 3)} (vertical line).",
-                       size=8.5, color=MUTED, keep=height)
-        flow.block(height, lambda fig, rect: draw_tornado(fig, rect, torn, leader))
-    wf = [[str(w["step"]), w["label"], num(w["leader_posterior"], 3), str(w.get("leader", NA))] for w in sens.get("waterfall", [])]
-    if wf:
-        flow.table([Column("step", 0.45, "right"), Column("evidence included", 4.0), Column(f"P({leader})", 1.3, "right"),
-                    Column("leader then", 1.4)], wf,
-                   caption=f"Evidence waterfall: the posterior of {leader} (the leader on all evidence) as units are added in "
-                           "case order, and which hypothesis leads at each step.")
-    for item, t in sens.get("coincidence", {}).items():
-        flow.paragraph(f"Coincidence test for {item}: a damage time this close to the activity window arises by chance "
-                       f"with probability {num(t['p_value'], 3)} (Monte Carlo, {t['n']} draws).")
+        figures["tornado"] = tornado_figure(torn, leader)
+        out["tornado"] = {
+            "rows": [[b["source"], num(b["low_reliability"], 2), num(b["low"], 3), num(b["high_reliability"], 2), num(b["high"], 3),
+                      num(b["swing"], 3), f"{b.get('low_leader', NA)} / {b.get('high_leader', NA)}"] for b in torn["bars"]],
+            "caption": "Source-reliability sweep: each source's reliability r pinned at the 10% and 90% quantiles of its prior; "
+                       f"P is P({leader}) then, and swing its change; largest swing first.",
+            "note": f"Tornado of the sweep: P({leader}) with each source's reliability at its low (upper bar) and high (lower bar) "
+                    f"quantile, around the base run's {num(torn['base'], 3)} (vertical line).",
+            "figure": "tornado", "alt": f"Tornado chart of P({leader}) over each source's reliability sweep."}
+    out["waterfall"] = {"rows": [[str(w["step"]), w["label"], num(w["leader_posterior"], 3), str(w.get("leader", NA))]
+                                 for w in sens.get("waterfall", [])],
+                        "caption": f"Evidence waterfall: the posterior of {leader} (the leader on all evidence) as units are added "
+                                   "in case order, and which hypothesis leads at each step."}
+    out["coincidence"] = [f"Coincidence test for {item}: a damage time this close to the activity window arises by chance with "
+                          f"probability {num(t['p_value'], 3)} (Monte Carlo, {t['n']} draws)." for item, t in sens.get("coincidence", {}).items()]
+    return out
 
 
-def _reproducibility(flow: Flow, run: RunData) -> None:
-    flow.heading(SECTIONS[7])
-    flow.table([Column("item", 1.3), Column("value", 6.0, max_lines=8, mono=True)],
-               C.reproducibility_rows(run.manifest, run.case_note), size=7.5)
+def _appendix(run: RunData) -> list[dict]:
+    units = (run.diagnostics.get("contributions") or {}).get("units") or {}
+    value = {item: {"unit": C.unit_label(u), "value": f"{v:+.2f}"} for u, v in units.items() if is_number(v) and math.isfinite(v)
+             for item in C.unit_items(run.case, u)}
+    return [{"id": e.id, "family": e.family, "group": e.group, "observation": e.observation, "description": e.description,
+             "source": e.source, "reliability": e.reliability, "cap": e.cap, "contribution": value.get(e.id, ""),
+             "cites": [{"file": f, "quote": q} for f, q in e.cites]} for e in C.evidence_entries(run.case)]
 
 
 # ---------------------------------------------------------------- assembly
-def build_report(run: RunData, *, generated: dt.datetime | None = None) -> list[Figure]:
-    """The report's pages (A4 portrait figures), in order. Call inside ``report_style()`` to save them."""
+def build_report(run: RunData, *, generated: dt.datetime | None = None) -> Report:
+    """Everything the report prints, as data, and its plots; ``.pdf()`` typesets it."""
+    from engine import __version__
+
     generated = generated or dt.datetime.now(dt.UTC)
-    flow = Flow(footer=f"{TITLE} · case {run.case_id} · run {run.run_id}")
-    with report_style():
-        _title(flow, run, generated)
-        _summary(flow, run)
-        for section in (_case_tables, _contributions, _diagnostics, _predictive, _estimators, _sensitivity, _reproducibility):
-            section(flow, run)
-    return flow.finish()
+    figures: dict[str, Figure] = {}
+    version = str(run.manifest.get("engine_version") or __version__)
+    data = {
+        "title": TITLE, "sections": list(SECTIONS), "appendix_title": APPENDIX,
+        "timestamp": int(generated.timestamp()),
+        "meta": {"title": f"{TITLE}: {run.case_id}, run {run.run_id}", "author": f"incident-engine {__version__}",
+                 "description": str(run.meta.get("title") or run.case_id),
+                 "keywords": [f"case {run.case_id}", f"run {run.run_id}", f"engine {version}",
+                              f"manifest sha256 {run.manifest_sha256 or NA}"]},
+        "footer": f"{TITLE} · case {run.case_id} · run {run.run_id}",
+        "head": _title(run, generated), "summary": _summary(run), "case": _case(run),
+        "contributions": _contributions(run, figures), "diagnostics": _diagnostics(run, figures),
+        "predictive": _predictive(run), "estimators": _estimators(run), "sensitivity": _sensitivity(run, figures),
+        "reproducibility": C.reproducibility_rows(run.manifest, run.case_note), "appendix": _appendix(run),
+    }
+    return Report(data, figures)
 
 
 def default_output(run: RunData) -> Path:
@@ -255,13 +278,8 @@ def default_output(run: RunData) -> Path:
     return Path("reports") / f"{safe_name(run.case_id, 'case id')}-{safe_name(run.run_id, 'run id')}.pdf"
 
 
-def save_pdf(figures: list[Figure], path: Path, *, metadata: dict[str, str] | None = None) -> None:
-    with report_style(), PdfPages(str(path), metadata=metadata or {}) as pdf:
-        for fig in figures:
-            pdf.savefig(fig)
-
-
-def write_report(run_dir: str | Path, out: str | Path | None = None, *, generated: dt.datetime | None = None) -> Path:
+def write_report(run_dir: str | Path, out: str | Path | None = None, *, generated: dt.datetime | None = None,
+                 standard: str | None = PDF_STANDARD) -> Path:
     """Write the PDF attribution report of a finished run folder; return its path.
 
     Reads only the run folder. ``out`` defaults to ``reports/<case>-<run>.pdf`` under the
@@ -270,14 +288,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, *, generate
     """
     run = load_run(run_dir)
     path = Path(out) if out is not None else default_output(run)
-    figures = build_report(run, generated=generated)
-    for problem in layout_problems(figures):
-        log.warning("report layout: %s", problem)
-    from engine import __version__
-
-    meta = {"Title": f"{TITLE}: {run.case_id}, run {run.run_id}", "Creator": f"incident-engine {__version__}",
-            "Subject": str(run.meta.get("title", run.case_id))}
-    return atomic_write(path, lambda tmp: save_pdf(figures, tmp, metadata=meta))
+    pdf = build_report(run, generated=generated).pdf(standard=standard)
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(pdf))
 
 
-__all__ = ["SECTIONS", "build_report", "default_output", "load_run", "save_pdf", "write_report"]
+__all__ = ["APPENDIX", "PDF_STANDARD", "SECTIONS", "Report", "build_report", "default_output", "load_run", "typeset", "write_report"]

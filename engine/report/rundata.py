@@ -11,6 +11,7 @@ before it existed).
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ class RunData:
     case: CaseRecord | None = None
     case_note: str = ""  # why the case is not shown, or that it differs from the run's
     sensitivity: dict = field(default_factory=dict)  # sensitivity.json, when `incident sensitivity` was run
+    manifest_sha256: str = ""  # sha256 of manifest.json's bytes as read (empty when missing)
 
     @property
     def case_id(self) -> str:
@@ -90,8 +92,9 @@ def load_run(run_dir: str | Path) -> RunData:
     sensitivity = _record(root / Sensitivity.FILE, Sensitivity)
     case = _record(root / CaseRecord.FILE, CaseRecord)
     manifest = _manifest(folder.manifest)
+    digest = hashlib.sha256(folder.manifest.read_bytes()).hexdigest() if folder.manifest.exists() else ""
     return RunData(root, attribution.to_json(), diagnostics.to_json() if diagnostics else {}, manifest, case,
-                   _case_note(case, manifest), sensitivity.to_json() if sensitivity else {})
+                   _case_note(case, manifest), sensitivity.to_json() if sensitivity else {}, digest)
 
 
 def load_posterior(path: Path) -> Any | None:

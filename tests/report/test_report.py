@@ -4,6 +4,8 @@ Most tests build a run folder by hand (test data, no sampler): the oracle case f
 case.json record, an attribution, diagnostics with every key the report knows (including the
 verdict, predictive checks, unexplained units and contributions, written here as test data), a
 manifest and small synthetic posterior draws. The slow test reports on the session's real oracle run.
+The PDF is read back with ``pdfcheck`` (text, word boxes, page images); test_document.py checks
+its structure (PDF/A, outline, links, metadata).
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pdfcheck import colour_share, ink, layout_problems, pdf_pages, render, summary_problems
 from pypdf import PdfReader
 
 from engine.errors import RunError
-from engine.report import SECTIONS, build_report, layout_problems, load_run, write_report
+from engine.report import APPENDIX, SECTIONS, build_report, load_run, write_report
 from engine.report import content as C
 from engine.results.records import Sensitivity
 from engine.run.collect import ensure_case_record, write_case_record
@@ -97,10 +100,6 @@ def make_run(root: Path, *, case_text: str | None = None, attribution: dict | No
     return root
 
 
-def pdf_pages(path: Path) -> list[str]:
-    return [p.extract_text() for p in PdfReader(str(path)).pages]
-
-
 def report_text(run_dir: Path, tmp_path: Path) -> list[str]:
     return pdf_pages(write_report(run_dir, tmp_path / "out" / "report.pdf", generated=WHEN))
 
@@ -154,7 +153,7 @@ def test_unreliable_when_not_converged_or_verdict_fail() -> None:
 # ---------------------------------------------------------------- the PDF
 def test_report_has_every_section_heading(hand_run: Path, tmp_path: Path) -> None:
     text = "\n".join(report_text(hand_run, tmp_path))
-    for heading in ("Attribution report", *SECTIONS, "Hypotheses", "Evidence", "Rank plots: external"):
+    for heading in ("Attribution report", *SECTIONS, APPENDIX, "Hypotheses", "Evidence", "Rank plots: external"):
         assert heading in text, heading
 
 
@@ -348,52 +347,43 @@ def test_long_text_and_many_items_fit_the_pages(tmp_path: Path) -> None:
     root = make_run(tmp_path / "run", case_text=_long_case(), attribution=att, diagnostics=diag)
     run = load_run(root)
     assert run.case is not None
-    pages = build_report(run, generated=WHEN)
-    assert layout_problems(pages) == []
-    assert len(pages) >= 5
-    text = pdf_pages(write_report(root, tmp_path / "long.pdf", generated=WHEN))
+    pdf = write_report(root, tmp_path / "long.pdf", generated=WHEN)
+    assert layout_problems(pdf) == []
+    text = pdf_pages(pdf)
+    assert len(text) >= 5
     assert "UNRELIABLE" in text[0] and "more (see section 4)" in text[0]
+    flat = " ".join("\n".join(text).split())
+    for i in range(24):  # every long identifier in full somewhere (evidence table, contributions, appendix)
+        assert f"extraordinarily-long-evidence-identifier-{i:02d}" in flat.replace("- ", "-")
 
 
-def test_layout_check_finds_overlaps_and_text_off_the_page() -> None:
-    from matplotlib.figure import Figure
+def test_layout_check_finds_overlaps_and_text_off_the_page(tmp_path: Path) -> None:
+    """The word-box check of pdfcheck flags what the template must never produce."""
+    import matplotlib
+    import typst
 
-    fig = Figure(figsize=(8.27, 11.69))
-    fig.text(0.1, 0.5, "first text, quite long")
-    fig.text(0.12, 0.5, "second text over it")
-    fig.text(0.95, 0.1, "this runs off the right edge of the page")
-    ax = fig.add_axes((0.1, 0.6, 0.5, 0.2))
-    ax.text(0.5, 0.5, "sticks far outside its plot " * 3, transform=ax.transAxes)
-    problems = "\n".join(layout_problems([fig]))
-    assert "overlap" in problems and "runs off the page" in problems and "sticks out of its plot" in problems
-
-
-def test_hand_made_report_layout_has_no_problems(hand_run: Path) -> None:
-    assert layout_problems(build_report(load_run(hand_run), generated=WHEN)) == []
-
-
-def _render(pdf: Path, out: Path) -> list[Path]:
-    if shutil.which("pdftoppm") is None:
-        pytest.skip("pdftoppm (poppler-utils) is not installed")
-    out.mkdir()
-    subprocess.run(["pdftoppm", "-r", "40", "-png", str(pdf), str(out / "page")], check=True, timeout=120)
-    return sorted(out.glob("page-*.png"))
+    fonts = str(Path(matplotlib.get_data_path()) / "fonts" / "ttf")
+    src = tmp_path / "bad.typ"
+    src.write_text('#set page(paper: "a4", margin: (x: 0.75in, top: 0.7in, bottom: 0.85in))\n'
+                   '#set text(font: "DejaVu Sans")\n'
+                   '#place(top + left, dx: 1in, dy: 2in)[first text, quite long]\n'
+                   '#place(top + left, dx: 1.2in, dy: 2in)[second text over it]\n'
+                   '#place(top + left, dx: 5.5in, dy: 4in)[this runs off the right edge of the page]\n', encoding="utf-8")
+    typst.compile(str(src), output=str(tmp_path / "bad.pdf"), font_paths=[fonts], ignore_system_fonts=True)
+    problems = "\n".join(layout_problems(tmp_path / "bad.pdf"))
+    assert "'second' and 'text,' overlap" in problems and "'edge' outside the text area" in problems
 
 
-def _ink(png: Path) -> float:
-    """Fraction of pixels that are not white."""
-    from matplotlib.image import imread
-
-    img = imread(str(png))[..., :3]
-    return float((img.min(axis=-1) < 0.9).mean())
+def test_hand_made_report_layout_has_no_problems(hand_run: Path, tmp_path: Path) -> None:
+    assert layout_problems(write_report(hand_run, tmp_path / "r.pdf", generated=WHEN)) == []
 
 
 def test_every_page_renders_and_is_not_blank(hand_run: Path, tmp_path: Path) -> None:
     pdf = write_report(hand_run, tmp_path / "r.pdf", generated=WHEN)
-    pngs = _render(pdf, tmp_path / "png")
+    pngs = render(pdf, tmp_path / "png")
     assert len(pngs) == len(PdfReader(str(pdf)).pages) >= 3
     for png in pngs:
-        assert _ink(png) > 0.01, png.name
+        assert ink(png) > 0.01, png.name
 
 
 # ---------------------------------------------------------------- a real run
@@ -414,9 +404,10 @@ def test_report_of_a_real_run(real_report) -> None:  # noqa: ANN001
     for h, v in attribution["hypotheses"].items():
         assert f"{v['posterior']:.3f}" in pages[0], h
     assert ("UNRELIABLE" in pages[0]) == (not attribution["converged"])
-    assert layout_problems(build_report(load_run(run_dir), generated=WHEN)) == []
-    for png in _render(pdf, out / "png"):
-        assert _ink(png) > 0.01, png.name
+    assert summary_problems(pages[0], attribution) == []
+    assert layout_problems(pdf) == []
+    for png in render(pdf, out / "png"):
+        assert ink(png) > 0.01, png.name
 
 
 @pytest.mark.slow
@@ -472,23 +463,15 @@ def _il20_sensitivity(swing: dict[str, float] | None = None) -> tuple[dict, dict
     return base, summarize(case, base, variants, results)
 
 
-def _axes(pages: list, label: str) -> list[tuple[int, object]]:
-    """(page number from 1, axes) of every plot labelled ``label`` in the report's pages."""
-    return [(i, ax) for i, fig in enumerate(pages, start=1) for ax in fig.axes if ax.get_label() == label]
+def _axes(report, label: str) -> list[tuple[str, object]]:  # noqa: ANN001
+    """(figure name, axes) of every plot labelled ``label`` among the report's figures."""
+    return [(name, ax) for name, fig in report.figures.items() for ax in fig.axes if ax.get_label() == label]
 
 
 def _page_with(pdf_text: list[str], needle: str) -> int:
     hits = [i for i, t in enumerate(pdf_text, start=1) if needle in " ".join(t.split())]
     assert hits, needle
     return hits[0]
-
-
-def _colour_share(png: Path, rgb: tuple[int, int, int], tol: int = 12) -> float:
-    """Fraction of the page's pixels within ``tol`` (0-255 per channel) of ``rgb``."""
-    from matplotlib.image import imread
-
-    img = imread(str(png))[..., :3] * 255.0
-    return float((np.abs(img - np.array(rgb)).max(axis=-1) <= tol).mean())
 
 
 def test_tornado_data_is_the_reliability_sweep_sorted_by_swing() -> None:
@@ -520,10 +503,9 @@ def test_sensitivity_section_draws_the_tornado_next_to_its_table(tmp_path: Path)
     root = make_run(tmp_path / "runs" / "il20-2018" / "hand", case_text=(SEED_CASES / "il20-2018.yaml").read_text(encoding="utf-8"),
                     attribution=att, diagnostics={})
     write_json(root / "sensitivity.json", sens)
-    pages = build_report(load_run(root), generated=WHEN)
-    assert layout_problems(pages) == []
-    (page, ax), = _axes(pages, "tornado")
-    assert len(_axes(pages, "break-even")) == 1
+    report = build_report(load_run(root), generated=WHEN)
+    (_, ax), = _axes(report, "tornado")
+    assert len(_axes(report, "break-even")) == 1
     # bars top to bottom in decreasing swing; each source has two bars starting at the base value
     order = [b["source"] for b in sens["tornado"]["bars"]]
     ticks = sorted(((t.get_position()[1], t.get_text()) for t in ax.get_yticklabels()), reverse=True)
@@ -539,18 +521,19 @@ def test_sensitivity_section_draws_the_tornado_next_to_its_table(tmp_path: Path)
     assert lo_x < min(min(b["low"], b["high"]) for b in sens["tornado"]["bars"]) and hi_x > BASE_P + 0.4 * 0.09
     # in the PDF: the tornado's labels, on the page of the sweep's table or the next one, in its colours
     pdf = write_report(root, tmp_path / "il20.pdf", generated=WHEN)
+    assert layout_problems(pdf) == []
     text = pdf_pages(pdf)
     table_page = _page_with(text, "Source-reliability sweep")
-    plot_page = _page_with(text, "reliability at its 10% quantile")
-    assert plot_page == page and plot_page - table_page in (0, 1)
+    plot_page = _page_with(text, "reliability at its 10% quantile")  # the plot's title, set as text in the PDF
+    assert plot_page - table_page in (0, 1)
     for b in sens["tornado"]["bars"]:
         assert b["source"] in " ".join(text[plot_page - 1].split())
     assert f"{att['leader']} / {att['leader']}" in " ".join(text[table_page - 1].split())  # who leads at low / high r
-    pngs = _render(pdf, tmp_path / "png")
+    pngs = render(pdf, tmp_path / "png")
     for rgb in TORNADO_COLOURS:  # the bars are on that page, in the tornado's two colours, and on no other page
-        share = _colour_share(pngs[plot_page - 1], rgb)
+        share = colour_share(pngs[plot_page - 1], rgb)
         assert share > 0.001, rgb
-        assert all(_colour_share(png, rgb) < share / 20 for i, png in enumerate(pngs, start=1) if i != plot_page), rgb
+        assert all(colour_share(png, rgb) < share / 20 for i, png in enumerate(pngs, start=1) if i != plot_page), rgb
 
 
 def test_tornado_with_no_swing_or_a_single_source_still_fits(tmp_path: Path) -> None:
@@ -561,16 +544,14 @@ def test_tornado_with_no_swing_or_a_single_source_still_fits(tmp_path: Path) -> 
     root = make_run(tmp_path / "flat", case_text=(SEED_CASES / "il20-2018.yaml").read_text(encoding="utf-8"),
                     attribution=att, diagnostics={})
     write_json(root / "sensitivity.json", sens)
-    pages = build_report(load_run(root), generated=WHEN)
-    assert layout_problems(pages) == []
-    (_, ax), = _axes(pages, "tornado")
+    assert layout_problems(write_report(root, tmp_path / "flat.pdf", generated=WHEN)) == []
+    (_, ax), = _axes(build_report(load_run(root), generated=WHEN), "tornado")
     lo_x, hi_x = ax.get_xlim()
     assert lo_x < BASE_P < hi_x and hi_x - lo_x >= 0.01  # a visible axis around the base even with zero swing
     one = sens["tornado"]["bars"][0]["source"]
     sens["reliability"] = {one: sens["reliability"][one]}
     sens["tornado"]["bars"] = sens["tornado"]["bars"][:1]  # the report draws the tornado sensitivity.json holds
     write_json(root / "sensitivity.json", sens)
-    pages = build_report(load_run(root), generated=WHEN)
-    assert layout_problems(pages) == []
-    (_, ax), = _axes(pages, "tornado")
+    assert layout_problems(write_report(root, tmp_path / "one.pdf", generated=WHEN)) == []
+    (_, ax), = _axes(build_report(load_run(root), generated=WHEN), "tornado")
     assert len(ax.patches) == 2
