@@ -60,23 +60,21 @@ def test_reliability_sweep_waterfall_and_break_even_are_reported(sensitivity_res
 @pytest.mark.slow
 def test_report_gains_a_sensitivity_section(sensitivity_result, tmp_path):
     from pypdf import PdfReader
+    from report.pdfcheck import layout_problems
 
-    from engine.report import write_report
-    from engine.report.document import build_report
-    from engine.report.layout import layout_problems
-    from engine.report.rundata import load_run
+    from engine.report import build_report, load_run, write_report
 
     root, res = sensitivity_result
     pdf = write_report(root, tmp_path / "s.pdf")
     text = " ".join(page.extract_text() for page in PdfReader(str(pdf)).pages)
     assert "7. Sensitivity" in text and "single-leg" in text and "break-even" in text.lower()
     assert "reliability at its 10% quantile" in text and "witness (r " in text
-    pages = build_report(load_run(root))
-    assert layout_problems(pages) == []
-    tornado = [ax for fig in pages for ax in fig.axes if ax.get_label() == "tornado"]
+    assert layout_problems(pdf) == []
+    axes = [ax for fig in build_report(load_run(root)).figures.values() for ax in fig.axes]
+    tornado = [ax for ax in axes if ax.get_label() == "tornado"]
     assert len(tornado) == 1 and len(tornado[0].patches) == 2  # one source: its low and high bar
     assert [b["source"] for b in res["tornado"]["bars"]] == ["witness"]
-    assert [ax for fig in pages for ax in fig.axes if ax.get_label() == "break-even"]
+    assert [ax for ax in axes if ax.get_label() == "break-even"]
 
 
 # ------------------------------------------------------------------ the seed cases on a real LocalCluster
@@ -125,7 +123,9 @@ def _check_compiled_once_per_worker(case, summaries: list[dict], want_ids: set[s
 @pytest.mark.slow
 @pytest.mark.parametrize("case_file", ["azal8243-2024.yaml", "il20-2018.yaml"])
 def test_seed_case_sweep_runs_on_two_workers_compiling_each_structure_once_per_worker(case_file, tmp_path):
-    from engine.report import build_report, layout_problems, load_run
+    from report.pdfcheck import layout_problems
+
+    from engine.report import build_report, load_run, write_report
     from engine.results.sensitivity import plan_variants
     from engine.run.lifecycle import run_case
     from engine.run.plan import followups, plan
@@ -162,7 +162,6 @@ def test_seed_case_sweep_runs_on_two_workers_compiling_each_structure_once_per_w
                and any(it.source == s for it in case.items)}
     assert {b["source"] for b in res["tornado"]["bars"]} == sources
     assert all(0.0 <= b[k] <= 1.0 for b in res["tornado"]["bars"] for k in ("low", "high"))
-    pages = build_report(load_run(root))
-    assert layout_problems(pages) == []
-    (tornado,) = [ax for fig in pages for ax in fig.axes if ax.get_label() == "tornado"]
+    assert layout_problems(write_report(root, tmp_path / "sweep.pdf")) == []
+    (tornado,) = [ax for fig in build_report(load_run(root)).figures.values() for ax in fig.axes if ax.get_label() == "tornado"]
     assert len(tornado.patches) == 2 * len(sources)
