@@ -213,7 +213,9 @@ def test_no_report_moves_the_odds_beyond_the_stated_cap(design):
     reports, window, period, w = design
     cap = timing.log_ratio_cap(items_of(reports, window, period))
     ratio = log_ratio_np(reports, window, period, w)
-    assert np.isfinite(ratio) and ratio <= cap, (ratio, cap)
+    # groups are integrated by quadrature, whose stated relative error is below 1e-7
+    # (test_quadrature_error_on_random_extreme_groups): a cap reached exactly may be passed by that much
+    assert np.isfinite(ratio) and ratio <= cap + 1e-7 * max(1.0, abs(cap)), (ratio, cap)
 
 
 def test_the_cap_is_reached_by_a_precise_clock_inside_the_window_and_bounds_the_odds():
