@@ -173,6 +173,16 @@ def test_dropping_the_restated_unit_drops_the_fact(tmp_path):
     assert without == pytest.approx(holes_only, abs=1e-9) and full != pytest.approx(without)
 
 
+def test_a_calibration_template_with_a_restatement_simulates(tmp_path):
+    """The restating item is in no unit: a simulated incident keeps its observation and draws the rest."""
+    from engine.calibration.simulate import simulate_incident
+
+    case = load(tmp_path, [holes(), official(restates="holes")])
+    inc = simulate_incident(case, 0, np.random.default_rng(1))
+    assert inc.case.item("official").observed == case.item("official").observed
+    assert set(inc.faithful) == {"holes"}
+
+
 # ---------------------------------------------------------------- validation
 @pytest.mark.parametrize(("evidence", "path", "words"), [
     ([video(), official(restates="vidoe")], "evidence[official].restates", "unknown item 'vidoe'"),
