@@ -147,7 +147,8 @@ def _draw_incident(template: Case, index: int, rng: np.random.Generator, attempt
         for it, upd in zip(items, new, strict=True):
             replaced[it.id] = _revalidate(it.observed, upd)
         truth[uid] = {k: (v if isinstance(v, list) else np.asarray(v)[0]) for k, v in theta.items()}  # per-report lists stay lists
-    items = tuple(dataclasses.replace(it, observed=replaced[it.id]) for it in template.items)
+    # an item that restates another is in no unit: it keeps its observation (it has no term of its own)
+    items = tuple(dataclasses.replace(it, observed=replaced.get(it.id, it.observed)) for it in template.items)
     case = dataclasses.replace(template, items=items)
     drawn = {**{f"reliability__{s}": v for s, v in reliability.items()}, **{k: float(v[0]) for k, v in shared.items()}}
     return Incident(index, case, hid, faithful, truth, drawn, attempt)

@@ -86,8 +86,9 @@ class Strict(BaseModel):
 
 
 def unit_sources(items: Iterable[Any]) -> list[str]:
-    """The distinct sources reporting a unit, sorted (one report counts once)."""
-    return sorted({it.source for it in items})
+    """The distinct sources reporting a unit, sorted (one report counts once): the items' own and
+    those of the items restating them (``reporters``, engine.spec.case.restatements)."""
+    return sorted({s for it in items for s in (it.source, *getattr(it, "reporters", ()))})
 
 
 def combined_reliability(reliabilities: Iterable[Any], one: Any = 1.0) -> Any:

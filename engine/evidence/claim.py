@@ -3,8 +3,17 @@ r"""Claim: a source asserted a statement.
 Under hypothesis H the statement holds with probability :math:`h_H` (``holds``, a number
 or a Beta whose mean is used: it enters linearly once). A source of reliability :math:`r`
 reports the truth with probability :math:`r`; otherwise it asserts the statement with its
-background assertion rate :math:`b_c`, which depends on whether asserting it serves the
-source's interest (``serves``, ``neutral``, ``against``; priors/sources.yaml):
+background assertion rate :math:`b_c`, which depends on the source's interest in asserting it
+(its class c; the rates are in priors/sources.yaml ``assertion_rate``, sources in priors/CHANGELOG.md):
+
+* ``serves``: asserting it helps the source (a party's accusation of its enemy);
+* ``neutral``: no stake either way;
+* ``against``: an admission against interest, rare unless true;
+* ``claims_responsibility``: a group claiming an attack it gains from claiming (prestige,
+  coercion): asserted often whether true or not, rival claims included;
+* ``settlement``: self-incriminating words made as part of a deal or settlement (Libya's 2003
+  Lockerbie letter): the motive is the deal, not the truth, so the words are nearly as likely
+  when false as when true, unlike an admission against interest.
 
 .. math::
     P(\text{assert} \mid H) = r\,h_H + (1 - r)\,b_c .
@@ -43,13 +52,14 @@ from engine.dists import Dist
 from engine.evidence.base import Family, Strict, Text
 
 HOLDS_MIN = 1e-9
+INTERESTS = ("serves", "neutral", "against", "claims_responsibility", "settlement")  # interest classes
 
 
 class ClaimObs(Strict):
     """A statement asserted by the item's source."""
 
     statement: Text
-    interest: Literal["serves", "neutral", "against"]
+    interest: Literal[INTERESTS]  # type: ignore[valid-type]
 
 
 def _rate(items) -> str:  # noqa: ANN001
@@ -72,7 +82,7 @@ class Claim(Family):
         return f"“{' '.join(obs.statement.split())}” (interest: {obs.interest})"
 
     def shared_parameters(self, case) -> dict[str, Dist]:  # noqa: ANN001
-        interests = sorted({it.observed.interest for it in case.items if it.family == self.name})
+        interests = sorted({items[0].observed.interest for _, items in case.units() if items[0].family == self.name})
         return {f"assertion_rate__{c}": case.assertion_rates[c] for c in interests}
 
     def bind(self, items, theta, params):  # noqa: ANN001, ANN201

@@ -73,6 +73,7 @@ class Evidence(Strict):
     source: str
     description: str = ""
     group: ID | None = None
+    restates: ID | None = None
     cites: tuple[Cite, ...] = ()
     observed: dict[str, Any]
     under: dict[str, dict[str, ParamSpec]] = {}
@@ -115,6 +116,8 @@ class ResolvedItem:
     observed: Any  # the family's *Obs model, times converted to minutes
     cites: tuple[Cite, ...]
     params: dict[str, dict[str, Dist]]  # hypothesis id -> parameter -> spec
+    restates: str | None = None  # the item whose information this one repeats (``restatements``): it has no term of its own
+    reporters: tuple[str, ...] = ()  # sources of the items restating this one: they join its unit (``unit_sources``)
 
 
 @dataclass(frozen=True)
@@ -139,10 +142,12 @@ class Case:
         return next(i for i in self.items if i.id == item_id)
 
     def units(self) -> list[tuple[str, tuple[ResolvedItem, ...]]]:
-        """Likelihood units: each ungrouped item alone, each dependency group as one unit."""
+        """Likelihood units: each ungrouped item alone, each dependency group as one unit. An item that
+        restates another is in no unit: its source is one of the restated unit's (``reporters``)."""
         units: dict[str, list[ResolvedItem]] = {}
         for it in self.items:
-            units.setdefault(it.group or f"item:{it.id}", []).append(it)
+            if it.restates is None:
+                units.setdefault(it.group or f"item:{it.id}", []).append(it)
         return [(k, tuple(v)) for k, v in units.items()]
 
     def describe_hypothesis(self, hid: str) -> str:
@@ -280,11 +285,15 @@ def load_case(path: str | Path, *, priors_dir: str | Path | None = None) -> Case
             else:
                 err(f"{where}.under", f"no value of {name!r} for hypotheses {', '.join(map(repr, hids))} (their mechanisms have none); "
                     f"add under.default.{name}, or under.<hypothesis>.{name} for each")
-        items.append(ResolvedItem(e.id, e.family, e.source, e.group, e.description, obs, e.cites, params))
+        items.append(ResolvedItem(e.id, e.family, e.source, e.group, e.description, obs, e.cites, params, e.restates))
         if len(errors) > before:
             flawed.add(e.id)
+        if (interest := getattr(obs, "interest", None)) is not None and interest not in lib.assertion_rates:
+            err(f"{where}.observed.interest", f"interest {interest!r} has no assertion rate in the priors library "
+                f"(sources.yaml assertion_rate); add one there or use one of {', '.join(sorted(lib.assertion_rates))}")
 
     _check_groups(file, items, err, flawed)
+    items = restatements(file, items, err, flawed | ({e.id for e in doc.evidence} - {it.id for it in items}), sources, lib)
     if errors:
         raise CaseErrors(list({(e.path, e.message): e for e in errors}.values()))  # one line per mistake
 
@@ -321,6 +330,118 @@ def _check_groups(file: str, items: list[ResolvedItem], err, flawed: set[str]) -
                 err(where, problem + against)
             elif it.params != first.params and not {it.id, first.id} & flawed:
                 err(where, f"reports in group {name!r} have different 'under' predictions; give them once, identically{against}")
+
+
+def restatements(file: str, items: list[ResolvedItem], err, flawed: set[str],  # noqa: ANN001
+                 sources: dict[str, ResolvedSource], lib: PriorLibrary) -> list[ResolvedItem]:
+    r"""Check every ``restates:`` and give each restated item its ``reporters``.
+
+    **Semantics.** ``B.restates = A`` says that B carries A's information, not new information: one
+    video reported as a hole count by one source and as an official's "consistent with shrapnel" by
+    another; one read-out repeated by parties with different interests. B then has no likelihood
+    term of its own: its source joins A's unit (A alone, or A's dependency group) as one more
+    reporter of that fact, exactly as a second report in a group does, so the unit's term stays
+
+    .. math::
+        \log\big(r\,p(y_A \mid H) + (1 - r)\,p_{bg}(y_A)\big),\qquad r = 1 - \prod_{s} (1 - r_s)
+
+    over the distinct sources of A's unit and of the items restating it (B's source counts once even
+    if it restates several items of the unit, and not at all if it already reports the unit). The
+    information counts once; B's reliability raises the chance that at least one report carries it
+    faithfully. B's observation, family and interest class do not enter the likelihood (A's family,
+    parameters and background are the unit's), so B must agree with A, which is checked:
+
+    * **direction**: per hypothesis, each side's evidence alone,
+      :math:`d(H) = \log(\bar r\,p(y \mid H) + (1 - \bar r)\,p_{bg}(y))` (closed forms, each source at
+      its mean reliability, shared rates at their means), centred over the hypotheses; B is refused
+      when :math:`d_A \cdot d_B < 0`, i.e. when B points the other way from A, and the message names
+      the pair of hypotheses on which they disagree most. Where a side has no closed form (a damage
+      map) the direction is not checked.
+    * **structure**: B must name another, existing item that itself restates nothing (no chains or
+      cycles: restate the original), and B must not be in a group (it would count in two units).
+      Restating a member of a group is allowed: B's source joins that group's unit.
+
+    Dropping A's unit (``use__<unit> = 0``, the sensitivity ablation) drops the fact with every
+    reporter of it, restating ones included.
+    """
+    from dataclasses import replace
+
+    by_id = {it.id: it for it in items}
+    reporters: dict[str, set[str]] = {}
+    cycles: set[frozenset[str]] = set()
+    for it in items:
+        if it.restates is None:
+            continue
+        where, target = f"{entry('evidence', it.id)}.restates", by_id.get(it.restates)
+        if it.restates == it.id:
+            err(where, f"item {it.id!r} restates itself; name the item whose information it repeats, or remove restates")
+        elif target is None and it.restates in flawed:  # the restated item failed to parse: its own error says why
+            continue
+        elif target is None:
+            err(where, f"unknown item {it.restates!r}; name the id of the evidence item whose information {it.id!r} repeats")
+        elif target.restates is not None:
+            chain, cur = [it.id], target
+            while cur is not None and cur.restates is not None and cur.id not in chain:
+                chain.append(cur.id)
+                cur = by_id.get(cur.restates)
+            if cur is not None and cur.id in chain:  # back on the chain: a cycle, reported once at its first item
+                ring = frozenset(chain[chain.index(cur.id):])
+                if it.id in ring and ring not in cycles:
+                    cycles.add(ring)
+                    err(where, f"restatements form a cycle ({' -> '.join(map(repr, [*chain, cur.id]))}); one item is the "
+                        "original: remove restates from it")
+            elif cur is not None:  # else the chain ends in an unknown id, whose own error says so
+                err(where, f"{target.id!r} itself restates {target.restates!r}; restate the original directly "
+                    f"(restates: {cur.id})")
+        elif it.group is not None:
+            err(where, f"item {it.id!r} is in group {it.group!r} and restates {target.id!r}; an item counts in one unit: "
+                "remove its group (its source joins the restated item's unit) or remove restates")
+        else:
+            unit = [o for o in items if o.restates is None and (o.id == target.id or (target.group and o.group == target.group))]
+            if not ({it.id} | {o.id for o in unit}) & flawed and (problem := _against(it, unit, sources, lib)):
+                err(where, problem)
+            reporters.setdefault(target.id, set()).add(it.source)
+    return [replace(it, reporters=tuple(sorted(reporters[it.id]))) if it.id in reporters else it for it in items]
+
+
+def _direction(unit: list[ResolvedItem], sources: dict[str, ResolvedSource], lib: PriorLibrary):  # noqa: ANN202
+    """The unit's log evidence per hypothesis, evaluated alone (sources at their mean reliability,
+    shared and extra parameters at their means), centred; None where it has no closed form."""
+    import numpy as np
+
+    from engine.evidence import combined_reliability
+
+    if any(it.source not in sources for it in unit):
+        return None
+    fam, hids = REGISTRY[unit[0].family], list(unit[0].params)
+    r = float(combined_reliability(sources[s].reliability.mean() for s in {it.source for it in unit}))
+    items = tuple(unit)
+    params = {f"assertion_rate__{c}": np.asarray([d.mean()]) for c, d in lib.assertion_rates.items()}
+    params.update({name: np.asarray([d.mean()]) for name, d in fam.unit_parameters(items).items()})
+    generic = fam.generic(items, lib.mechanisms["generic"].get(unit[0].family, {}), hids)
+    out = []
+    for h in hids:
+        lh, lb = (float(np.ravel(x)[0]) for x in fam.unit_log_evidence(items, unit[0].params[h], generic, params, 1))
+        if math.isnan(lh) or not math.isfinite(lb):
+            return None
+        with np.errstate(divide="ignore"):
+            out.append(np.logaddexp(np.log(r) + lh, np.log1p(-r) + lb) if r < 1 else lh)
+    d = np.asarray(out, dtype=float)
+    return d - d.mean() if np.all(np.isfinite(d)) else None
+
+
+def _against(it: ResolvedItem, unit: list[ResolvedItem], sources: dict[str, ResolvedSource], lib: PriorLibrary) -> str | None:
+    """Why ``it`` cannot restate ``unit`` (it points the other way: d_A . d_B < 0), or None."""
+    d_b, d_a = _direction([it], sources, lib), _direction(unit, sources, lib)
+    if d_a is None or d_b is None or float(d_a @ d_b) >= -1e-9 * float(abs(d_a).sum() * abs(d_b).sum()):
+        return None
+    hids, n = list(it.params), len(d_a)
+    worst = min(((i, j) for i in range(n) for j in range(n) if d_b[i] > d_b[j]),
+                key=lambda p: (d_a[p[0]] - d_a[p[1]]) * (d_b[p[0]] - d_b[p[1]]))
+    i, j = worst
+    return (f"{it.id!r} points the other way from {unit[0].id!r}, which it restates: it favours {hids[i]!r} over {hids[j]!r} "
+            f"by {d_b[i] - d_b[j]:.2g} nat, {unit[0].id!r} favours {hids[j]!r} by {d_a[j] - d_a[i]:.2g} nat; a restatement "
+            "repeats the same information: correct its observation or remove restates (two separate reports)")
 
 
 def case_schema() -> dict[str, Any]:

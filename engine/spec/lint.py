@@ -26,7 +26,8 @@ class CaseWarning:
 def case_warnings(case: Case) -> list[CaseWarning]:
     """Suspicious but legal things in ``case``: an uncited source, a hypothesis with prior 0, a family's
     suspicious observation (a time outside its own period, fragment counts that are all zero), an item whose
-    parameters are the same under every hypothesis (it cannot favour one over another)."""
+    parameters are the same under every hypothesis (it cannot favour one over another), a restatement by a
+    source that already reports the fact (it adds nothing)."""
     out: list[CaseWarning] = []
 
     def warn(path: str, message: str) -> None:
@@ -40,8 +41,17 @@ def case_warnings(case: Case) -> list[CaseWarning]:
         if h.prior == 0:
             warn(f"{entry('hypotheses', hid)}.prior", f"prior of {hid!r} is 0, so no evidence can give it a posterior "
                  "above 0; give it a small positive prior or remove it")
+    unit_of = {it.id: items for _, items in case.units() for it in items}
+    heard: dict[str, set[str]] = {}  # unit (its first item's id) -> sources reporting it so far
     for it in case.items:
         where = entry("evidence", it.id)
+        if it.restates is not None:
+            unit = unit_of[it.restates]
+            seen = heard.setdefault(unit[0].id, {o.source for o in unit})
+            if it.source in seen:
+                warn(f"{where}.restates", f"source {it.source!r} already reports the fact of {it.restates!r}, so {it.id!r} "
+                     "adds nothing (a source counts once per fact); give the restatement's own source or remove the item")
+            seen.add(it.source)
         for fld, problem in REGISTRY[it.family].suspicious(it.observed):
             warn(f"{where}.observed.{fld}", problem)
         specs = list(it.params.values())

@@ -48,6 +48,9 @@ evidence:
     source: investigators
     description: Holes in the rear fuselage
     group: null                   # items reporting the same fact share a group and count once
+    restates: null                # or the id of an item whose information this one repeats (another
+                                  # source's account of the same video, in any family): it then adds no
+                                  # term; its source joins that item's unit, so the fact counts once
     cites: [{file: report.pdf, quote: "the exact sentence the numbers come from"}]
     observed: {region: rear fuselage, holes: 12, exposure: 1.0, assessed: 10, inward: 9, sizes_mm: [8, 12, 15]}
 
@@ -78,7 +81,9 @@ evidence:
     under:                        # per-hypothesis parameters of this item
       external: {log_median: {normal: [3.4, 1.0]}}
 
-  # claim: a statement a source asserted; interest: serves | neutral | against (the source's interest)
+  # claim: a statement a source asserted; interest (the source's): serves | neutral | against |
+  # claims_responsibility (a group claiming an attack it gains from claiming) | settlement (words
+  # given as part of a deal); each class has its assertion rate in priors/sources.yaml
   - id: ministry-denial
     family: claim
     source: ministry
