@@ -127,16 +127,34 @@ class Pooled:
     agree: bool
 
 
+def agreement_scale(estimate: LogEvidence) -> float:
+    """t_{0.975}(c - 1) / z_{0.975} for an error estimated from c chains' spread (SMC), else 1."""
+    from scipy import stats
+
+    chains = len(estimate.detail.get("chains", ())) if estimate.estimator == "smc" else 0
+    if chains < 2:
+        return 1.0
+    return float(stats.t.ppf(0.975, chains - 1) / stats.norm.ppf(0.975))
+
+
 def combine(estimates: list[LogEvidence], *, primary: str = "bridge", tolerance: float = 0.25, z_max: float = 4.0) -> Pooled:
     """The ``primary`` estimator's value (the first estimate when it is absent or not finite), its
     error widened by half the spread of all estimators; they agree when the spread is within
-    ``tolerance`` nat or ``z_max`` combined standard errors."""
+    ``tolerance`` nat or ``z_max`` combined standard errors.
+
+    An error estimated from the spread of c independent chains (SMC) has c - 1 degrees of
+    freedom: judged as if normal it is badly overconfident at few chains (measured on 1,200
+    hypotheses of 400 simulated incidents with 2 chains: 95 % of |error| / s.e. below 12.95
+    against 1.96; Student's t_{0.975}(1) = 12.71). For the agreement test each such error is
+    therefore scaled by t_{0.975}(c - 1) / z_{0.975} (``agreement_scale``); the pooled value and
+    its error do not change."""
     vals = np.array([e.value for e in estimates])
     ses = np.array([e.se if np.isfinite(e.se) and e.se > 0 else np.nan for e in estimates])
     lead = next((i for i, e in enumerate(estimates) if e.estimator == primary and np.isfinite(e.value)), 0)
     value = float(vals[lead])
     spread = float(vals.max() - vals.min())
     se = float(np.hypot(np.nan_to_num(ses[lead], nan=0.0), spread / 2))
+    ses = ses * np.array([agreement_scale(e) for e in estimates])
     joint = float(np.sqrt(np.nansum(ses**2))) if np.any(np.isfinite(ses)) else float("nan")
     z = 0.0 if spread == 0 else spread / joint if joint and np.isfinite(joint) else float("inf")
     return Pooled(value, se, spread, z, bool(spread <= tolerance or z <= z_max))

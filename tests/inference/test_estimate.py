@@ -140,3 +140,34 @@ def test_importance_ratio_survives_a_weight_tail_that_overflows_the_pareto_fit()
         r = importance_ratio(lw)
     assert np.isfinite(r["log_ratio"]) and not r["reliable"]
     assert r["log_ratio"] <= float(logsumexp(lw) - np.log(lw.size)) + 1e-9  # smoothing only shrinks the largest weights
+
+
+def test_agreement_judges_smcs_few_chain_error_by_students_t_and_false_alarms_stay_rare():
+    """Unbiased estimators with known errors: per replicate, c SMC chains whose Z estimates are
+    unbiased (log Z_chain ~ N(-0.045, 0.3), so E[Z_chain] = 1), pooled by log-mean-exp with the
+    spread-based error, and a bridge estimate ~ N(0, 0.02) with its error stated exactly. Judged as normal, the 2-chain error flags disagreement at 4 s.e. in many
+    replicates though nothing is wrong (measured: 2 chains 295/2000); scaled by t_0.975(c - 1) / 1.96
+    the false alarms are rare (50/2000), and a real bias is still caught (with 2 chains only about
+    half the time: two chains cannot tell much; four do better)."""
+    from scipy import stats
+
+    from engine.inference.estimate import LogEvidence, agreement_scale, combine, smc_log_evidence
+
+    rng = np.random.default_rng(5)
+    assert agreement_scale(smc_log_evidence(np.zeros(2) + rng.normal(0, 1, 2))) == pytest.approx(
+        stats.t.ppf(0.975, 1) / stats.norm.ppf(0.975))
+    assert agreement_scale(LogEvidence("bridge", 0.0, 0.1, {})) == 1.0
+    for chains, most, power in ((2, 0.04, 0.3), (4, 0.02, 0.8)):
+        old = new = caught = 0
+        for _ in range(2000):
+            smc = smc_log_evidence(rng.normal(-0.045, 0.3, chains))
+            bridge = LogEvidence("bridge", float(rng.normal(0, 0.02)), 0.02, {})
+            z_normal = abs(smc.value - bridge.value) / np.hypot(smc.se, bridge.se)
+            old += z_normal > 4
+            new += not combine([smc, bridge], tolerance=0.0).agree
+            biased = LogEvidence("bridge", bridge.value + 10 * 0.3 / np.sqrt(chains) + 1.0, 0.02, {})
+            caught += not combine([smc, biased], tolerance=0.0).agree
+        print(f"{chains} chains: false alarms judged as normal {old}/2000, by Student's t {new}/2000; bias caught {caught}/2000")
+        assert new / 2000 <= most, (chains, new)
+        assert old > 3 * max(new, 5), (chains, old, new)
+        assert caught / 2000 >= power, (chains, caught)
