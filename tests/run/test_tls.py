@@ -196,7 +196,7 @@ BAD = {
     "missing-cert-file": (lambda c: ["--tls-ca", c["ca"], "--tls-cert", "no/such/client.pem", "--tls-key", c["client-key"]],
                           "/no/such/client.pem: file not found"),
     "unreadable-key": (lambda c: ["--tls-ca", c["ca"], "--tls-cert", c["client"], "--tls-key", c["ca"].parent],
-                       "--tls-key {dir}: cannot be read"),
+                       "--tls-key {dir}: is a folder, not a regular file"),
     "key-of-another-cert": (lambda c: ["--tls-ca", c["ca"], "--tls-cert", c["client"], "--tls-key", c["worker-key"]],
                             "is not a PEM certificate and its private key"),
     "ca-not-a-certificate": (lambda c: ["--tls-ca", c["client-key"], "--tls-cert", c["client"], "--tls-key", c["client-key"]],
