@@ -20,16 +20,15 @@ demo: $(BIN)/incident
 	$(BIN)/incident run cases/azal8243-2024.yaml --seed 20241225 --run-id $(DEMO_RUN)
 	$(BIN)/incident report runs/azal8243-2024/$(DEMO_RUN)
 
-# Two test processes (pytest-xdist): a test file's tests run in one process (its module fixtures are
-# built once), long independent tests (`solo`) and long files first (tests/conftest.py); the PyTensor
-# compile cache is shared through the file system.
+# Two test processes (pytest-xdist), one test file each at a time: a file's module fixtures (a
+# shared run, a compiled model) are built once; the PyTensor cache is shared through the file system.
 TEST_PROCS ?= 2
 
 test: $(BIN)/incident
-	$(BIN)/python -m pytest -q -n $(TEST_PROCS) --dist loadgroup --no-loadscope-reorder --durations=25
+	$(BIN)/python -m pytest -q -n $(TEST_PROCS) --dist loadfile --durations=25
 
 test-quick: $(BIN)/incident
-	$(BIN)/python -m pytest -q -n $(TEST_PROCS) --dist loadgroup --no-loadscope-reorder -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_PROCS) --dist loadfile -m "not slow"
 
 lint: $(BIN)/incident
 	$(BIN)/ruff check engine tests benchmarks

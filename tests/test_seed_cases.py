@@ -36,7 +36,6 @@ def test_seed_cases_name_the_competing_accounts():
 
 
 @pytest.mark.slow
-@pytest.mark.solo
 @pytest.mark.parametrize("name", list(CASE_FILES))
 def test_seed_case_runs_end_to_end(name, tmp_path):
     from engine.run.lifecycle import read_attribution, run_case

@@ -258,7 +258,6 @@ def test_unreachable_scheduler_is_a_one_line_error_without_a_run_folder(tmp_path
 # ------------------------------------------------------------------ workers
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.solo
 def test_same_seed_gives_identical_numbers_on_one_and_two_workers(tmp_path, tmp_path_factory):
     ref = runhelp.reference(tmp_path_factory.mktemp("reference"))
     runs = {}

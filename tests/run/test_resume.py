@@ -41,7 +41,6 @@ def _complete(run_dir):  # noqa: ANN001, ANN202
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.solo
 def test_kill_9_of_the_run_then_resume_gives_the_same_numbers_without_recomputing(tmp_path, tmp_path_factory):
     ref = runhelp.reference(tmp_path_factory.mktemp("reference"))
     run = tmp_path / "oracle" / "k"

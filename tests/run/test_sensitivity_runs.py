@@ -121,7 +121,6 @@ def _check_compiled_once_per_worker(case, summaries: list[dict], want_ids: set[s
 
 
 @pytest.mark.slow
-@pytest.mark.solo
 @pytest.mark.parametrize("case_file", ["azal8243-2024.yaml", "il20-2018.yaml"])
 def test_seed_case_sweep_runs_on_two_workers_compiling_each_structure_once_per_worker(case_file, tmp_path):
     from report.pdfcheck import layout_problems
