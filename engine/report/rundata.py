@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.errors import RunError
 from engine.results.records import Attribution, CaseRecord, Diagnostics, Record, Sensitivity
-from engine.run.store import RunFolder, read_json
+from engine.run.store import NETCDF_ENGINE, RunFolder, read_json
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,6 @@ def load_posterior(path: Path) -> Any | None:
         import arviz as az
 
         try:
-            return az.from_netcdf(str(path))
+            return az.from_netcdf(str(path), engine=NETCDF_ENGINE)
         except (OSError, ValueError, KeyError):
             return None
