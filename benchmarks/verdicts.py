@@ -253,7 +253,7 @@ def calibration_rows(reps: int, seed: int, sizes: tuple[int, ...] = (200, 16)) -
         for f, (name, (forecaster, wrong)) in enumerate(FORECASTERS.items()):
             rng = _rng(seed, 3, n, f)
             counts = {"gate": 0, "ece": 0, "fixed": 0}
-            for r in range(reps):
+            for _ in range(reps):
                 summary = summarize(_calibration_records(n, rng, forecaster), seed=int(rng.integers(2**31)))
                 if n >= 100:  # `incident calibrate`'s defaults
                     counts["gate"] += bool(verdict(summary))
