@@ -22,7 +22,12 @@ Two levels, each measured from a fresh interpreter with PyTensor's on-disk compi
    bridge), diagnostics and attribution) on 2 local workers with ``--variants`` (19 variants)
    against the base run alone.
 
-Target: 20 variants cost at most 1.5x one variant.
+3. the sensitivity sweep's reliability form on the AZAL seed case (5 hypotheses): ``incident run``
+   with 19 variants, each pinning the source ``kremlin``'s Beta reliability at one quantile of its
+   prior (``Beta(q K, (1 - q) K)``, as ``incident sensitivity`` does), against the base run alone.
+   The pinned reliability is integrated out on a grid at the base draws (issue 17's target: <= 3x).
+
+Target: 20 variants cost at most 1.5x one variant (the oracle sweeps), 3x (the pinned sweep).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CASE = ROOT / "tests" / "cases" / "oracle.yaml"
 SWEEPS = ("prior", "reliability")
+SEED_CASE = ROOT / "cases" / "azal8243-2024.yaml"
+PINNED_SOURCE = "kremlin"  # a source with a Beta reliability in the seed case
 
 
 def sweep(kind: str, n: int) -> dict[str, dict]:
@@ -173,6 +180,27 @@ def main() -> None:
             print(f"  incident run, {kind:11s} sweep: {n} variants {level2[kind]:6.1f} s  (hypothesis x variant sampled: "
                   f"{sampled} of {3 * (n - 1)})", flush=True)
         result["level2"] = level2
+        # the sensitivity sweep's form on a real seed case: a Beta reliability pinned at n - 1 quantiles of its prior
+        from scipy import stats
+
+        from engine.results.sensitivity import K_CONCENTRATION
+        from engine.spec.case import load_case
+
+        seed_case = load_case(SEED_CASE)
+        args = seed_case.sources[PINNED_SOURCE].reliability.args
+        spec = tmp / "pinned.yaml"
+        qs = [(i + 0.5) / (n - 1) for i in range(n - 1)]
+        spec.write_text("".join(f"pin{q:.3f}: {json.dumps({f'hp__reliability__{PINNED_SOURCE}': [v * K_CONCENTRATION, (1 - v) * K_CONCENTRATION]})}\n"
+                                for q in qs for v in [float(stats.beta.ppf(q, *args))]))
+        seed_cli = [sys.executable, "-m", "engine.cli", "run", str(SEED_CASE), *small]
+        timed([*seed_cli, "--run-id", "warm"])
+        level2["seed_single"] = timed([*seed_cli, "--run-id", "one"])
+        level2["seed_pinned"] = timed([*seed_cli, "--run-id", "pinned", "--variants", str(spec)])
+        methods = [json.loads(p.read_text())["hypotheses"] for p in sorted((tmp / seed_case.id / "pinned" / "variants").glob("*/attribution.json"))]
+        sampled = sum(h["method"] == "sampled" for m in methods for h in m.values())
+        print(f"  incident run {SEED_CASE.name}, a single variant: {level2['seed_single']:6.1f} s; {PINNED_SOURCE}'s reliability "
+              f"pinned at {n - 1} quantiles: {level2['seed_pinned']:6.1f} s  (hypothesis x variant sampled: {sampled} of "
+              f"{len(seed_case.hypotheses) * (n - 1)})", flush=True)
 
     print()
     if rows:
@@ -193,6 +221,10 @@ def main() -> None:
             r = level2[kind] / level2["single"]
             result[f"ratio_engine_{kind}"] = r
             print(f"  {kind:11s} sweep: {r:5.2f}x  ({(level2[kind] - level2['single']) / (n - 1):.2f} s per extra variant)")
+        r = level2["seed_pinned"] / level2["seed_single"]
+        result["ratio_engine_seed_pinned"] = r
+        print(f"whole engine, {SEED_CASE.name} (5 hypotheses, 2 workers), a Beta reliability pinned at {n - 1} quantiles: "
+              f"{r:5.2f}x   target <= 3x: {'OK' if r <= 3 else 'MISSED'}")
     print(json.dumps(result))
 
 

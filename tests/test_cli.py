@@ -94,7 +94,7 @@ def test_run_on_a_local_dask_cluster_then_show(tmp_path):
     assert (run_dir / "case.yaml").read_text() == (ROOT / "tests/cases/oracle.yaml").read_text()
     import arviz as az
 
-    idata = az.from_netcdf(str(run_dir / "posterior" / "external.nc"))
+    idata = az.from_netcdf(str(run_dir / "posterior" / "external.nc"))  # another reader (h5netcdf) than the engine's
     assert idata.posterior.sizes["chain"] == 2 and idata.posterior.sizes["draw"] == 300
     shown = incident("show", str(run_dir), "--json")
     assert json.loads(shown.stdout) == result

@@ -227,3 +227,68 @@ def importance_ratio(log_w: np.ndarray) -> dict:
     return {"log_ratio": log_mean, "se": se, "pareto_k": k, "k_max": k_max, "ess": kish,
             "reliable": bool(np.isfinite(k) and k <= k_max and kish >= max(100.0, ESS_SHARE_MIN * s)),
             "log_weights": log_norm}
+
+
+GRID_MASS_MAX = 0.2  # no grid cell may hold more than this share of an integrand: the grid resolves it
+
+
+def trapezoid_log_weights(grid: np.ndarray) -> np.ndarray:
+    """log of the trapezoid rule's weights on a sorted grid (the rule sum_g w_g f(z_g))."""
+    z = np.asarray(grid, dtype=float)
+    h = np.diff(z)
+    w = np.zeros_like(z)
+    w[:-1] += h / 2
+    w[1:] += h / 2
+    return np.log(w)
+
+
+def conditional_ratio(log_base: np.ndarray, log_diff: np.ndarray, grid: np.ndarray, rng: np.random.Generator) -> dict:
+    """Rao-Blackwellised importance ratio log(Z_v / Z_b) for a variant that changes only the prior
+    of one scalar parameter z (a reliability pinned at a quantile, say).
+
+    Write the parameters as (z, phi). Both models share the likelihood and phi's prior, so
+    Z_v / Z_b = E_{phi ~ p_b(phi | y)}[ w(phi) ] with
+    w(phi) = int p_v(z) p(y | z, phi) dz / int p_b(z) p(y | z, phi) dz,
+    the ratio of the two one-dimensional integrals over z at the base draw's phi. Integrating z
+    out exactly (to quadrature accuracy) instead of importance-weighting the base draws of z is
+    what makes a pinned prior work: a Beta(2000 q, 2000 (1 - q)) variant is 0.05 wide on the
+    log-odds scale, where the base draws of z almost never fall, and plain importance weights
+    of such a variant have Pareto k of 2-50 (measured on the AZAL seed case's 30 reliability
+    variants), while w(phi) varies only as smoothly as the likelihood does.
+
+    ``log_base`` (chain, draw, G): log p_b(y, z_g, phi_i) at every grid node z_g for each base
+    draw phi_i; ``log_diff`` (G,): log p_v(z_g) - log p_b(z_g) (the same for every phi);
+    ``grid`` (G,): sorted nodes that resolve both integrands (checked: no cell may hold more
+    than ``GRID_MASS_MAX`` of either integrand, else the result is not reliable). The average of
+    w over the draws is estimated as in ``importance_ratio`` (Pareto-smoothed, with its k and
+    ESS, which now measure how the draws of phi cover the variant). ``z`` holds one draw per base
+    draw from the variant's conditional p_v(z | phi_i, y) (a grid cell by its mass, then uniform
+    within the cell's half-spacings), for the variant's posterior.
+    """
+    lb = np.asarray(log_base, dtype=float)
+    n_chain, n_draw, _ = lb.shape
+    lq = trapezoid_log_weights(grid)
+    base_terms = lb + lq
+    var_terms = lb + np.asarray(log_diff, dtype=float) + lq
+    log_ib = logsumexp(base_terms, axis=-1)
+    log_iv = logsumexp(var_terms, axis=-1)
+    est = importance_ratio(log_iv - log_ib)
+    finite = np.all(np.isfinite(log_ib)) and np.all(np.isfinite(log_iv))
+    resolved = finite and max(float(np.max(np.exp(base_terms - log_ib[..., None]))),
+                              float(np.max(np.exp(var_terms - log_iv[..., None])))) <= GRID_MASS_MAX
+    est["reliable"] = bool(est["reliable"] and resolved)
+    est["grid_resolved"] = bool(resolved)
+    # one draw of z per base draw from the variant's conditional on the grid
+    z = np.asarray(grid, dtype=float)
+    half = np.diff(z) / 2
+    left = np.concatenate([[0.0], half])
+    right = np.concatenate([half, [0.0]])
+    probs = np.exp(var_terms - log_iv[..., None]).reshape(n_chain * n_draw, -1) if finite else None
+    if probs is not None:
+        cum = np.cumsum(probs, axis=1)
+        idx = np.minimum((cum < rng.random((len(cum), 1)) * cum[:, -1:]).sum(axis=1), len(z) - 1)
+        u = rng.random(len(idx))
+        est["z"] = (z[idx] - left[idx] + u * (left[idx] + right[idx])).reshape(n_chain, n_draw)
+    else:
+        est["z"] = None
+    return est

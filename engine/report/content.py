@@ -352,6 +352,25 @@ def tornado(sensitivity: dict) -> dict:
 
 
 # ---------------------------------------------------------------- reproducibility
+BREAK_AFTER = "/:[]=,"
+LONGEST_UNBROKEN = 40
+
+
+def breakable(text: str) -> str:
+    """``text`` with zero-width spaces where a long path or test id may wrap: after each of
+    ``BREAK_AFTER`` and inside any run of more than ``LONGEST_UNBROKEN`` characters without one
+    (a command line like ``pytest tests/run/x.py::test_a_very_long_name[case]`` has no space to
+    wrap at and ran off the page)."""
+    out, run = [], 0
+    for ch in text:
+        out.append(ch)
+        run = 0 if ch.isspace() else run + 1
+        if ch in BREAK_AFTER or run >= LONGEST_UNBROKEN:
+            out.append("\u200b")
+            run = 0
+    return "".join(out)
+
+
 def reproducibility_rows(manifest: dict, case_note: str = "") -> list[list[str]]:
     if not manifest:
         return [["manifest.json", NA]]
@@ -363,9 +382,9 @@ def reproducibility_rows(manifest: dict, case_note: str = "") -> list[list[str]]
         ["seed", str(settings.get("seed", NA))],
         ["settings", ", ".join(f"{k}={v}" for k, v in settings.items() if k != "seed") or NA],
         ["packages", ", ".join(f"{k} {v}" for k, v in pkgs.items()) or NA],
-        ["case file", str(manifest.get("case_file", NA))],
+        ["case file", breakable(str(manifest.get("case_file", NA)))],
         ["case sha256", str(manifest.get("case_sha256", NA))],
-        ["command line", " ".join(str(a) for a in manifest.get("command") or []) or NA],
+        ["command line", breakable(" ".join(str(a) for a in manifest.get("command") or [])) or NA],
         ["started", str(manifest.get("started") or NA)],
         ["finished", str(manifest.get("finished") or "not finished")],
     ]

@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.errors import RunError
 from engine.results.records import Attribution, CaseRecord, Diagnostics, Record, Sensitivity
-from engine.run.store import NETCDF_ENGINE, RunFolder, read_json
+from engine.run.store import RunFolder, read_idata, read_json
 
 
 @dataclass(frozen=True)
@@ -104,9 +104,7 @@ def load_posterior(path: Path) -> Any | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        import arviz as az
-
         try:
-            return az.from_netcdf(str(path), engine=NETCDF_ENGINE)
+            return read_idata(path)
         except (OSError, ValueError, KeyError):
             return None

@@ -104,7 +104,10 @@ def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder |
                 diagnostics = cache.setdefault("diagnostics", read_json(base.diagnostics)["hypotheses"])
                 cache[hid] = (_merge_chains(base, hid, settings), diagnostics[hid], _estimates(base, hid, settings))
             base_idata, d, estimates = cache[hid]
-            idata = resampled(base_idata, rw["log_weights"], resample_seed(settings.seed, hid))
+            if rw.get("method") == "conditional":  # its own posterior draws, written by the task
+                idata = open_netcdf(folder.task(Task("reweight", hid).key, "nc"))
+            else:
+                idata = resampled(base_idata, rw["log_weights"], resample_seed(settings.seed, hid))
             share = rw["ess"] / (settings.chains * settings.draws)
             diag[hid] = {**d, "ess_bulk_min": d["ess_bulk_min"] * share, "ess_tail_min": d["ess_tail_min"] * share,
                          "reweighted": {k: rw[k] for k in ("log_ratio", "se", "pareto_k", "k_max", "ess")}}

@@ -126,7 +126,7 @@ class Compiled:
         from pymc.util import get_random_generator
 
         if not self.model.value_vars:
-            return self._with_own_draws(self._exact_draws(draws), seed)
+            return self.with_own_draws(self._exact_draws(draws), seed)
         logp_dlogp, ipfn, trace_vars, trace_fn, shapes, dtypes = self._nuts_parts()
         m = self.model
         rngs = get_random_generator(seed).spawn(1)
@@ -157,7 +157,7 @@ class Compiled:
         idata = _sample_return(run=None, traces=[trace], tune=tune, t_sampling=time.time() - t0, discard_tuned_samples=True,
                                compute_convergence_checks=False, return_inferencedata=True, keep_warning_stat=False,
                                idata_kwargs={"include_transformed": True}, model=m, quiet=True)
-        return self._with_own_draws(idata, seed)
+        return self.with_own_draws(idata, seed)
 
     def _exact_draws(self, draws: int):  # noqa: ANN202
         """A model with no free parameter is exact: the "chain" holds no sampled variable (only the
@@ -167,7 +167,7 @@ class Compiled:
         return az.from_dict(posterior={"exact__": np.zeros((1, draws))},
                             sample_stats={"diverging": np.zeros((1, draws), dtype=bool)})
 
-    def _with_own_draws(self, idata, seed: int):  # noqa: ANN001, ANN202
+    def with_own_draws(self, idata, seed: int):  # noqa: ANN001, ANN202
         """``idata`` with the collapsed units' own parameters (``engine.model.build.own_draws``)."""
         from engine.model.build import own_draws
 
@@ -405,23 +405,64 @@ def unconstrained_draws(model, idata) -> np.ndarray:  # noqa: ANN001
 
 
 def log_density(model):  # noqa: ANN001, ANN201
-    """Vectorised log p(y, theta) on the unconstrained space (Jacobians included)."""
-    fn = model.compile_logp(jacobian=True)
+    """Vectorised log p(y, theta) on the unconstrained space (Jacobians included): a function of an
+    (n, d) matrix of unconstrained draws (columns in ``model.value_vars`` order) returning n values.
+
+    The model's log density graph is vectorised over a leading draw dimension
+    (``pytensor.graph.replace.vectorize_graph``) and compiled in PyTensor's FAST_COMPILE mode (no C
+    compilation): each operation then runs once per batch on arrays. Measured on the seed cases'
+    hypotheses (2,000 draws): 8 us per draw against 45-56 us per draw for one call per draw of the
+    C-compiled scalar log density, and about 5 s to build against 28-146 s for the C compile. A
+    model holding an operation that cannot be vectorised (the damage map's custom likelihood) is
+    evaluated one draw at a time by the C-compiled scalar function, as before.
+    """
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.compile.mode import get_mode
+    from pytensor.graph.replace import vectorize_graph
+
     point = model.initial_point()
     names = [v.name for v in model.value_vars]
     shapes = [np.shape(point[n]) for n in names]
     sizes = [int(np.prod(s)) for s in shapes]
     splits = np.cumsum(sizes)[:-1]
+    batched = {v: pt.tensor(name=f"{v.name}__batch", shape=(None, *v.type.shape), dtype=v.dtype) for v in model.value_vars}
+    f = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            terms = []  # each term summed over its own dimensions, per draw (a term of no parameter: one number)
+            scalar_terms = model.logp(jacobian=True, sum=False)
+            for t0, t in zip(scalar_terms, vectorize_graph(scalar_terms, replace=batched), strict=True):
+                terms.append(t.sum(axis=tuple(range(1, t.ndim))) if t.ndim > t0.ndim else t.sum())
+            while len(terms) > 1:  # a balanced sum: numpy's ufuncs (the FAST_COMPILE kernels) take at most 32 operands
+                terms = [pt.add(*terms[i:i + 8]) for i in range(0, len(terms), 8)]
+            # FAST_COMPILE without the canonicalisers that would flatten the balanced sum (or products) back
+            mode = get_mode("FAST_COMPILE").excluding("local_add_canonizer", "local_mul_canonizer")
+            fn = pytensor.function(list(batched.values()), terms[0], on_unused_input="ignore", mode=mode)
 
-    def f(x: np.ndarray) -> np.ndarray:
+        def f(x: np.ndarray) -> np.ndarray:
+            x = np.asarray(x, dtype=float)
+            parts = np.split(x, splits, axis=1)
+            out = fn(*(p.reshape(len(x), *s) for p, s in zip(parts, shapes, strict=True)))
+            return np.broadcast_to(np.asarray(out, dtype=float), (len(x),)).copy()
+
+        if names:  # an operation that fails on arrays fails here, at the initial point, not in a task
+            f(np.tile(np.concatenate([np.ravel(point[n]) for n in names]), (2, 1)))
+    except Exception:  # noqa: BLE001 - any failure to vectorise or to run vectorised: one draw at a time
+        f = None
+    if f is not None and names:
+        return f
+    scalar = model.compile_logp(jacobian=True)
+
+    def g(x: np.ndarray) -> np.ndarray:
         res = np.empty(x.shape[0])
         for i, row in enumerate(x):
             parts = np.split(row, splits) if names else []
-            res[i] = fn({n: p.reshape(s) for n, p, s in zip(names, parts, shapes, strict=True)})
+            res[i] = scalar({n: p.reshape(s) for n, p, s in zip(names, parts, shapes, strict=True)})
         return res
 
-    return f
-
+    return g
 
 
 def ensure_compiledir() -> None:

@@ -154,15 +154,136 @@ def _identity(path: Path) -> tuple[int, int]:
 
 
 def _run_reweight(cm: Compiled, case: Case, task: Task, settings: Settings, root: RunFolder, out: Path, fp: str) -> dict:
-    """log(Z_variant / Z_base) of one hypothesis from the base run's NUTS draws (PSIS)."""
+    """log(Z_variant / Z_base) of one hypothesis from the base run's NUTS draws: integrating a pinned
+    parameter out on a grid (``_conditional_reweight``) where the variant changes one scalar
+    parameter's prior, else Pareto-smoothed importance sampling of the draws."""
     from engine.inference.estimate import importance_ratio
 
     x, base = _base_draws(cm, case, task, settings, root)
+    column = _pinned_column(cm, task.variant)
+    if column is not None:
+        result = _conditional_reweight(cm, case, task, settings, root, x, column, out, fp)
+        if result is not None:
+            return result
     cm.use(case, task.hid, task.variant)
     est = importance_ratio((cm.log_density()(x.reshape(-1, x.shape[-1])) - base).reshape(x.shape[:2]))
     lw = est.pop("log_weights")
-    result = {"ok": True, **est, "log_weights": None if lw is None else [float(f"{v:.9g}") for v in lw],
+    result = {"ok": True, **est, "method": "importance", "log_weights": None if lw is None else [float(f"{v:.9g}") for v in lw],
               "task": task.id, "fingerprint": fp}
     write_json(out, result)
     return {"reliable": est["reliable"], "pareto_k": est["pareto_k"], "ess": est["ess"]}
 
+
+def _pinned_column(cm: Compiled, variant) -> tuple[int, str, str] | None:  # noqa: ANN001
+    """(column, value variable, random variable) of the one scalar free parameter whose prior's
+    hyper-parameters (``hp__<name>``) are all the variant changes; None for any other variant."""
+    names = {k.removeprefix("hp__") for k, _, _ in variant.overrides} if variant is not None else set()
+    if len(names) != 1 or not all(k.startswith("hp__") for k, _, _ in variant.overrides) or cm.model.deterministics:
+        return None
+    (name,) = names
+    offset = 0
+    point = cm.model.initial_point()
+    for rv in cm.model.free_RVs:
+        value = cm.model.rvs_to_values[rv]
+        size = int(np.size(point[value.name]))
+        if rv.name == name:
+            return (offset, value.name, rv.name) if size == 1 else None
+        offset += size
+    return None
+
+
+GRID_SCAN = (-30.0, 30.0, 12001)  # where to look for the variant's prior mass (unconstrained scale)
+GRID_NODES = 96  # nodes across each integrand's region
+MAX_REWEIGHT_DRAWS = 1000  # base draws the grid integrals average over (thinned evenly beyond)
+
+
+def _conditional_reweight(cm: Compiled, case: Case, task: Task, settings: Settings, root: RunFolder, x: np.ndarray,
+                          column: tuple[int, str, str], out: Path, fp: str) -> dict | None:
+    """The variant's log ratio with its pinned parameter integrated out on a grid
+    (``engine.inference.estimate.conditional_ratio``), and its posterior: the base draws of the
+    other parameters resampled by their weights, the pinned parameter drawn from its conditional
+    under the variant, and the collapsed units' parameters drawn again (written beside the result,
+    ``<task>.nc``). None when the variant's change of density is not a function of that
+    parameter alone (then the caller falls back to importance sampling)."""
+    from engine.inference.estimate import conditional_ratio
+
+    j, value_name, rv_name = column
+    stride = max(1, int(np.ceil(x.shape[0] * x.shape[1] / MAX_REWEIGHT_DRAWS)))
+    xs = x[:, ::stride]
+    flat = xs.reshape(-1, xs.shape[-1])
+    f_base = cm.use(case, task.hid).log_density()
+
+    def at(rows: np.ndarray, z: np.ndarray) -> np.ndarray:
+        pts = np.repeat(rows[:, None, :], len(z), axis=1)
+        pts[..., j] = z
+        return pts.reshape(-1, rows.shape[-1])
+
+    scan = np.linspace(*GRID_SCAN)
+    probe = flat[[0, len(flat) // 2, -1]]
+    lb_probe = f_base(at(probe, scan)).reshape(len(probe), -1)
+    cm.use(case, task.hid, task.variant)
+    lv_probe = cm.log_density()(at(probe, scan)).reshape(len(probe), -1)
+    with np.errstate(invalid="ignore"):
+        diff = lv_probe - lb_probe
+    ok = np.isfinite(diff[0])
+    if not ok.any() or not np.allclose(diff[:, ok], diff[0, ok], rtol=0, atol=1e-8) or not np.array_equal(np.isfinite(diff), np.tile(ok, (3, 1))):
+        return None  # the variant's change is not a function of z alone
+    nodes = [flat[:, j]]
+    for lp in (lb_probe, lv_probe):  # each integrand's region at the probe draws: within 40 nat of its peak
+        for row in lp:
+            keep = scan[np.isfinite(row) & (row >= np.nanmax(row) - 40.0)]
+            if keep.size:
+                nodes.append(np.linspace(keep[0] - 0.01, keep[-1] + 0.01, GRID_NODES))
+    zj = flat[:, j]
+    sd = float(np.std(zj)) or 0.1
+    nodes.append(np.arange(zj.min() - 6 * sd, zj.max() + 6 * sd, sd / 8))
+    grid = np.unique(np.clip(np.concatenate(nodes), GRID_SCAN[0], GRID_SCAN[1]))
+    log_diff = np.interp(grid, scan[ok], diff[0, ok])
+    cm.use(case, task.hid)
+    log_base = f_base(at(flat, grid)).reshape(*xs.shape[:2], len(grid))
+    seed = task_seed(settings.seed, task.key)
+    est = conditional_ratio(log_base, log_diff, grid, np.random.default_rng([int_seed(seed), 20261202]))
+    z = est.pop("z")
+    lw = est.pop("log_weights")
+    cm.use(case, task.hid, task.variant)
+    if est["reliable"]:
+        _write_conditional_posterior(cm, task, settings, root, stride, lw, z, value_name, rv_name, seed, out.with_suffix(".nc"))
+    result = {"ok": True, **est, "method": "conditional", "parameter": rv_name, "grid_nodes": int(len(grid)),
+              "draws_used": int(len(flat)), "log_weights": None, "task": task.id, "fingerprint": fp}
+    write_json(out, result)
+    return {"reliable": est["reliable"], "pareto_k": est["pareto_k"], "ess": est["ess"]}
+
+
+def _write_conditional_posterior(cm: Compiled, task: Task, settings: Settings, root: RunFolder, stride: int, log_weights,  # noqa: ANN001
+                                 z: np.ndarray, value_name: str, rv_name: str, seed, path: Path) -> None:  # noqa: ANN001
+    """The variant's posterior draws (chains x draws, as a sampled run has): the thinned base draws
+    resampled by their normalised weights (systematic resampling), the pinned parameter from its
+    conditional draws ``z``, and the collapsed units' own parameters drawn again under the variant."""
+    import arviz as az
+    import pytensor
+    import pytensor.tensor as pt
+    import xarray as xr
+
+    post = nuts_chains(root, task, settings, "importance reweighting").posterior
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    w = np.exp(np.asarray(log_weights, dtype=float))
+    s = n_chain * n_draw
+    rng = np.random.default_rng([int_seed(seed), 20261203])
+    pick = np.minimum(np.searchsorted(np.cumsum(w / w.sum()), (rng.random() + np.arange(s)) / s), len(w) - 1)
+    kept = -(-n_draw // stride)  # thinned draws per chain
+    full = (pick // kept) * n_draw + (pick % kept) * stride  # index into the (chain, draw) flattening
+    data = {}
+    for name, da in post.data_vars.items():
+        if da.attrs.get("incident_exact_conditional"):
+            continue  # drawn again below, under the variant
+        data[name] = (da.dims, da.values.reshape(s, *da.shape[2:])[full].reshape(da.shape))
+    z_new = np.asarray(z, dtype=float).reshape(-1)[pick]
+    rv = next(r for r in cm.model.free_RVs if r.name == rv_name)
+    transform = cm.model.rvs_to_transforms.get(rv)
+    value = z_new if transform is None else pytensor.function(
+        [], transform.backward(pt.as_tensor_variable(z_new), *rv.owner.inputs), mode="FAST_COMPILE")()
+    for name, v in ((value_name, z_new), (rv_name, np.asarray(value, dtype=float))):
+        data[name] = (post[name].dims, v.reshape(n_chain, n_draw))
+    idata = az.InferenceData(posterior=xr.Dataset(data, coords={"chain": post.chain, "draw": post.draw},
+                                                  attrs={"incident_conditional": rv_name}))
+    write_idata(path, cm.with_own_draws(idata, int_seed(seed)))

@@ -555,3 +555,16 @@ def test_tornado_with_no_swing_or_a_single_source_still_fits(tmp_path: Path) -> 
     assert layout_problems(write_report(root, tmp_path / "one.pdf", generated=WHEN)) == []
     (_, ax), = _axes(build_report(load_run(root), generated=WHEN), "tornado")
     assert len(ax.patches) == 2
+
+
+def test_a_long_unbroken_command_line_and_case_path_wrap_inside_the_page(tmp_path: Path) -> None:
+    """A command line with no space to wrap at (a pytest node id, a deep path) ran off page 7."""
+    from report.pdfcheck import layout_problems
+
+    long_id = "tests/run/test_sensitivity_runs.py::test_seed_case_sweep_runs_on_two_workers_compiling_each_structure_once_per_worker[azal8243-2024.yaml]"
+    manifest = {**_manifest(), "command": ["pytest", long_id], "case_file": "/very/deep/" + "folder_name_" * 12 + "case.yaml"}
+    run = make_run(tmp_path / "runs" / "oracle" / "hand", manifest=manifest)
+    pdf = write_report(run, tmp_path / "out" / "report.pdf", generated=WHEN)
+    assert layout_problems(pdf) == []
+    text = " ".join(pdf_pages(pdf)).replace("\u200b", "")
+    assert "compiling_each_structure" in text

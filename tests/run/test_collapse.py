@@ -78,7 +78,7 @@ def test_one_800_hole_count_from_a_half_reliable_source_is_neither_lost_nor_a_fa
 def test_the_collapsed_units_parameters_follow_their_exact_posterior(tmp_path):
     """The stored draws of the hole rate against its exact marginal posterior: with probability
     P(faithful | y) the Gamma posterior, else the Gamma prior (fixed reliability 0.5)."""
-    import arviz as az
+    from engine.run.store import read_idata
 
     text = (CASES / "overreach-800.yaml").read_text().replace("reliability: {beta: [4.0, 4.0]}", "reliability: 0.5")
     (tmp_path / "fixed.yaml").write_text(text)
@@ -87,7 +87,7 @@ def test_the_collapsed_units_parameters_follow_their_exact_posterior(tmp_path):
     (lh, lb) = _terms(case)["missile"]
     w = 1.0 / (1.0 + np.exp(lb - lh))
     a, b = case.items[0].params["missile"]["hole_rate"].args
-    idata = az.from_netcdf(str(root / "posterior" / "missile.nc"))
+    idata = read_idata(root / "posterior" / "missile.nc")
     draws = idata.posterior["fuselage-holes__hole_rate"].values.ravel()
     grid = np.quantile(draws, [0.1, 0.3, 0.5, 0.7, 0.9])
     exact_cdf = w * stats.gamma.cdf(grid, a + 800, scale=1 / (b + 1)) + (1 - w) * stats.gamma.cdf(grid, a, scale=1 / b)
