@@ -39,8 +39,13 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "benchmarks" / "incidents"
 ANSWERS = CASES / "answers.yaml"
-INCIDENT = ROOT / ".venv" / "bin" / "incident"
-PHYSICAL_FAMILIES = ("perforations", "fragments", "timing", "interval")
+# The engine's CLI, run by this interpreter from ROOT (so ``engine`` is this checkout's, as with PYTHONPATH).
+INCIDENT = (sys.executable, "-m", "engine.cli")
+# Families of physical findings (kept in the physical-only variant) and of statements and judgements
+# (left out). A constant, not read from engine.evidence.REGISTRY: the scorer runs the engine only through
+# its CLI. tests/test_incident_benchmark.py checks that every registered family is in exactly one.
+PHYSICAL_FAMILIES = ("perforations", "fragments", "timing", "interval", "presence", "damage_map")
+STATEMENT_FAMILIES = ("claim", "elicited")
 VARIANTS = ("full", "physical")
 
 
@@ -57,11 +62,16 @@ def case_files(only: list[str] | None) -> list[Path]:
 
 def physical_case(case: dict) -> dict | None:
     """The case with claim and elicited items removed and its sources kept consistent; None if no
-    physical item is left."""
+    physical item is left. A kept item that restates a removed one loses its ``restates`` (it is then
+    a report of its own: the fact it repeats is no longer in the case)."""
     out = json.loads(json.dumps(case, default=str))  # deep copy, dates as strings
-    out["evidence"] = [e for e in case["evidence"] if e["family"] in PHYSICAL_FAMILIES]
+    out["evidence"] = [e for e in out["evidence"] if e["family"] in PHYSICAL_FAMILIES]
     if not out["evidence"]:
         return None
+    kept = {e["id"] for e in out["evidence"]}
+    for e in out["evidence"]:
+        if e.get("restates") is not None and e["restates"] not in kept:
+            del e["restates"]
     used = {e["source"] for e in out["evidence"]}
     out["sources"] = [s for s in case["sources"] if s["id"] in used]
     # a group that lost all its other members is harmless; nothing to rewrite
@@ -88,9 +98,9 @@ def run_engine(case_file: Path, out: Path, case_id: str, run_id: str, args: argp
         rec["skipped"] = True
     else:
         if folder.exists():
-            cmd = [str(INCIDENT), "run", "--resume", str(folder), "--workers", str(args.workers), "--json"]
+            cmd = [*INCIDENT, "run", "--resume", str(folder), "--workers", str(args.workers), "--json"]
         else:
-            cmd = [str(INCIDENT), "run", str(case_file), "--seed", str(args.seed), "--out", str(out),
+            cmd = [*INCIDENT, "run", str(case_file), "--seed", str(args.seed), "--out", str(out),
                    "--run-id", run_id, "--workers", str(args.workers), "--json", *settings]
         t0 = time.time()
         log(f"  $ {' '.join(cmd)}")
@@ -100,7 +110,7 @@ def run_engine(case_file: Path, out: Path, case_id: str, run_id: str, args: argp
             rec["error"] = f"incident run exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-800:]}"
             return rec
     rec["attribution"] = json.loads((folder / "attribution.json").read_text(encoding="utf-8"))
-    proc = subprocess.run([str(INCIDENT), "diagnose", str(folder), "--json"], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run([*INCIDENT, "diagnose", str(folder), "--json"], capture_output=True, text=True, cwd=ROOT)
     try:
         rec["diagnostics"] = json.loads(proc.stdout)
     except json.JSONDecodeError:

@@ -163,14 +163,15 @@ def _reliability(src: CaseSource) -> str:
 
 
 def evidence_rows(case: CaseRecord | None) -> list[list[str]]:
-    """id (group), family, observation, source, reliability (profile, mean); none without case.json."""
+    """id (group, or the item it restates), family, observation, source, reliability (profile, mean); none
+    without case.json."""
     if case is None:
         return []
     sources = {s.id: s for s in case.sources}
     rows = []
     for it in case.evidence:
         src = sources.get(it.source)
-        ident = it.id + (f" (group {it.group})" if it.group else "")
+        ident = it.id + (f" (group {it.group})" if it.group else "") + (f" (restates {it.restates})" if it.restates else "")
         text = f"{it.observation} — {clean(it.description)}" if it.description else it.observation
         rows.append([ident, it.family, text, it.source, _reliability(src) if src else NA, odds_cap(it.influence_bound)])
     return rows

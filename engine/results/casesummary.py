@@ -47,7 +47,7 @@ def case_record(case: Any) -> CaseRecord:
         sources=[CaseSource(id=s.id, title=s.title, citation=s.citation, profile=s.profile, reliability=s.reliability.describe(),
                             reliability_fixed=s.reliability.kind == "fixed", reliability_mean=float(s.reliability.mean()))
                  for s in case.sources.values()],
-        evidence=[CaseEvidence(id=it.id, family=it.family, source=it.source, group=it.group,
+        evidence=[CaseEvidence(id=it.id, family=it.family, source=it.source, group=it.group, restates=it.restates,
                                observation=observation_text(it.family, it.observed), description=it.description,
                                cites=[Citation(file=c.file, quote=c.quote) for c in it.cites],
                                influence_bound=bounds.get(it.id)) for it in case.items],

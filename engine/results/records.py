@@ -323,6 +323,7 @@ class CaseEvidence(Part):
     family: str
     source: str
     group: str | None = None
+    restates: str | None = None  # the item whose information this one repeats (it has no term of its own)
     observation: str  # the observed values in words (the family's description)
     description: str = ""
     cites: list[Citation] = []

@@ -230,6 +230,19 @@ def test_report_reads_the_case_from_case_json_not_the_yaml(hand_run: Path, tmp_p
     assert "fixed 1.00" in text  # the lab's reliability
 
 
+def test_an_item_that_restates_another_is_labelled_in_the_evidence_table(tmp_path: Path) -> None:
+    relay = ("  - id: statement-relay\n    family: claim\n    source: lab\n    restates: statement\n"
+             "    observed: {statement: the tail was hit by fragments from outside, interest: neutral}\n"
+             "    under: {external: {holds: 0.9}, internal: {holds: 0.2}, engine: {holds: 0.3}}\n")
+    root = make_run(tmp_path / "run", case_text=(CASES / "oracle.yaml").read_text(encoding="utf-8") + relay)
+    (root / "case.yaml").unlink()  # the label comes from case.json
+    assert json.loads((root / "case.json").read_text(encoding="utf-8"))["evidence"][-1]["restates"] == "statement"
+    pages = report_text(root, tmp_path)
+    flat = " ".join("\n".join(pages).split()).replace("- ", "-")
+    assert "statement-relay (restates statement)" in flat
+    assert flat.count("(restates ") == 1  # only the restating item is labelled
+
+
 def test_report_modules_read_records_and_never_the_case_or_computations() -> None:
     import ast
 
