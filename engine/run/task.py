@@ -228,7 +228,7 @@ def _conditional_reweight(cm: Compiled, case: Case, task: Task, settings: Settin
     ok = np.isfinite(diff[0])
     if not ok.any() or not np.allclose(diff[:, ok], diff[0, ok], rtol=0, atol=1e-8) or not np.array_equal(np.isfinite(diff), np.tile(ok, (3, 1))):
         return None  # the variant's change is not a function of z alone
-    nodes = [flat[:, j]]
+    nodes = []
     for lp in (lb_probe, lv_probe):  # each integrand's region at the probe draws: within 40 nat of its peak
         for row in lp:
             keep = scan[np.isfinite(row) & (row >= np.nanmax(row) - 40.0)]
