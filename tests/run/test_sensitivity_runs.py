@@ -153,7 +153,8 @@ def test_seed_case_sweep_runs_on_two_workers_compiling_each_structure_once_per_w
     # each worker reused its compiled structure across many hypotheses and variants
     for proc in tally:
         mine = [s["key"] for s in sweep if s.get("process") == proc]
-        assert len({k.split("/")[0] for k in mine}) >= 5 and len(mine) >= 50
+        # (a share, not a count: since pinned reliabilities are integrated out, a sweep has ~90 tasks, not ~270)
+        assert len({k.split("/")[0] for k in mine}) >= 5 and len(mine) >= len(want) // 3, (len(mine), len(want))
     assert res["execution"] == {"computed": len(want), "by_process": tally}
     assert json.loads((root / "sensitivity.json").read_text())["execution"] == res["execution"]
 
