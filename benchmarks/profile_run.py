@@ -83,7 +83,6 @@ def measured(a: argparse.Namespace, out: Path) -> None:
     phases = {name: cumulative(stats, targets) for name, targets in PHASES.items()}
     for name, minus in NET.items():
         phases[name] -= phases[minus]
-    phases["NUTS: pointwise log-likelihood"] -= 0.0
     by_kind: dict[str, dict] = {}
     for s in tasks:
         if s.get("skipped"):

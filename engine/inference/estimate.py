@@ -229,6 +229,13 @@ def importance_ratio(log_w: np.ndarray) -> dict:
             "log_weights": log_norm}
 
 
+def systematic_resample(log_weights: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` indices drawn by systematic resampling from (unnormalised) log weights."""
+    lw = np.asarray(log_weights, dtype=float)
+    w = np.exp(lw - logsumexp(lw))
+    return np.minimum(np.searchsorted(np.cumsum(w), (rng.random() + np.arange(size)) / size), len(w) - 1)
+
+
 GRID_MASS_MAX = 0.2  # no grid cell may hold more than this share of an integrand: the grid resolves it
 
 

@@ -57,14 +57,12 @@ def resampled(idata, log_weights, seed):  # noqa: ANN001, ANN201
     keeping its (chain, draw) shape: the variant's posterior draws for the checks that need draws."""
     import arviz as az
     import xarray as xr
-    from scipy.special import logsumexp
+
+    from engine.inference.estimate import systematic_resample
 
     post = idata.posterior
     s = post.sizes["chain"] * post.sizes["draw"]
-    lw = np.asarray(log_weights, dtype=float)
-    w = np.exp(lw - logsumexp(lw))
-    rng = np.random.default_rng(seed)
-    idx = np.minimum(np.searchsorted(np.cumsum(w), (rng.random() + np.arange(s)) / s), s - 1)
+    idx = systematic_resample(log_weights, s, np.random.default_rng(seed))
     data = {name: (da.dims, da.values.reshape(s, *da.shape[2:])[idx].reshape(da.shape)) for name, da in post.data_vars.items()}
     return az.InferenceData(posterior=xr.Dataset(data, coords=post.coords, attrs={**post.attrs, "incident_resampled": 1}))
 

@@ -264,12 +264,12 @@ def _write_conditional_posterior(cm: Compiled, task: Task, settings: Settings, r
     import pytensor.tensor as pt
     import xarray as xr
 
+    from engine.inference.estimate import systematic_resample
+
     post = nuts_chains(root, task, settings, "importance reweighting").posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-    w = np.exp(np.asarray(log_weights, dtype=float))
     s = n_chain * n_draw
-    rng = np.random.default_rng([int_seed(seed), 20261203])
-    pick = np.minimum(np.searchsorted(np.cumsum(w / w.sum()), (rng.random() + np.arange(s)) / s), len(w) - 1)
+    pick = systematic_resample(log_weights, s, np.random.default_rng([int_seed(seed), 20261203]))
     kept = -(-n_draw // stride)  # thinned draws per chain
     full = (pick // kept) * n_draw + (pick % kept) * stride  # index into the (chain, draw) flattening
     data = {}
