@@ -88,6 +88,7 @@ def run_calibration(
     interrupted calibration continues where it stopped.
     """
     from engine.calibration.simulate import check_design
+    from engine.run.cluster import finish_closing
     from engine.run.compiled import ensure_compiledir
     from engine.run.executor import Execution, Executor
     from engine.run.store import read_json, write_json
@@ -127,6 +128,7 @@ def run_calibration(
         hint = f"continue with the same incident calibrate command (--run-id {folder.name})" if folder is not None else ""
         executor.run(todo, work=IncidentWork(template, settings), name=lambda i: f"incident-{key}-{i}", execution=Execution(),
                      on_done=finished, offset=len(records), total=settings.n, resume_hint=hint)
+    finish_closing()  # the local cluster shut down while the records were ordered
     ordered = [records[i] for i in range(settings.n)]
     return CalibrationRun(template.path, settings, ordered, time.perf_counter() - t0, executor.describe(),
                           str(folder) if folder is not None else None, len(todo))

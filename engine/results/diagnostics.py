@@ -156,7 +156,7 @@ def unit_log_evidence(case, hid: str, items, posterior, users: dict[str, int] | 
     params = {name: draws(name, spec, True) for name, spec in shared_parameters(case).items()}
     params.update({name: draws(name, spec, False) for name, spec in fam.unit_parameters(items).items()})
     lz, bg = fam.unit_log_evidence(items, items[0].params[hid], generic_spec(case, items), params, n)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # r = 1 and a draw the unit rules out: -inf, not a warning
         mix = np.logaddexp(np.log(r) + lz, np.log1p(-r) + bg)
     return float(logsumexp(mix) - np.log(n))
 

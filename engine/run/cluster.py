@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -104,11 +105,33 @@ def _slurm_cluster(spec: ClusterSpec, log_directory: Path | None):  # noqa: ANN2
     return cluster
 
 
+_closing: list[threading.Thread] = []  # local clusters being shut down while the client collects
+
+
+def finish_closing() -> None:
+    """Wait until every local cluster this process started has shut down (its workers exited)."""
+    while _closing:
+        _closing.pop().join()
+
+
+def _close_in_background(cluster: Any) -> None:  # noqa: ANN401 - a distributed LocalCluster
+    """Shut a local cluster down in a thread: stopping the worker processes takes seconds that the
+    client spends collecting the results instead. :func:`finish_closing` waits for it (a run does,
+    before it returns; so does the next :func:`connect`); a non-daemon thread also holds the
+    interpreter's exit until the workers are gone."""
+    t = threading.Thread(target=cluster.close, kwargs={"timeout": 30}, name="close-local-cluster")
+    t.start()
+    _closing.append(t)
+
+
 @contextmanager
 def connect(spec: ClusterSpec, *, log_directory: Path | None = None) -> Iterator[tuple[Any, str | None]]:
-    """A dask client for ``spec`` and the dashboard address (None when there is none)."""
+    """A dask client for ``spec`` and the dashboard address (None when there is none).
+
+    A local cluster is shut down in the background when the block ends (``finish_closing``)."""
     from distributed import Client, LocalCluster
 
+    finish_closing()  # one local cluster at a time
     cluster = None
     try:
         if spec.kind == "local":
@@ -143,7 +166,9 @@ def connect(spec: ClusterSpec, *, log_directory: Path | None = None) -> Iterator
         try:
             client.close(timeout=10)
         finally:
-            if cluster is not None:
+            if cluster is not None and spec.kind == "local":
+                _close_in_background(cluster)
+            elif cluster is not None:
                 cluster.close(timeout=30)
 
 

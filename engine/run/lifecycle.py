@@ -20,6 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from engine.errors import OptionError, RunError
+from engine.run.cluster import finish_closing
 from engine.run.compiled import Compiled, ensure_compiledir
 from engine.run.executor import Execution, Executor, execute
 from engine.run.plan import ENGINE_VERSION, code_digest, plan, variant_folder
@@ -256,6 +257,7 @@ def _execute_and_collect(case: Case, settings: Settings, variants: tuple[Variant
         execute(case, plan(case, settings, variants), folder, settings, executor, execution=execution, on_done=on_done,
                 on_start=on_start)
     except BaseException as exc:
+        finish_closing()
         execution.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         execution.error = str(exc) or type(exc).__name__
         execution.finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -280,6 +282,7 @@ def _execute_and_collect(case: Case, settings: Settings, variants: tuple[Variant
     from engine.run.verify import record_outputs
 
     write_json(folder.manifest, record_outputs(folder, man))  # what show, diagnose and report verify
+    finish_closing()  # the local cluster shut down while the results were collected
 
 
 def read_attribution(run_dir: str | Path) -> dict:

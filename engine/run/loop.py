@@ -11,6 +11,8 @@ dependencies must come before it; on dask they run as the cluster allows.
 
 from __future__ import annotations
 
+import importlib
+import threading
 import time
 import uuid
 from collections.abc import Callable, Hashable
@@ -20,6 +22,9 @@ from typing import Any
 from engine.errors import OptionError, RunError
 from engine.run.cluster import ClusterSpec, connect, worker_engine
 from engine.run.plan import ENGINE_VERSION
+
+# what the client imports after the tasks (ArviZ alone is about 3 s): imported while it waits for the workers
+AFTER_TASKS = ("arviz", "engine.run.collect", "engine.results.diagnostics")
 
 
 class TaskLoop:
@@ -104,7 +109,9 @@ class TaskLoop:
     def _run_dask(self) -> list[dict]:
         from distributed import wait
 
+        imports = threading.Thread(target=_import_quietly, args=(AFTER_TASKS,), name="import-after-tasks", daemon=True)
         with connect(self.spec, log_directory=self.log_directory) as (client, dashboard):
+            imports.start()
             self._started(dashboard)
             token = uuid.uuid4().hex[:8]
             futures: dict[Any, Any] = {}
@@ -155,7 +162,17 @@ class TaskLoop:
                 for fut in futures:
                     fut.cancel()
                 raise
+            finally:
+                imports.join()  # no import runs in two threads at once after this
         return self.results
+
+
+def _import_quietly(modules: tuple[str, ...]) -> None:
+    for m in modules:
+        try:
+            importlib.import_module(m)
+        except Exception:  # noqa: BLE001 - a failing import fails again, with its message, where it is needed
+            return
 
 
 class _Watchdog:

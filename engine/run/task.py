@@ -104,16 +104,29 @@ def _run_smc(cm: Compiled, task: Task, settings: Settings, seed, out: Path, fp: 
     return dict(res)
 
 
+_CHAINS: OrderedDict[tuple, object] = OrderedDict()
+
+
 def nuts_chains(root: RunFolder, task: Task, settings: Settings, what: str):  # noqa: ANN201
-    """The NUTS chains ``task`` depends on (``root`` is the run's folder), concatenated, as InferenceData."""
+    """The NUTS chains ``task`` depends on (``root`` is the run's folder), concatenated, as InferenceData.
+
+    Kept per worker process for the next task that reads the same chains (a sweep's variants of one
+    hypothesis read them again and again), keyed by the files' identity, so a rewritten chain is read
+    again. Callers only read it."""
     import arviz as az
 
     paths = [d.path(root) for d in dependencies(task, settings)]
     missing = [p.name for p in paths if not p.exists()]
     if missing:
         raise RunError(f"{what} for {task.id} needs NUTS results that are missing: {', '.join(missing)}")
-    chains = [open_netcdf(p) for p in paths]
-    return az.concat(chains, dim="chain") if len(chains) > 1 else chains[0]
+    key = tuple((str(p), *_identity(p)) for p in paths)
+    if key not in _CHAINS:
+        chains = [open_netcdf(p) for p in paths]
+        _CHAINS[key] = az.concat(chains, dim="chain") if len(chains) > 1 else chains[0]
+        while len(_CHAINS) > CACHE_SIZE:
+            _CHAINS.popitem(last=False)
+    _CHAINS.move_to_end(key)
+    return _CHAINS[key]
 
 
 def _run_bridge(cm: Compiled, task: Task, settings: Settings, seed, root: RunFolder, out: Path, fp: str) -> dict:  # noqa: ANN001
@@ -145,12 +158,12 @@ def _base_draws(cm: Compiled, case: Case, task: Task, settings: Settings, root: 
     return _BASE_DRAWS[key]
 
 
-def _identity(path: Path) -> tuple[int, int]:
+def _identity(path: Path) -> tuple[int, int, int]:
     try:
         st = path.stat()
     except OSError:
-        return (0, 0)
-    return (st.st_mtime_ns, st.st_size)
+        return (0, 0, 0)
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _run_reweight(cm: Compiled, case: Case, task: Task, settings: Settings, root: RunFolder, out: Path, fp: str) -> dict:
