@@ -182,6 +182,7 @@ COUNTED = "#E69F00"  # count-only panels' shade
 PANEL_EDGE, PANEL_FILL = "#555555", "#f2f2f2"
 CLOUD_POINTS = 400  # draws shown per hypothesis and view (every k-th)
 FACE_COLS = 3
+LABELLED = 16  # a side with more panels than this writes only the count-only panels' counts on them
 
 
 def _draw_panel(ax: Axes, corners: np.ndarray, *, fill: str = PANEL_FILL, alpha: float = 1.0, lw: float = 0.7) -> None:
@@ -207,7 +208,8 @@ def damage_panels_height(n_faces: int) -> float:
 def damage_panels_figure(m: Any, name: str = "damage-panels") -> Figure:
     """The inspected panels grouped by the side they face (one view per side, in body coordinates, m):
     located holes as dots coloured by their bend, count-only panels shaded by their holes per m^2 with
-    their count written on them; each panel labelled with its id and holes. The axes are labelled ``name``."""
+    their count written on them; each panel labelled with its id and holes (on a side of at most ``LABELLED``
+    panels). The axes are labelled ``name``."""
     groups = D.faces(m)
     counts = D.panel_counts(m)
     density = {p.id: counts[p.id][0] / D.panel_area(p) for p in m.panels if counts[p.id][1]}
@@ -229,10 +231,10 @@ def damage_panels_figure(m: Any, name: str = "damage-panels") -> Figure:
                 _draw_panel(ax, corners, fill=COUNTED, alpha=0.15 + 0.6 * density[p.id] / top)
             else:
                 _draw_panel(ax, corners)
-            centre = corners.mean(axis=0)
-            ax.text(*centre, f"{p.id}\n{n} holes{' (count only)' if counted else ''}", ha="center", va="center", fontsize=6,
-                    color="#222222", zorder=4, parse_math=False, bbox={"boxstyle": "round,pad=0.15", "facecolor": "white",
-                                                                       "edgecolor": "none", "alpha": 0.6})
+            label = f"{p.id}\n{n} holes{' (count only)' if counted else ''}" if len(face.panels) <= LABELLED else str(n) if counted else ""
+            if label:
+                ax.text(*corners.mean(axis=0), label, ha="center", va="center", fontsize=6, color="#222222", zorder=4, parse_math=False,
+                        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.6})
             holes = by_panel.get(p.id, [])
             for bend in ("in", "out", None):
                 pts = np.array([h.at for h in holes if h.bend == bend], dtype=float).reshape(-1, 3)
