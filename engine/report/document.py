@@ -25,7 +25,16 @@ from matplotlib.figure import Figure
 
 from engine.errors import RunError
 from engine.report import content as C
-from engine.report.figures import contributions_figure, rank_figure, svg, tornado_figure
+from engine.report import damage as D
+from engine.report.figures import (
+    CLOUD_POINTS,
+    burst_cloud_figure,
+    contributions_figure,
+    damage_panels_figure,
+    rank_figure,
+    svg,
+    tornado_figure,
+)
 from engine.report.fmt import NA, is_number, num
 from engine.report.rundata import RunData, load_posterior, load_run
 from engine.run.store import atomic_write, safe_name
@@ -43,6 +52,7 @@ SECTIONS = (
     "7. Sensitivity",
     "8. Reproducibility",
 )
+# then one section per damage-map unit of the case ("9. Damage map: <item>", ``_damage_maps``), then the appendix
 APPENDIX = "A. Evidence items and their sources"
 MAX_REASONS_PAGE1 = 8
 RANK_PANELS = 6
@@ -249,6 +259,57 @@ def _appendix(run: RunData) -> list[dict]:
              "cites": [{"file": f, "quote": q} for f, q in e.cites]} for e in C.evidence_entries(run.case)]
 
 
+def _damage_maps(run: RunData, figures: dict[str, Figure]) -> list[dict]:
+    """One section per damage-map unit of case.json (``engine.report.damage``): its panels and holes,
+    the burst-point draws and credible region of each hypothesis that samples a burst point, and
+    the weapon's posterior; numbered after the fixed sections."""
+    if run.case is None:
+        return []
+    hyps = run.attribution["hypotheses"]
+    units: dict[str, list] = {}
+    for it in run.case.evidence:
+        if it.family == "damage_map" and not it.restates:
+            units.setdefault(it.group or it.id, []).append(it)
+    out = []
+    for i, (unit, items) in enumerate(units.items()):
+        n = len(SECTIONS) + 1 + i
+        key = f"dm{i}"
+        title = f"{n}. Damage map: {', '.join(it.id for it in items)}"
+        m = items[0].damage_map
+        if m is None:
+            out.append({"title": title, "id": key, "missing": f"The panels and holes of {items[0].id} are {NA} in case.json (written "
+                        "by an earlier version): delete case.json and run `incident report RUN` to rewrite it from the run's case.yaml."})
+            continue
+        figures[f"{key}-panels"] = damage_panels_figure(m)
+        draws = [D.hypothesis_draws(hid, float(h["posterior"]), load_posterior(run.posterior_path(hid)), unit) for hid, h in hyps.items()]
+        shown = [h for h in draws if not h.note]
+        section = {
+            "title": title, "id": key, "summary": D.map_summary(m),
+            "panels": {"figure": f"{key}-panels", "caption": (
+                "The inspected panels by the side they face (outward normal closest to that body axis), each drawn in the body "
+                "frame's coordinates in metres, seen along that axis (not mirrored). Dots: holes located on a panel, coloured by "
+                "their bend; shaded panels: holes counted without positions, the shade growing with holes per m²."),
+                       "alt": f"Inspected panels of {unit} with the holes found on them."},
+            "skipped": [h.note for h in draws if h.note], "cloud": None, "weapon": None,
+        }
+        if shown:
+            figures[f"{key}-cloud"] = burst_cloud_figure(m, shown)
+            regions = [f"{h.hid}: 90 % region's semi-axes {', '.join(D.value(a) for a in r.semi_axes())} m, centre "
+                       f"({', '.join(D.value(c) for c in r.mean)}) m" for h in shown if (r := h.region) is not None]
+            section["cloud"] = {"figure": f"{key}-cloud", "regions": regions, "caption": (
+                f"Posterior burst point ({unit}__burst_x, _y, _z) per hypothesis, by colour: dots are posterior draws (at most "
+                f"{CLOUD_POINTS} per hypothesis), + their mean; the line is the outline (shadow) in each view of the 90 % "
+                "credible ellipsoid of the draws' Mahalanobis distance: the points within the 90 % quantile of the draws' own "
+                "squared distances from their mean (scaled by their covariance), which holds 90 % of the draws in 3-D (so its "
+                "shadow holds more of them in a view). Grey: the inspected panels' outlines. Metres, body frame."),
+                "alt": f"Posterior burst-point draws and 90 % credible regions of {unit} in the side and top views."}
+            section["weapon"] = {"hids": [h.hid for h in shown], "rows": D.weapon_rows(shown), "caption": (
+                "Weapon and burst point per hypothesis, from its stored posterior draws: mean (5 % – 95 % quantiles, the 90 % "
+                "interval); \"fixed\" where the hypothesis fixes the parameter, \"–\" where its model has none.")}
+        out.append(section)
+    return out
+
+
 # ---------------------------------------------------------------- assembly
 def build_report(run: RunData, *, generated: dt.datetime | None = None) -> Report:
     """Everything the report prints, as data, and its plots; ``.pdf()`` typesets it."""
@@ -268,7 +329,8 @@ def build_report(run: RunData, *, generated: dt.datetime | None = None) -> Repor
         "head": _title(run, generated), "summary": _summary(run), "case": _case(run),
         "contributions": _contributions(run, figures), "diagnostics": _diagnostics(run, figures),
         "predictive": _predictive(run), "estimators": _estimators(run), "sensitivity": _sensitivity(run, figures),
-        "reproducibility": C.reproducibility_rows(run.manifest, run.case_note), "appendix": _appendix(run),
+        "reproducibility": C.reproducibility_rows(run.manifest, run.case_note), "damage_maps": _damage_maps(run, figures),
+        "appendix": _appendix(run),
     }
     return Report(data, figures)
 

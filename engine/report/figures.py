@@ -19,6 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from engine.report import damage as D
 from engine.report.content import Contributions
 
 TEXT_W = 6.77  # inches: A4 (8.27 in) less two 0.75 in margins, the template's text width
@@ -171,4 +172,126 @@ def _bar_axes(fig: Figure, ax: Axes, y: np.ndarray, labels: list[str], name: str
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.set_label(name)
+    return fig
+
+
+# ---------------------------------------------------------------- damage map
+HYPOTHESIS_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")  # Okabe-Ito
+BEND_COLOURS = {"in": "#0072B2", "out": "#D55E00", None: "#555555"}
+COUNTED = "#E69F00"  # count-only panels' shade
+PANEL_EDGE, PANEL_FILL = "#555555", "#f2f2f2"
+CLOUD_POINTS = 400  # draws shown per hypothesis and view (every k-th)
+FACE_COLS = 3
+LABELLED = 16  # a side with more panels than this writes only the count-only panels' counts on them
+
+
+def _draw_panel(ax: Axes, corners: np.ndarray, *, fill: str = PANEL_FILL, alpha: float = 1.0, lw: float = 0.7) -> None:
+    from matplotlib.patches import Polygon
+
+    ax.add_patch(Polygon(corners, closed=True, facecolor=fill, edgecolor=PANEL_EDGE, linewidth=lw, alpha=alpha, zorder=1))
+    ax.add_patch(Polygon(corners, closed=True, facecolor="none", edgecolor=PANEL_EDGE, linewidth=lw, zorder=2))
+
+
+def _metres(ax: Axes, dims: tuple[int, int], adjustable: str = "datalim") -> None:
+    ax.set_aspect("equal", adjustable=adjustable)
+    ax.set_xlabel(f"{'xyz'[dims[0]]} (m)", fontsize=7)
+    ax.set_ylabel(f"{'xyz'[dims[1]]} (m)", fontsize=7)
+    ax.tick_params(labelsize=6.5)
+    ax.grid(color="#e4e4e4", linewidth=0.4)
+    ax.set_axisbelow(True)
+
+
+def damage_panels_height(n_faces: int) -> float:
+    return 0.5 + 2.3 * math.ceil(max(n_faces, 1) / FACE_COLS)
+
+
+def damage_panels_figure(m: Any, name: str = "damage-panels") -> Figure:
+    """The inspected panels grouped by the side they face (one view per side, in body coordinates, m):
+    located holes as dots coloured by their bend, count-only panels shaded by their holes per m^2 with
+    their count written on them; each panel labelled with its id and holes (on a side of at most ``LABELLED``
+    panels). The axes are labelled ``name``."""
+    groups = D.faces(m)
+    counts = D.panel_counts(m)
+    density = {p.id: counts[p.id][0] / D.panel_area(p) for p in m.panels if counts[p.id][1]}
+    top = max(density.values(), default=1.0) or 1.0
+    fig = _figure(damage_panels_height(len(groups)))
+    nrows = math.ceil(len(groups) / FACE_COLS)
+    axes = fig.subplots(nrows, FACE_COLS, squeeze=False).ravel()
+    for ax in axes[len(groups):]:
+        ax.set_visible(False)
+    by_panel: dict[str, list] = {}
+    for h in m.holes:
+        by_panel.setdefault(h.panel, []).append(h)
+    for ax, face in zip(axes, groups, strict=False):
+        dims = list(face.dims)
+        for p in face.panels:
+            corners = D.panel_corners(p)[:, dims]
+            n, counted = counts[p.id]
+            if counted:
+                _draw_panel(ax, corners, fill=COUNTED, alpha=0.15 + 0.6 * density[p.id] / top)
+            else:
+                _draw_panel(ax, corners)
+            label = f"{p.id}\n{n} holes{' (count only)' if counted else ''}" if len(face.panels) <= LABELLED else str(n) if counted else ""
+            if label:
+                ax.text(*corners.mean(axis=0), label, ha="center", va="center", fontsize=6, color="#222222", zorder=4, parse_math=False,
+                        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.6})
+            holes = by_panel.get(p.id, [])
+            for bend in ("in", "out", None):
+                pts = np.array([h.at for h in holes if h.bend == bend], dtype=float).reshape(-1, 3)
+                if len(pts):
+                    ax.scatter(pts[:, dims[0]], pts[:, dims[1]], s=2.5, color=BEND_COLOURS[bend], linewidths=0, zorder=3)
+        ax.autoscale_view()
+        _metres(ax, face.dims)
+        ax.set_title(face.title, fontsize=7.5, loc="left", parse_math=False)
+        ax.set_label(name)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    bends = {h.bend for h in m.holes}
+    handles = [Line2D([], [], marker="o", linestyle="none", markersize=3, color=BEND_COLOURS[b],
+                      label={"in": "hole bent inward", "out": "hole bent outward", None: "hole, bend not assessed"}[b])
+               for b in ("in", "out", None) if b in bends]
+    if density:
+        handles.append(Patch(facecolor=COUNTED, alpha=0.6, edgecolor=PANEL_EDGE, label="count only (shade: holes per m²)"))
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=6.5, frameon=False)
+    return fig
+
+
+def burst_cloud_figure(m: Any, hyps: list, name: str = "burst-cloud") -> Figure:
+    """The burst point's posterior draws (at most ``CLOUD_POINTS`` per hypothesis) and the outline of
+    its 90 % credible ellipsoid (``engine.report.damage``) in the side (x-z) and top (x-y) views, one
+    colour per hypothesis, over the inspected panels' outlines. The axes are labelled ``name``."""
+    fig = _figure(3.3)
+    axes = fig.subplots(1, len(D.VIEWS), squeeze=False).ravel()
+    for ax, dims in zip(axes, D.VIEWS, strict=True):
+        idx = list(dims)
+        extent = [D.panel_corners(p)[:, idx] for p in m.panels]
+        for corners in extent:
+            _draw_panel(ax, corners, fill="none", lw=0.6)
+        for i, h in enumerate(hyps):
+            colour = HYPOTHESIS_COLOURS[i % len(HYPOTHESIS_COLOURS)]
+            b = h.burst
+            step = max(1, math.ceil(len(b) / CLOUD_POINTS))
+            ax.scatter(b[::step, idx[0]], b[::step, idx[1]], s=2, color=colour, alpha=0.35, linewidths=0, zorder=3)
+            region = h.region
+            if region is not None:
+                line = region.shadow(dims).outline()
+                ax.plot(line[:, 0], line[:, 1], color=colour, linewidth=1.2, zorder=4)
+                extent.append(line)
+                ax.plot(*region.mean[idx], marker="+", color=colour, markersize=7, zorder=5)
+        pts = np.vstack(extent)
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        pad = 0.08 * max(float((hi - lo).max()), 1.0)
+        ax.set_xlim(lo[0] - pad, hi[0] + pad)
+        ax.set_ylim(lo[1] - pad, hi[1] + pad)
+        _metres(ax, dims, "box")
+        ax.set_title(f"{'side' if dims == (0, 2) else 'top'} view ({'xyz'[dims[0]]}–{'xyz'[dims[1]]})", fontsize=7.5, loc="left",
+                     parse_math=False)
+        ax.set_label(name)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=HYPOTHESIS_COLOURS[i % len(HYPOTHESIS_COLOURS)], marker="o", markersize=3, linewidth=1.2,
+                      label=f"{h.hid} (P = {h.posterior:.3f})") for i, h in enumerate(hyps)]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=6.5, frameon=False)
     return fig

@@ -18,6 +18,14 @@ def observation_text(family: str, observed: Any) -> str:
     return REGISTRY[family].describe(observed)
 
 
+def damage_map(item: Any) -> dict:
+    """``{"damage_map": its panels, holes and counts}`` (what the report draws) for a damage_map item; {} for
+    another family's (case.json gets no key)."""
+    if item.family != "damage_map":
+        return {}
+    return {"damage_map": item.observed.model_dump(mode="json", include={"panels", "holes", "counts"})}
+
+
 def influence_bounds(case: Any) -> dict[str, float | None]:
     """Per item id, the most its unit can move the odds between any two hypotheses (nat; None where
     its family states no bound): ``influence_bound`` at the unit's reliability, each source at its
@@ -50,5 +58,5 @@ def case_record(case: Any) -> CaseRecord:
         evidence=[CaseEvidence(id=it.id, family=it.family, source=it.source, group=it.group, restates=it.restates,
                                observation=observation_text(it.family, it.observed), description=it.description,
                                cites=[Citation(file=c.file, quote=c.quote) for c in it.cites],
-                               influence_bound=bounds.get(it.id)) for it in case.items],
+                               influence_bound=bounds.get(it.id), **damage_map(it)) for it in case.items],
     )

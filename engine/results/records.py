@@ -19,15 +19,15 @@ Records:
 * ``Sensitivity``   sensitivity.json: break-even priors, ablation, reliability sweep and its tornado,
   waterfall, coincidence tests;
 * ``CaseRecord``    case.json: the case as the report shows it (title, date, hypotheses, evidence
-  rows with their observation in words, sources with their reliability), so that nothing
-  downstream of a run re-reads the YAML.
+  rows with their observation in words, a damage map's panels and holes, sources with their
+  reliability), so that nothing downstream of a run re-reads the YAML.
 
 Pure: no file IO (``engine.run.store`` reads and writes the files).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -318,6 +318,38 @@ class Citation(Part):
     quote: str
 
 
+Vector3 = Annotated[list[float], Field(min_length=3, max_length=3)]  # x, y, z
+
+
+class CasePanel(Part):
+    """An inspected panel of a damage map: a rectangle (corner and two perpendicular edges, m, body frame)."""
+
+    id: str
+    corner: Vector3
+    edge1: Vector3
+    edge2: Vector3
+
+
+class CaseHole(Part):
+    panel: str
+    at: Vector3
+    bend: Literal["in", "out"] | None = None
+    elongation: float | None = None
+
+
+class CasePanelCount(Part):
+    panel: str
+    holes: int
+
+
+class CaseDamageMap(Part):
+    """A damage-map item's panels and holes (what the report draws), as observed."""
+
+    panels: list[CasePanel]
+    holes: list[CaseHole] = []
+    counts: list[CasePanelCount] = []
+
+
 class CaseEvidence(Part):
     id: str
     family: str
@@ -328,6 +360,7 @@ class CaseEvidence(Part):
     description: str = ""
     cites: list[Citation] = []
     influence_bound: float | None = None  # nat: the most the item's unit can move the odds between two hypotheses; None: no bound stated
+    damage_map: CaseDamageMap | None = None  # a damage_map item's panels and holes
 
 
 class CaseRecord(Record):
