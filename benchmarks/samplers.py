@@ -38,7 +38,9 @@ seeds per configuration. None of them reads NUTS draws (the independent check):
   unconstrained log density (L-BFGS on central-difference gradients of the engine's vectorised
   ``log_density``), the inverse of the negative Hessian there (central differences) as the scale
   matrix of a multivariate t with 4 degrees of freedom; log Z = log mean_i p(y, x_i) / q(x_i),
-  stated error sd(w) / (mean(w) sqrt(n)) (delta method) and the Pareto k of the weights.
+  stated error sd(w) / (mean(w) sqrt(n)) (delta method) and the Pareto k of the weights;
+* ``mixture-IS``: the same from the defensive mixture 0.5 prior + 0.5 Student-t (Hesterberg 1995): the
+  weights stay bounded (by twice the likelihood) where the t approximation misses posterior mass.
 
 Per configuration: mean, s.d. and max of |error| over hypotheses x seeds, how often |error| exceeds twice
 the stated error, seconds per estimate (compile excluded, printed apart), and accuracy per second
@@ -67,12 +69,42 @@ CASES = {  # name -> (file, hypotheses sampled in `samplers`)
     "oracle": ("tests/cases/oracle.yaml", ("external",)),
     "claims": ("tests/cases/calibration-oracle-claims.yaml", ("sam",)),
     "presence": ("tests/cases/calibration-presence.yaml", ("sam",)),
+    "calclaims": ("tests/cases/calibration-claims.yaml", ("sam",)),
+    "stress": ("(built: STRESS below)", ("a",)),
     "azal": ("cases/azal8243-2024.yaml", ("russian_sam",)),
     "il20": ("cases/il20-2018.yaml", ("syria_alone",)),
 }
+STRESS = """# Built by benchmarks/samplers.py: informative data on shared parameters (24 claims from two sources of
+# uncertain reliability, one assertion rate per interest class shared by 16 and 8 claims), so SMC needs
+# several stages and the prior is a poor proposal; exact by the quadrature of engine.calibration.reference.
+case: {id: stress-claims, title: "Stress case: many claims on shared reliabilities", date: 2024-01-01}
+sources:
+  - {id: witness, title: Witnesses, reliability: {beta: [2.0, 2.0]}}
+  - {id: press, title: A newspaper, reliability: {beta: [3.0, 3.0]}}
+hypotheses:
+  - {id: a, description: external burst, prior: 0.5, mechanism: proximity_fragmentation}
+  - {id: b, description: internal blast, prior: 0.5, mechanism: internal_explosion}
+evidence:
+""" + "".join(f"""  - {{id: w{i}, family: claim, source: witness, observed: {{statement: witness statement {i}, interest: neutral}},
+     under: {{a: {{holds: 0.95}}, b: {{holds: {0.3 if i % 2 else 0.6}}}}}}}
+""" for i in range(16)) + "".join(f"""  - {{id: p{i}, family: claim, source: press, observed: {{statement: press report {i}, interest: serves}},
+     under: {{a: {{holds: 0.1}}, b: {{holds: 0.8}}}}}}
+""" for i in range(8))
+
+
+def stress_case_file() -> Path:
+    path = Path(tempfile.gettempdir()) / "samplers-stress-claims.yaml"
+    path.write_text(STRESS, encoding="utf-8")
+    return path
+
+
 SAMPLERS = ("pymc", "nutpie-numba", "nutpie-jax", "numpyro", "blackjax")
 TARGET_ACCEPT = 0.9
 TINY = 5  # tune and draws of the tiny runs that split JIT from sampling
+
+
+def _case_path(name: str) -> Path:
+    return stress_case_file() if name == "stress" else ROOT / CASES[name][0]
 
 
 def _env(cache: Path | None) -> dict:
@@ -175,7 +207,7 @@ def one_sampler(case_name: str, hid: str, sampler: str, tune: int, draws: int, c
     _quiet()
     t_import = time.perf_counter() - t0
     t0 = time.perf_counter()
-    case = load_case(ROOT / CASES[case_name][0])
+    case = load_case(_case_path(case_name))
     compiled = Compiled(case, hid)
     t_build = time.perf_counter() - t0
     names = [rv.name for rv in compiled.model.free_RVs]
@@ -417,16 +449,27 @@ class Estimators:
         value, se, k = _is_estimate(self.log_p(x) - self.log_prior(x))
         return {"value": value, "se": se, "k": k, "seconds": time.perf_counter() - t0}
 
-    def laplace_is(self, n: int, seed: int, df: float = 4.0) -> dict:
+    def laplace_is(self, n: int, seed: int, df: float = 4.0, prior_share: float = 0.0) -> dict:
+        """Importance sampling from the Laplace / Student-t approximation; with ``prior_share`` > 0 from the
+        defensive mixture prior_share p(theta) + (1 - prior_share) t(theta) (Hesterberg 1995), whose weights
+        p(y, theta) / q(theta) are bounded by the likelihood / prior_share wherever the t misses mass."""
         from scipy import stats
+        from scipy.special import logsumexp
 
         t0 = time.perf_counter()
         ip = self.c.model.initial_point()
         x0 = np.concatenate([np.ravel(ip[v.name]) for v in self.c.model.value_vars])
         mode, cov = laplace_t(self.log_p, self.dim, x0)
-        q = stats.multivariate_t(loc=mode, shape=cov, df=df, seed=np.random.default_rng(seed))
-        x = np.atleast_2d(q.rvs(size=n).reshape(n, self.dim))
-        value, se, k = _is_estimate(self.log_p(x) - q.logpdf(x).reshape(n))
+        rng = np.random.default_rng(seed)
+        q = stats.multivariate_t(loc=mode, shape=cov, df=df, seed=rng)
+        n_prior = int(rng.binomial(n, prior_share)) if prior_share > 0 else 0
+        x = np.atleast_2d(q.rvs(size=n - n_prior).reshape(n - n_prior, self.dim))
+        if n_prior:
+            x = np.vstack([x, self.prior_draws(n_prior, int(rng.integers(2**31)))])
+        log_q = q.logpdf(x).reshape(n)
+        if prior_share > 0:
+            log_q = logsumexp([np.log(prior_share) + self.log_prior(x), np.log1p(-prior_share) + log_q], axis=0)
+        value, se, k = _is_estimate(self.log_p(x) - log_q)
         return {"value": value, "se": se, "k": k, "seconds": time.perf_counter() - t0}
 
     def smc_chains(self, kernel: str, n: int, chains: int, seed: int) -> list[dict]:
@@ -471,7 +514,8 @@ class Estimators:
 
 
 SMC_CONFIGS = (("IMH", 250, 4), ("IMH", 500, 4), ("IMH", 1000, 2), ("IMH", 1000, 4), ("IMH", 2000, 4), ("MH", 1000, 4))
-IS_CONFIGS = (("prior-IS", 4000), ("prior-IS", 16000), ("laplace-t-IS", 1000), ("laplace-t-IS", 4000), ("laplace-t-IS", 16000))
+IS_CONFIGS = (("prior-IS", 4000), ("prior-IS", 16000), ("laplace-t-IS", 1000), ("laplace-t-IS", 4000), ("laplace-t-IS", 16000),
+              ("mixture-IS", 4000), ("mixture-IS", 16000))
 
 
 def bench_evidence(cases: list[str], seeds: int, smc_configs, is_configs, hyps: int | None = None) -> dict:  # noqa: ANN001
@@ -484,7 +528,7 @@ def bench_evidence(cases: list[str], seeds: int, smc_configs, is_configs, hyps: 
     by_config: dict[str, list[dict]] = {}
     compile_s: dict[str, float] = {}
     for name in cases:
-        case = load_case(ROOT / CASES[name][0])
+        case = load_case(_case_path(name))
         exact = exact_log_z(case)
         t0 = time.perf_counter()
         est = Estimators(compiled_for(case, next(iter(case.hypotheses))))
@@ -508,7 +552,8 @@ def bench_evidence(cases: list[str], seeds: int, smc_configs, is_configs, hyps: 
             for method, n in is_configs:
                 key = f"{method} {n}"
                 for s in range(seeds):
-                    r = est.prior_is(n, 1000 + s) if method == "prior-IS" else est.laplace_is(n, 1000 + s)
+                    r = (est.prior_is(n, 1000 + s) if method == "prior-IS" else
+                         est.laplace_is(n, 1000 + s, prior_share=0.5 if method == "mixture-IS" else 0.0))
                     by_config.setdefault(key, []).append({"case": name, "hypothesis": hid, "seed": s, "exact": exact[hid], **r})
         compile_s.update({f"{name}: {k}": v for k, v in est.compile_s.items() if k.startswith("MH")})
     return {"rows": by_config, "compile_s": compile_s}
@@ -570,6 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--warm-only", action="store_true", help="one interpreter on this environment's caches (no cold run)")
     p.add_argument("--seeds", type=int, default=5, help="evidence: seeds per configuration and hypothesis")
+    p.add_argument("--only-is", nargs="*", help="evidence: only these importance samplers (all when none named), no SMC")
     p.add_argument("--hyps", type=int, default=None, help="evidence: only the first N hypotheses of each case")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--load", nargs="*", help="print the tables of these earlier --json files together (no sampling)")
@@ -618,7 +664,10 @@ def main(argv: list[str] | None = None) -> int:
                 res["compile_s"].update(old["compile_s"])
             cases = list(dict.fromkeys(r["case"] for rows in res["rows"].values() for r in rows))
         else:
-            res = bench_evidence(cases, a.seeds, SMC_CONFIGS, IS_CONFIGS, a.hyps)
+            if a.only_is is None:
+                res = bench_evidence(cases, a.seeds, SMC_CONFIGS, IS_CONFIGS, a.hyps)
+            else:
+                res = bench_evidence(cases, a.seeds, (), [c for c in IS_CONFIGS if not a.only_is or c[0] in a.only_is], a.hyps)
         out["evidence"] = {"tables": print_evidence(res, cases), **res}
     out["seconds"] = time.perf_counter() - t0
     print(f"\nwall time {out['seconds']:.0f} s")
