@@ -71,6 +71,7 @@ CASES = {  # name -> (file, hypotheses sampled in `samplers`)
     "presence": ("tests/cases/calibration-presence.yaml", ("sam",)),
     "calclaims": ("tests/cases/calibration-claims.yaml", ("sam",)),
     "stress": ("(built: STRESS below)", ("a",)),
+    "damage": ("tests/cases/damage-map-4h.yaml", ("large-sam",)),
     "azal": ("cases/azal8243-2024.yaml", ("russian_sam",)),
     "il20": ("cases/il20-2018.yaml", ("syria_alone",)),
 }
@@ -661,7 +662,8 @@ def main(argv: list[str] | None = None) -> int:
                 old = json.loads(Path(f).read_text(encoding="utf-8"))["evidence"]
                 for k, rows in old["rows"].items():
                     res["rows"].setdefault(k, []).extend(rows)
-                res["compile_s"].update(old["compile_s"])
+                for k, v in old["compile_s"].items():
+                    res["compile_s"].setdefault(k, v)  # the first run of a case compiled from its cache state
             cases = list(dict.fromkeys(r["case"] for rows in res["rows"].values() for r in rows))
         else:
             if a.only_is is None:

@@ -23,6 +23,9 @@ def _load(name: str, path: Path):  # noqa: ANN202
     return mod
 
 
+pytestmark = pytest.mark.slow  # ~55 s of CPU (a NUTS compile in a fresh interpreter, the log densities): make test-quick skips it
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory) -> dict:  # noqa: ANN001
     bench = _load("samplers_benchmark", ROOT / "benchmarks" / "samplers.py")
