@@ -641,7 +641,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n(a) samplers: {a.chains} chains x ({a.tune} tune + {a.draws} draws), target_accept {TARGET_ACCEPT}, "
               f"one core each; compile warm = second interpreter on the first one's caches")
         if a.load:  # rows of several earlier runs, |z| against the PyMC row of the same model
-            rows = [r for f in a.load for r in json.loads(Path(f).read_text(encoding="utf-8"))["samplers"]]
+            latest = {(r["case"], r["hypothesis"], r["sampler"]): r  # a later file's row replaces an earlier one's
+                      for f in a.load for r in json.loads(Path(f).read_text(encoding="utf-8"))["samplers"]}
+            rows = list(latest.values())
             order = {s: i for i, s in enumerate(SAMPLERS)}
             rows.sort(key=lambda r: (list(CASES).index(r["case"]), r["hypothesis"], order.get(r["sampler"], 99)))
             for i, r in enumerate(rows):
