@@ -29,7 +29,23 @@ formulas). Parameters (per hypothesis, from its mechanism's ``damage_map`` secti
 - ``elongation_sd``: s.d. of ln(elongation) about -ln cos(i) (fixed);
 - ``misread``: the chance that a hole's bend is misread (fixed);
 - ``stray_rate``: holes per m\ :sup:`2` the burst did not make (rivet holes, earlier damage, debris),
-  uniform over the inspected skin (fixed, default 0.05, assumed).
+  uniform over the inspected skin (fixed, default 0.05, assumed);
+- ``shape_<s>``, ``log_mass_<s>`` for each fragment shape ``s`` of ``SHAPES``: the class's weight of
+  that shape among its fragments and the median mass of such a fragment, ln grams (fixed; defaults
+  0 and ``DEFAULT_LOG_MASS``).
+
+Recovered fragments (``recovered``: shape and mass in grams) add a term with no latent parameter,
+a constant per hypothesis (:func:`recovered_log_likelihood`): fragment :math:`i` of shape
+:math:`s_i` and mass :math:`m_i` has density
+
+.. math::
+    p(s_i)\,\mathcal{LN}(m_i \mid \mu_{s_i}, \tau_{s_i}),\qquad
+    p(s) = \frac{w_s + \epsilon}{\sum_t w_t + 5\epsilon},
+
+with :math:`w_s` = ``shape_<s>``, :math:`\mu_s` = ``log_mass_<s>``, the floor :math:`\epsilon` =
+``SHAPE_FLOOR`` (0.005: a shape the class never makes has probability about 0.005 / (sum of weights)),
+and :math:`\tau_s` = ``MASS_LOG_SD`` (0.2 for preformed shapes, 1.0 for natural fragments; assumed).
+A class listing no shape weighs all five alike.
 
 Background (what an unfaithful report follows; the ``generic`` mechanism's ``damage_map``
 section may set it): holes spread uniformly over the inspected skin at a rate
@@ -68,6 +84,13 @@ _NORMAL = (("normal", "fixed"), (-1e4, 1e4))
 _FIXED = lambda lo, hi: (("fixed",), (lo, hi))  # noqa: E731
 COURSE_DEFAULTS = {"course_heading": Dist("fixed", (0.0,)), "course_climb": Dist("fixed", (0.0,)),
                    "stray_rate": Dist("fixed", (0.05,))}  # assumed: 3 stray holes on 60 m^2 of skin
+SHAPES = ("bow_tie", "square", "rod", "ball", "natural")
+SHAPE_FLOOR = 0.005  # weight of a shape the class never makes (assumed)
+MASS_LOG_SD = {"bow_tie": 0.2, "square": 0.2, "rod": 0.2, "ball": 0.2, "natural": 1.0}  # s.d. of ln mass (assumed)
+DEFAULT_LOG_MASS = 1.6  # ln g: 5 g, a class that states no mass for a shape (assumed)
+SHAPE_DEFAULTS = {**{f"shape_{s}": Dist("fixed", (0.0,)) for s in SHAPES},
+                  **{f"log_mass_{s}": Dist("fixed", (DEFAULT_LOG_MASS,)) for s in SHAPES}}
+MAX_RECOVERED = 1000
 DEFAULT_BACKGROUND = {
     "background_rate": Dist("gamma", (0.5, 0.005)),  # holes per m^2: mean 100, very wide
     "elongation_log_mean": Dist("fixed", (0.3,)),
@@ -89,6 +112,11 @@ class Hole(Strict):
     elongation: float | None = Field(default=None, ge=1.0, le=100.0)
 
 
+class Recovered(Strict):
+    shape: Literal["bow_tie", "square", "rod", "ball", "natural"]
+    mass_g: float = Field(gt=0.0, le=100_000.0)
+
+
 class PanelCount(Strict):
     panel: str
     holes: NonNegativeInt
@@ -100,6 +128,7 @@ class DamageMapObs(Strict):
     panels: tuple[Panel, ...] = Field(min_length=1, max_length=MAX_PANELS)
     holes: tuple[Hole, ...] = Field(default=(), max_length=MAX_HOLES)
     counts: tuple[PanelCount, ...] = ()
+    recovered: tuple[Recovered, ...] = Field(default=(), max_length=MAX_RECOVERED)
     aircraft_speed: float = Field(default=230.0, ge=0.0, le=400.0)  # m/s along the body x axis
     cell: float = Field(default=0.4, ge=0.02, le=5.0)  # quadrature cell, m
 
@@ -198,6 +227,8 @@ class DamageMap(Family):
         "elongation_sd": _FIXED(0.01, 3.0),
         "misread": _FIXED(0.0, 0.5),
         "stray_rate": _FIXED(0.0, 100.0),
+        **{f"shape_{s}": _FIXED(0.0, 1e6) for s in SHAPES},
+        **{f"log_mass_{s}": _FIXED(-10.0, 15.0) for s in SHAPES},
     }
     replicable = True
     sampled = ("burst_x", "burst_y", "burst_z", "axis_x", "axis_y", "axis_z", "course_heading", "course_climb", "weapon_speed", "log_fragments",
@@ -205,8 +236,8 @@ class DamageMap(Family):
 
     def mechanism_params(self, obs, table):  # noqa: ANN001, ANN201
         """The mechanism's table; the course's turn angles default to 0 (the course is then the axis), the
-        stray-hole rate to 0.05 per m^2."""
-        return {**COURSE_DEFAULTS, **table}
+        stray-hole rate to 0.05 per m^2, shape weights to 0 and masses to ``DEFAULT_LOG_MASS``."""
+        return {**COURSE_DEFAULTS, **SHAPE_DEFAULTS, **table}
 
     def describe(self, obs) -> str:  # noqa: ANN001
         counted = sum(c.holes for c in obs.counts)
@@ -216,6 +247,9 @@ class DamageMap(Family):
             parts.append(f"{counted} counted on {len(obs.counts)} more")
         if bends:
             parts.append(f"{bends.count('in')} of {len(bends)} assessed bent inward")
+        if obs.recovered:
+            shapes = [f.shape for f in obs.recovered]
+            parts.append(f"{len(shapes)} fragments recovered ({', '.join(f'{shapes.count(s)} {s}' for s in SHAPES if s in shapes)})")
         return ", ".join(parts)
 
     def check_params(self, obs, spec) -> list[tuple[str, str]]:  # noqa: ANN001
@@ -245,7 +279,10 @@ class DamageMap(Family):
         op.hole_map = hm
         params = pt.concatenate([burst, axis, rel, pt.stack([theta["fragment_speed"], phi0, sigma, scale])])
         fixed = pt.stack([pt.as_tensor(theta[k], dtype="float64") for k in ("v50", "v50_spread", "inside", "elongation_sd", "misread", "stray_rate")])
-        return op(params, fixed)[0]
+        out = op(params, fixed)[0]
+        if obs.recovered:
+            out = out + recovered_log_likelihood(pt, obs.recovered, theta)
+        return out
 
     def initial_values(self, items: tuple, spec: dict) -> list[dict[str, float]]:
         """Candidate starting points for the sampler (parameter -> value; only sampled parameters):
@@ -415,7 +452,7 @@ class DamageMap(Family):
         return out + np.where(n > 0, normal, 0.0)
 
     def generic(self, items, library, hypotheses) -> dict[str, Dist]:  # noqa: ANN001
-        return {**DEFAULT_BACKGROUND, **library}
+        return {**DEFAULT_BACKGROUND, **SHAPE_DEFAULTS, **library}
 
     def closed_form(self, items, spec) -> float | None:  # noqa: ANN001
         """The background's log density (uniform holes at a Gamma rate, normal log elongations, even bends);
@@ -438,10 +475,29 @@ class DamageMap(Family):
             loge = np.log(np.asarray(elongations))
             out += float(np.sum(stats.norm.logpdf(loge, spec["elongation_log_mean"].mean(), spec["elongation_log_sd"].mean()) - loge))
         out += sum(h.bend is not None for h in obs.holes) * math.log(0.5)
+        if obs.recovered:
+            out += recovered_log_likelihood(np, obs.recovered, {**SHAPE_DEFAULTS, **spec})
         return float(out)
 
     def exact_problem(self, case) -> str | None:  # noqa: ANN001
         return "a damage map's likelihood has no closed form" if any(it.family == self.name for it in case.items) else None
+
+
+def recovered_log_likelihood(xp, recovered, theta) -> float:  # noqa: ANN001
+    r"""log p(recovered fragments | class): :math:`\sum_i \log p(s_i) + \log \mathcal{LN}(m_i \mid \mu_{s_i}, \tau_{s_i})`
+    (module docstring). ``theta`` maps ``shape_<s>`` and ``log_mass_<s>`` to numbers, ``Dist`` or tensors."""
+    value = {k: (v.mean() if isinstance(v, Dist) else v) for k, v in theta.items() if k.startswith(("shape_", "log_mass_"))}
+    total_weight = sum(value[f"shape_{s}"] for s in SHAPES) + len(SHAPES) * SHAPE_FLOOR
+    out = 0.0
+    for s in SHAPES:
+        logm = np.log([f.mass_g for f in recovered if f.shape == s])
+        if not len(logm):
+            continue
+        n, mu, tau = len(logm), value[f"log_mass_{s}"], MASS_LOG_SD[s]
+        out = out + n * xp.log((value[f"shape_{s}"] + SHAPE_FLOOR) / total_weight)
+        out = out - float(logm.sum()) - n * math.log(tau * math.sqrt(2 * math.pi))
+        out = out - (float(np.sum(logm**2)) - 2 * mu * float(logm.sum()) + n * mu**2) / (2 * tau**2)
+    return out
 
 
 def course_direction(xp, axis, heading, climb):  # noqa: ANN001, ANN201
