@@ -110,6 +110,7 @@ class Hole(Strict):
     at: Vector
     bend: Literal["in", "out"] | None = None
     elongation: float | None = Field(default=None, ge=1.0, le=100.0)
+    size_mm: float | None = Field(default=None, gt=0.0, le=10_000.0)  # recorded for the report; not in the likelihood
 
 
 class Recovered(Strict):
@@ -131,6 +132,15 @@ class DamageMapObs(Strict):
     recovered: tuple[Recovered, ...] = Field(default=(), max_length=MAX_RECOVERED)
     aircraft_speed: float = Field(default=230.0, ge=0.0, le=400.0)  # m/s along the body x axis
     cell: float = Field(default=0.4, ge=0.02, le=5.0)  # quadrature cell, m
+
+    @model_validator(mode="before")
+    @classmethod
+    def _size(cls, raw):  # noqa: ANN001, ANN206
+        holes = raw.get("holes") if isinstance(raw, dict) else None
+        if isinstance(holes, (list, tuple)) and len(holes) > MAX_HOLES:
+            raise ValueError(f"holes: {len(holes)} located holes, at most {MAX_HOLES}; give the densest panels' holes as counts "
+                             "(counts: [{panel, holes}]) instead of positions")
+        return raw
 
     @model_validator(mode="after")
     def _geometry(self) -> DamageMapObs:
@@ -255,6 +265,8 @@ class DamageMap(Family):
     def check_params(self, obs, spec) -> list[tuple[str, str]]:  # noqa: ANN001
         if spec.get("inside") is not None and spec["inside"].mean() not in (0.0, 1.0):
             return [("inside", "inside is 0 (burst outside the airframe) or 1 (inside)")]
+        if (problem := burst_prior_problem(obs, spec)) is not None:
+            return [("panels", problem)]
         return []
 
     def group_conflict(self, group, first, other) -> str | None:  # noqa: ANN001
@@ -481,6 +493,45 @@ class DamageMap(Family):
 
     def exact_problem(self, case) -> str | None:  # noqa: ANN001
         return "a damage map's likelihood has no closed form" if any(it.family == self.name for it in case.items) else None
+
+
+PRIOR_REACH_HOLES = 0.01  # fewer expected holes than this at all nine prior points: the burst prior excludes every panel
+
+
+def burst_prior_problem(obs: DamageMapObs, spec: dict[str, Dist]) -> str | None:
+    """Why a hypothesis's burst prior excludes every inspected panel, or None.
+
+    Holes were found, yet at each of nine burst points (the prior mean of ``burst_x/y/z`` and the eight
+    corners at +-2 prior s.d.; a fixed coordinate stays), every other parameter at its prior mean, the
+    model expects fewer than ``PRIOR_REACH_HOLES`` holes on all inspected panels together (the intensity
+    integrated by the family's quadrature): e.g. a burst prior inside the airframe for a weapon that
+    bursts outside, or one whose spray cannot reach the panels. Nine evaluations, a few milliseconds."""
+    import itertools
+
+    names = [f"burst_{c}" for c in "xyz"]
+    needed = (*names, "axis_x", "axis_y", "axis_z", "course_heading", "course_climb", "weapon_speed", "log_fragments", "spray_angle",
+              "spray_width", "fragment_speed", "v50", "v50_spread", "inside", "stray_rate")
+    if not (obs.holes or any(c.holes for c in obs.counts)) or any(k not in spec for k in needed):
+        return None
+    t = {k: float(spec[k].mean()) for k in needed}
+    if t["fragment_speed"] <= 0 or t["spray_width"] <= 0:
+        return None
+    quad = panel_quadrature([_panel_tuple(p) for p in obs.panels], cell=obs.cell)
+    axis = course_direction(np, [t["axis_x"], t["axis_y"], t["axis_z"]], t["course_heading"], t["course_climb"])
+    rel = (1 - t["inside"]) * (t["weapon_speed"] * axis - np.array([obs.aircraft_speed, 0.0, 0.0]))
+    mean = np.array([t[k] for k in names])
+    sd = np.array([spec[k].args[1] if spec[k].kind == "normal" else 0.0 for k in names])
+    deg = math.pi / 180
+    for signs in itertools.chain([(0, 0, 0)], itertools.product((-2, 2), repeat=3)):
+        burst = mean + np.array(signs) * sd
+        with np.errstate(all="ignore"):
+            lam = hole_intensity(np, quad.points, quad.normals, burst, axis, rel, t["fragment_speed"], t["spray_angle"] * deg,
+                                 t["spray_width"] * deg, math.exp(t["log_fragments"]), t["v50"], t["v50_spread"], entry=1 - 2 * t["inside"])
+        if float(np.sum(quad.weights * np.nan_to_num(lam))) >= PRIOR_REACH_HOLES:
+            return None
+    where = "inside" if t["inside"] else "outside"
+    return (f"the burst prior (burst_x/y/z, mean {np.round(mean, 2).tolist()} m, +-2 s.d.) reaches no inspected panel from {where} "
+            f"(under {PRIOR_REACH_HOLES} expected holes at its mean and corners); move burst_x/y/z under the hypothesis, or check inside")
 
 
 def recovered_log_likelihood(xp, recovered, theta) -> float:  # noqa: ANN001

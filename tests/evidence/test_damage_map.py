@@ -138,7 +138,7 @@ BAD = [
     ("non-perpendicular edges", lambda o: o["panels"][0].update(edge2=[1.0, 2.0, 0.0]), "not perpendicular"),
     ("degenerate panel", lambda o: o["panels"][0].update(edge1=[0.0, 0.0, 0.0]), "1 mm to 200 m"),
     ("elongation below 1", lambda o: o["holes"][0].update(elongation=0.5), "must be a number >= 1"),
-    ("ten thousand holes", lambda o: o.update(holes=[copy.deepcopy(h) for h in o["holes"] * (10_000 // len(o["holes"]) + 1)]), "at most 5000"),
+    ("ten thousand holes", lambda o: o.update(holes=[copy.deepcopy(h) for h in o["holes"] * (10_000 // len(o["holes"]) + 1)]), "located holes, at most 5000; give the densest panels"),
     ("a panel counted and mapped", lambda o: o.update(counts=[{"panel": o["holes"][0]["panel"], "holes": 3}]), "not both"),
     ("unknown fragment shape", lambda o: o.update(recovered=[{"shape": "star", "mass_g": 3.0}]), "recovered[0].shape: must be one of"),
     ("fragment mass zero", lambda o: o.update(recovered=[{"shape": "rod", "mass_g": 0.0}]), "recovered[0].mass_g"),
