@@ -210,6 +210,15 @@ def _log_prior(d: Dist, x: float) -> float:
     return 0.0
 
 
+def _log_prior_slope(d: Dist, x: float) -> float:
+    """d/dx of :func:`_log_prior`."""
+    if d.kind == "normal":
+        return -(x - d.args[0]) / d.args[1] ** 2
+    if d.kind == "gamma":
+        return (d.args[0] - 1) / max(x, 1e-300) - d.args[1]
+    return 0.0
+
+
 def _centroid(obs: DamageMapObs) -> np.ndarray:
     """The inspected panels' area-weighted centroid."""
     c = np.array([np.add(p.corner, np.add(p.edge1, p.edge2) / 2) for p in obs.panels], dtype=float)
@@ -339,32 +348,46 @@ class DamageMap(Family):
         return [{k: v for k, v in c.items() if k in free} for c in self._refined(hm, obs, spec, out, sorted(free))]
 
     def _refined(self, hm, obs, spec, cands: list[dict], free: list[str], keep: int = 3, maxiter: int = 60) -> list[dict]:  # noqa: ANN001
-        """The candidates, the best ``keep`` of them first and climbed (Nelder-Mead-free L-BFGS on numerical
-        gradients) on the map's own log likelihood plus the log prior: the model's mixture with the
-        background is flat far from the burst, where a sampler's optimiser cannot move."""
+        """The candidates, the best ``keep`` of them first and climbed (L-BFGS with the op's analytic gradient)
+        on the map's own log likelihood plus the log prior: the model's mixture with the background is flat
+        far from the burst, where a sampler's optimiser cannot move."""
         from scipy import optimize
 
         deg = math.pi / 180
         stray = float(spec["stray_rate"].mean()) if "stray_rate" in spec else 0.0
 
-        def objective(x: np.ndarray, base: dict) -> float:
-            t = {**base, **dict(zip(free, x, strict=True))}
-            if t["fragment_speed"] <= 0 or t["spray_width"] <= 0:
-                return 1e12
+        def weapon(t: dict) -> np.ndarray:
+            """The op's inputs (burst, course, relative velocity, v0, phi0, sigma, K = N / Z) for parameters ``t``."""
             axis = course_direction(np, [t["axis_x"], t["axis_y"], t["axis_z"]], t["course_heading"], t["course_climb"])
             rel = (1 - t["inside"]) * (t["weapon_speed"] * axis - np.array([obs.aircraft_speed, 0.0, 0.0]))
-            with np.errstate(all="ignore"):
-                ll = log_likelihood(np, hm, np.array([t["burst_x"], t["burst_y"], t["burst_z"]]), axis, rel, t["fragment_speed"],
-                                    t["spray_angle"] * deg, t["spray_width"] * deg, math.exp(t["log_fragments"]), t["v50"], t["v50_spread"],
-                                    entry=1 - 2 * t["inside"], elongation_sd=t["elongation_sd"], misread=t["misread"], floor=stray + 1e-12)
-            lp = sum(_log_prior(spec[k], t[k]) for k in free)
-            value = -(ll + lp)
-            return float(value) if np.isfinite(value) else 1e12
+            phi0, sigma = t["spray_angle"] * deg, t["spray_width"] * deg
+            return np.concatenate([[t["burst_x"], t["burst_y"], t["burst_z"]], axis, rel,
+                                   [t["fragment_speed"], phi0, sigma, math.exp(t["log_fragments"]) / band_normaliser(np, phi0, sigma)]])
 
-        ranked = sorted(cands, key=lambda c: objective(np.array([c[k] for k in free]), c))
+        def objective(x: np.ndarray, base: dict) -> tuple[float, np.ndarray]:
+            """Minus (the model's map log likelihood without its bend term, a constant here, plus the log prior) and its
+            gradient: the op's hand-written gradient (numba) through the Jacobian of ``weapon`` (central differences)."""
+            t = {**base, **dict(zip(free, x, strict=True))}
+            if t["fragment_speed"] <= 0 or t["spray_width"] <= 0:
+                return 1e12, np.zeros_like(x)
+            p = weapon(t)
+            with np.errstate(all="ignore"):
+                ll, g = log_likelihood_and_gradient(hm, p[0:3], p[3:6], p[6:9], *p[9:13], t["v50"], t["v50_spread"], entry=1 - 2 * t["inside"],
+                                                    elongation_sd=t["elongation_sd"], stray=stray)
+                jac = np.empty((len(p), len(x)))
+                for j, k in enumerate(free):
+                    h = 1e-6 * max(1.0, abs(x[j]))
+                    jac[:, j] = (weapon({**t, k: x[j] + h}) - weapon({**t, k: x[j] - h})) / (2 * h)
+            value = -(ll + sum(_log_prior(spec[k], t[k]) for k in free))
+            grad = -(g @ jac + np.array([_log_prior_slope(spec[k], t[k]) for k in free]))
+            if not (np.isfinite(value) and np.all(np.isfinite(grad))):
+                return 1e12, np.zeros_like(x)
+            return float(value), grad
+
+        ranked = sorted(cands, key=lambda c: objective(np.array([c[k] for k in free]), c)[0])
         out = []
         for c in ranked[:keep]:
-            fit = optimize.minimize(objective, np.array([c[k] for k in free]), args=(c,), method="L-BFGS-B",
+            fit = optimize.minimize(objective, np.array([c[k] for k in free]), args=(c,), jac=True, method="L-BFGS-B",
                                     options={"maxiter": maxiter})
             out.append({**c, **{k: float(v) for k, v in zip(free, fit.x, strict=True)}})
         return out + ranked[keep:]
