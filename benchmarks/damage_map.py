@@ -27,6 +27,7 @@ family's starting points, a Laplace full mass matrix) and the script prints
     python benchmarks/damage_map.py --write-case tests/cases/damage-map-4h.yaml
     python benchmarks/damage_map.py --worked-case cases/damage-map-synthetic.yaml
     python benchmarks/damage_map.py --time                   # evaluation timing only
+    python benchmarks/damage_map.py --diagnose 1,3,4 --tune 500 --draws 500   # long chains on chosen bursts
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ def laplace_log_evidence(cm, case, hid: str, from_mode: np.ndarray | None = None
 
 def read_back(args: tuple) -> list[dict]:
     """Worker: simulate and read back bursts ``seeds`` (each structure compiled once, its hole map swapped)."""
-    seeds, draws, tune = args
+    seeds, draws, tune, deadline = args
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -273,6 +274,9 @@ def read_back(args: tuple) -> list[dict]:
     quiet()
     out, compiled = [], {}
     for seed in seeds:
+        if time.time() > deadline:
+            print(f"time budget spent: stopping before burst {seed}", flush=True)
+            break
         rng = np.random.default_rng([seed, 13])
         while True:
             truth = draw_truth(rng)
@@ -358,6 +362,49 @@ def fragments_only(n: int = 2000, seed: int = 7) -> None:
             print(f"  fragments alone, simulated by {h:9s}: no set of {n} has >= 2 shaped fragments (the class makes natural ones)")
 
 
+def diagnose(seeds: list[int], draws: int, tune: int, chains: int = 2) -> None:
+    """Long chains on chosen bursts (the large SAM's model only): is a burst point left outside its 90 % region
+    by the sampler (chains disagree, R-hat) or by the posterior itself (truth many posterior s.d. away)?"""
+    import warnings
+
+    import arviz as az
+
+    warnings.filterwarnings("ignore")
+    from engine.evidence.damage_map import DamageMapObs, hole_map
+    from engine.run.compiled import Compiled, quiet
+
+    quiet()
+    cm = None
+    for seed in seeds:
+        rng = np.random.default_rng([seed, 13])
+        while True:
+            truth = draw_truth(rng)
+            obs = simulate_map(rng, truth)
+            if 100 <= len(obs["holes"]) <= 1000:
+                break
+        case = _case(obs)
+        cm = cm or Compiled(case, "large-sam")
+        for op in _map_ops(cm):
+            op.hole_map = hole_map(DamageMapObs.model_validate(obs))
+        cm._starts.clear()
+        cm.use(case, "large-sam", observed=case)
+        t0 = time.time()
+        post = az.concat([cm.sample_nuts(draws=draws, tune=tune, seed=seed * 10 + c, target_accept=0.9) for c in range(chains)], dim="chain")
+        names = [f"hole-map__{k}" for k in NAMES[:3]]
+        b = np.stack([post.posterior[n].values for n in names], axis=-1)  # chain, draw, 3
+        tb = np.array([truth[k] for k in NAMES[:3]])
+        flat = b.reshape(-1, 3)
+        mean, sd = flat.mean(0), flat.std(0)
+        prec = np.linalg.inv(np.cov(flat.T))
+        d2 = np.einsum("ij,jk,ik->i", flat - mean, prec, flat - mean)
+        rhat = float(az.rhat(post.posterior[names]).to_array().max())
+        print(f"burst {seed}: {len(obs['holes'])} holes, standoff {standoff(tb):.1f} m; {chains} chains of {tune} + {draws}, {time.time() - t0:.0f} s, "
+              f"R-hat max {rhat:.3f}, {int(post.sample_stats['diverging'].sum())} divergences; chain means "
+              f"{[np.round(b[c].mean(0), 2).tolist() for c in range(chains)]}; truth {tb.round(2).tolist()}; posterior s.d. {sd.round(3).tolist()}; "
+              f"truth - mean in s.d. {((tb - mean) / sd).round(1).tolist()}; error {np.linalg.norm(mean - tb):.2f} m; "
+              f"covered {bool((tb - mean) @ prec @ (tb - mean) <= np.quantile(d2, 0.9))}", flush=True)
+
+
 def time_eval(n_holes_target: int = 500) -> None:
     """One log-density-and-gradient evaluation of a ~500-hole map (the engine's compiled function)."""
     from pymc.blocking import DictToArrayBijection
@@ -380,14 +427,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--draws", type=int, default=200)
-    ap.add_argument("--tune", type=int, default=200)
+    ap.add_argument("--draws", type=int, default=150)
+    ap.add_argument("--tune", type=int, default=150)
+    ap.add_argument("--max-minutes", type=float, default=float("inf"), help="take no new burst after this many minutes")
     ap.add_argument("--write-case")
     ap.add_argument("--worked-case")
+    ap.add_argument("--diagnose", help="comma-separated burst seeds: long chains on these bursts only (with --tune/--draws)")
     ap.add_argument("--time", action="store_true")
     a = ap.parse_args()
     if a.write_case:
         write_case(a.write_case)
+        return
+    if a.diagnose:
+        diagnose([int(x) for x in a.diagnose.split(",")], a.draws, a.tune)
         return
     if a.worked_case:
         write_worked_case(a.worked_case)
@@ -399,7 +451,8 @@ def main() -> None:
     fragments_only()
     from scipy import stats
 
-    chunks = [(list(range(i, a.n, a.workers)), a.draws, a.tune) for i in range(a.workers)]
+    deadline = time.time() + 60 * a.max_minutes
+    chunks = [(list(range(i, a.n, a.workers)), a.draws, a.tune, deadline) for i in range(a.workers)]
     t0 = time.time()
     if a.workers > 1:
         with mp.get_context("spawn").Pool(a.workers) as pool:
@@ -408,7 +461,7 @@ def main() -> None:
         results = read_back(chunks[0])
     n = len(results)
     cover = np.mean([r["covered"] for r in results])
-    print(f"\n{n} bursts in {time.time() - t0:.0f} s ({np.mean([r['seconds'] for r in results]):.0f} s per NUTS chain of "
+    print(f"\n{n} of {a.n} bursts in {time.time() - t0:.0f} s ({np.mean([r['seconds'] for r in results]):.0f} s per NUTS chain of "
           f"{a.tune} tuning + {a.draws} draws; {np.mean([r['laplace_seconds'] for r in results]):.0f} s for the four Laplace fits)")
     print(f"coverage of the 90% credible region of the burst point: {cover:.0%} "
           f"(binomial 95% interval {stats.binomtest(int(cover * n), n).proportion_ci().low:.0%}-"
