@@ -50,7 +50,8 @@ A class listing no shape weighs all five alike.
 Background (what an unfaithful report follows; the ``generic`` mechanism's ``damage_map``
 section may set it): holes spread uniformly over the inspected skin at a rate
 :math:`\rho \sim \mathrm{Gamma}(a, b)` per m\ :sup:`2` (integrated out: a negative-binomial
-count with uniform positions), log elongations normal, bends in or out with equal chance.
+count with uniform positions), log elongations normal (an elongation recorded as 1 censored, as in the
+hypotheses' model), bends in or out with equal chance.
 """
 
 from __future__ import annotations
@@ -65,10 +66,10 @@ from engine.dists import Dist
 from engine.evidence.base import Family, NonNegativeInt, Number, Strict
 from engine.evidence.damage_geometry import (
     N_GRAD,
+    ROUND_LOG_ELONGATION,
     HoleMap,
     band_normaliser,
     hole_intensity,
-    log_likelihood,
     log_likelihood_and_gradient,
     panel_quadrature,
     rectangle_normal,
@@ -490,7 +491,7 @@ class DamageMap(Family):
         return {**DEFAULT_BACKGROUND, **SHAPE_DEFAULTS, **library}
 
     def closed_form(self, items, spec) -> float | None:  # noqa: ANN001
-        """The background's log density (uniform holes at a Gamma rate, normal log elongations, even bends);
+        """The background's log density (uniform holes at a Gamma rate, normal log elongations censored at 0, even bends);
         None for a hypothesis's own parameters, which have no closed form."""
         if "background_rate" not in spec:
             return None
@@ -508,7 +509,8 @@ class DamageMap(Family):
         elongations = [h.elongation for h in obs.holes if h.elongation is not None]
         if elongations:
             loge = np.log(np.asarray(elongations))
-            out += float(np.sum(stats.norm.logpdf(loge, spec["elongation_log_mean"].mean(), spec["elongation_log_sd"].mean()) - loge))
+            m, sd = spec["elongation_log_mean"].mean(), spec["elongation_log_sd"].mean()
+            out += float(np.sum(np.where(loge <= ROUND_LOG_ELONGATION, stats.norm.logcdf(0.0, m, sd), stats.norm.logpdf(loge, m, sd) - loge)))
         out += sum(h.bend is not None for h in obs.holes) * math.log(0.5)
         if obs.recovered:
             out += recovered_log_likelihood(np, obs.recovered, {**SHAPE_DEFAULTS, **spec})
