@@ -319,3 +319,27 @@ def test_recovered_fragments_add_the_shape_and_mass_term_computed_by_hand(tmp_pa
 def test_the_damage_map_describes_its_recovered_fragments(tmp_path, observed):
     case = load_case(write_case(tmp_path, case_doc({**observed, "recovered": RECOVERED})))
     assert "3 fragments recovered (2 bow_tie, 1 square)" in REGISTRY["damage_map"].describe(case.items[0].observed)
+
+
+def test_a_hole_recorded_round_is_censored_at_elongation_1():
+    """Elongation is length over width, never below 1: a hole recorded as 1 adds P(latent log elongation <= 0)
+    = Phi(log cos i / s.d.), a measured one the log-normal density; the hand gradient agrees with both."""
+    from engine.evidence.damage_geometry import HoleMap, log_likelihood_and_gradient
+
+    burst, point, normal = np.array([1.0, 0.5, 2.0]), np.array([0.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0])
+    cos_i = 2.0 / np.linalg.norm(burst - point)
+    weapon = (np.array([1.0, 0.0, 0.0]), np.zeros(3), 2000.0, math.radians(60), math.radians(30), 1000.0, 200.0, 60.0)
+
+    def value(e: float, b: np.ndarray = burst) -> tuple[float, np.ndarray]:
+        hm = HoleMap(None, point[None], normal[None], np.array([e]), np.array([-1]))
+        return log_likelihood_and_gradient(hm, b, *weapon, elongation_sd=0.15)
+
+    base = value(np.nan)[0]
+    assert value(1.0)[0] - base == pytest.approx(stats.norm.logcdf(math.log(cos_i) / 0.15), abs=1e-10)
+    assert value(1.6)[0] - base == pytest.approx(stats.lognorm.logpdf(1.6, s=0.15, scale=1 / cos_i), abs=1e-10)
+    for e in (1.0, 1.6):
+        g = value(e)[1][:3]
+        for k in range(3):
+            h = np.zeros(3)
+            h[k] = 1e-6
+            assert g[k] == pytest.approx((value(e, burst + h)[0] - value(e, burst - h)[0]) / 2e-6, rel=1e-5, abs=1e-6)
