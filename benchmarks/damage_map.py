@@ -24,6 +24,7 @@ family's starting points, a Laplace full mass matrix) and the script prints
   fragment sets simulated by each class, from fragments alone.
 
     python benchmarks/damage_map.py --n 100 --workers 1 --tune 150 --draws 150   # the benchmark
+    python benchmarks/damage_map.py --seeds 0:50 --json a.json ...; --combine a.json b.json   # in parts
     python benchmarks/damage_map.py --write-case tests/cases/damage-map-4h.yaml
     python benchmarks/damage_map.py --worked-case cases/damage-map-synthetic.yaml
     python benchmarks/damage_map.py --time                   # evaluation timing only
@@ -33,6 +34,7 @@ family's starting points, a Laplace full mass matrix) and the script prints
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing as mp
 import sys
@@ -446,7 +448,13 @@ def main() -> None:
     ap.add_argument("--worked-case")
     ap.add_argument("--diagnose", help="comma-separated burst seeds: long chains on these bursts only (with --tune/--draws)")
     ap.add_argument("--time", action="store_true")
+    ap.add_argument("--seeds", help="first:last (exclusive) bursts to read, e.g. 50:100 (default 0:n)")
+    ap.add_argument("--json", help="write the bursts' results here")
+    ap.add_argument("--combine", nargs="+", help="print the figures over results written by --json (no sampling)")
     a = ap.parse_args()
+    if a.combine:
+        summarize([r for f in a.combine for r in json.loads(Path(f).read_text())], a.tune, a.draws)
+        return
     if a.write_case:
         write_case(a.write_case)
         return
@@ -461,23 +469,32 @@ def main() -> None:
         return
     print("recovered fragments alone (exact terms, equal priors over the four classes):")
     fragments_only()
-    from scipy import stats
-
     deadline = time.time() + 60 * a.max_minutes
-    chunks = [(list(range(i, a.n, a.workers)), a.draws, a.tune, deadline) for i in range(a.workers)]
+    first, last = (int(x) for x in a.seeds.split(":")) if a.seeds else (0, a.n)
+    chunks = [(list(range(first + i, last, a.workers)), a.draws, a.tune, deadline) for i in range(a.workers)]
     t0 = time.time()
     if a.workers > 1:
         with mp.get_context("spawn").Pool(a.workers) as pool:
             results = [r for chunk in pool.map(read_back, chunks) for r in chunk]
     else:
         results = read_back(chunks[0])
+    print(f"\n{len(results)} of {last - first} bursts in {time.time() - t0:.0f} s")
+    if a.json:
+        Path(a.json).write_text(json.dumps(results))
+    summarize(results, a.tune, a.draws)
+
+
+def summarize(results: list[dict], tune: int, draws: int) -> None:
+    """The benchmark's figures over the bursts read back."""
+    from scipy import stats
+
     n = len(results)
     cover = np.mean([r["covered"] for r in results])
-    print(f"\n{n} of {a.n} bursts in {time.time() - t0:.0f} s ({np.mean([r['seconds'] for r in results]):.0f} s per NUTS chain of "
-          f"{a.tune} tuning + {a.draws} draws; {np.mean([r['laplace_seconds'] for r in results]):.0f} s for the four Laplace fits)")
-    print(f"coverage of the 90% credible region of the burst point: {cover:.0%} "
-          f"(binomial 95% interval {stats.binomtest(int(cover * n), n).proportion_ci().low:.0%}-"
-          f"{stats.binomtest(int(cover * n), n).proportion_ci().high:.0%}; target 85-95%)")
+    ci = stats.binomtest(int(round(cover * n)), n).proportion_ci()
+    print(f"{n} bursts: {np.mean([r['seconds'] for r in results]):.0f} s per NUTS chain of {tune} tuning + {draws} draws; "
+          f"{np.mean([r['laplace_seconds'] for r in results]):.0f} s for the four Laplace fits")
+    print(f"coverage of the 90% credible region of the burst point: {cover:.0%} (binomial 95% interval {ci.low:.0%}-{ci.high:.0%}; "
+          "target 85-95%)")
     print(f"median location error: {np.median([r['error'] for r in results]):.3f} m (target <= 0.5 m)")
     print(f"divergences: {sum(r['divergences'] for r in results)} in {n} chains")
     ranks = np.array([r["ranks"] for r in results])
@@ -493,7 +510,6 @@ def main() -> None:
         if len(shaped):
             print(f"  {what:16s}: posterior of large SAM >= 0.95 in {np.mean(shares[:, j] >= 0.95):.0%} "
                   f"(median {np.median(shares[:, j]):.3f}, min {shares[:, j].min():.3g}; target >= 90 %)")
-
 
 if __name__ == "__main__":
     main()
