@@ -10,11 +10,10 @@ family's starting points, a Laplace full mass matrix) and the script prints
 
 * coverage of the 90 % credible region of the burst point (the ellipsoid of the draws' Mahalanobis
   distance; target 85-95 %) and the median location error (posterior mean, target <= 0.5 m);
-* SBC ranks of the burst coordinates and the log fragment count among 100 thinned draws (a histogram
-  of 10 bins and a chi-square test of uniformity). Keeping a burst by its standoff truncates the prior a
-  little; bursts are kept by the map alone otherwise (which leaves ranks uniform);
-* the time of one log-density-and-gradient evaluation of a 500-hole map and of one NUTS chain.
-
+* SBC ranks of the burst coordinates and the log fragment count among 99 draws thinned from the chain
+  (a histogram of 10 bins and a chi-square test of uniformity). Keeping a burst by its standoff truncates
+  the prior a little; bursts are kept by the map alone otherwise (which leaves ranks uniform);
+* the time of one log-density-and-gradient evaluation of a 500-hole map and of one NUTS chain;
 * the weapon class: each burst's recovered fragments (2 + Poisson(1), drawn from the large-SAM class's shape
   weights and log-normal masses) and, where two or more are shaped (not natural), the posterior of the large
   SAM among the four classes of tests/cases/damage-map-4h.yaml with equal priors: log p(map | class) by
