@@ -188,6 +188,19 @@ class HoleMap:
     counts: np.ndarray | None = None
 
 
+_SQRT2PI_LOG = 0.5 * math.log(2 * math.pi)
+ROUND_LOG_ELONGATION = 1e-9  # an elongation recorded as 1 (a round hole): censored, not a density point
+
+
+def _log_ndtr(xp, z):  # noqa: ANN001, ANN202
+    """log Phi(z): scipy's in numpy, log(erfc(-z / sqrt 2) / 2) in PyTensor."""
+    if xp is np:
+        from scipy.special import log_ndtr
+
+        return log_ndtr(z)
+    return xp.log(0.5 * xp.erfc(-z / math.sqrt(2)))
+
+
 def log_likelihood(xp, hm: HoleMap, burst, axis, rel_velocity, v0, phi0, sigma, n_fragments, v50, v_spread,  # noqa: ANN001, ANN201
                    *, entry: float = 1.0, elongation_sd: float = 0.1, misread: float = 0.05, floor: float = 1e-12):
     r"""log p(hole map | burst, weapon): inhomogeneous Poisson process on the mapped panels,
@@ -196,8 +209,13 @@ def log_likelihood(xp, hm: HoleMap, burst, axis, rel_velocity, v0, phi0, sigma, 
     .. math::
         \sum_i \log \lambda(x_i) - \sum_{p\ \text{mapped}} \Lambda_p
         + \sum_{p\ \text{counted}} (n_p \log \Lambda_p - \Lambda_p - \log n_p!)
-        + \sum_i \log \mathcal{LN}(e_i \mid -\log\cos i_i, \sigma_e)
+        + \sum_{i:\,e_i > 1} \log \mathcal{LN}(e_i \mid -\log\cos i_i, \sigma_e)
+        + \sum_{i:\,e_i = 1} \log \Phi(\log\cos i_i / \sigma_e)
         + \sum_i \log P(\text{bend}_i)
+
+    An elongation is length over width, never below 1: the latent log-normal elongation is recorded as 1
+    (a round hole) whenever it falls below 1, so a hole recorded round contributes the probability
+    :math:`P(\log e \le 0) = \Phi(\log\cos i / \sigma_e)` (censoring), not a density.
 
     with :math:`P(\text{in}) = 1 - \epsilon` for a burst outside (``misread`` :math:`\epsilon`, an
     inward-bent hole read as outward or the reverse) and :math:`\epsilon` for a burst inside.
@@ -215,7 +233,9 @@ def log_likelihood(xp, hm: HoleMap, burst, axis, rel_velocity, v0, phi0, sigma, 
             cos_i = incidence_cosine(xp, hm.points[measured], hm.normals[measured], burst, entry=entry)
             loge = np.log(hm.elongation[measured])
             z = (loge + xp.log(xp.maximum(cos_i, 1e-6))) / elongation_sd
-            total = total + xp.sum(-0.5 * z**2) - measured.sum() * xp.log(elongation_sd * math.sqrt(2 * math.pi)) - loge.sum()
+            round_ = loge <= ROUND_LOG_ELONGATION  # recorded round: the latent elongation is at most 1
+            dens = -0.5 * z**2 - math.log(elongation_sd * math.sqrt(2 * math.pi)) - loge
+            total = total + xp.sum(xp.where(round_, _log_ndtr(xp, z), dens))
         n_in, n_out = int((hm.bent_in == 1).sum()), int((hm.bent_in == 0).sum())
         p_in = misread + (1 - 2 * misread) * (1 + entry) / 2
         total = total + n_in * xp.log(p_in) + n_out * xp.log(1 - p_in)
@@ -319,11 +339,17 @@ def log_likelihood_and_gradient(hm: HoleMap, burst, axis, rel_velocity, v0, phi0
         grad[12] += float(np.sum(g / (lam + eps)))
         measured = np.isfinite(hm.elongation)
         if measured.any():
+            from scipy.special import log_ndtr
+
             cm = c[measured]
             loge = np.log(hm.elongation[measured])
             z = (loge + np.log(np.maximum(cm, 1e-6))) / elongation_sd
-            total += float(np.sum(-0.5 * z * z) - measured.sum() * math.log(elongation_sd * math.sqrt(2 * math.pi)) - loge.sum())
-            grad[0:3] += (np.where(cm > 1e-6, -z / elongation_sd / np.maximum(cm, 1e-6), 0.0)) @ dc_db[measured]
+            round_ = loge <= ROUND_LOG_ELONGATION
+            log_cdf = log_ndtr(z)
+            dens = -0.5 * z * z - math.log(elongation_sd * math.sqrt(2 * math.pi)) - loge
+            total += float(np.sum(np.where(round_, log_cdf, dens)))
+            dz = np.where(round_, np.exp(-0.5 * z * z - _SQRT2PI_LOG - log_cdf), -z)  # d/dz of the hole's term
+            grad[0:3] += (np.where(cm > 1e-6, dz / elongation_sd / np.maximum(cm, 1e-6), 0.0)) @ dc_db[measured]
     for quad, counts in ((hm.quad_mapped, None), (hm.count_quad, hm.counts)):
         if quad is None:
             continue
@@ -343,7 +369,6 @@ def log_likelihood_and_gradient(hm: HoleMap, burst, axis, rel_velocity, v0, phi0
     return total, grad
 
 
-_SQRT2PI_LOG = 0.5 * math.log(2 * math.pi)
 
 
 def _numba_kernel():  # noqa: ANN202

@@ -29,12 +29,29 @@ formulas). Parameters (per hypothesis, from its mechanism's ``damage_map`` secti
 - ``elongation_sd``: s.d. of ln(elongation) about -ln cos(i) (fixed);
 - ``misread``: the chance that a hole's bend is misread (fixed);
 - ``stray_rate``: holes per m\ :sup:`2` the burst did not make (rivet holes, earlier damage, debris),
-  uniform over the inspected skin (fixed, default 0.05, assumed).
+  uniform over the inspected skin (fixed, default 0.05, assumed);
+- ``shape_<s>``, ``log_mass_<s>`` for each fragment shape ``s`` of ``SHAPES``: the class's weight of
+  that shape among its fragments and the median mass of such a fragment, ln grams (fixed; defaults
+  0 and ``DEFAULT_LOG_MASS``).
+
+Recovered fragments (``recovered``: shape and mass in grams) add a term with no latent parameter,
+a constant per hypothesis (:func:`recovered_log_likelihood`): fragment :math:`i` of shape
+:math:`s_i` and mass :math:`m_i` has density
+
+.. math::
+    p(s_i)\,\mathcal{LN}(m_i \mid \mu_{s_i}, \tau_{s_i}),\qquad
+    p(s) = \frac{w_s + \epsilon}{\sum_t w_t + 5\epsilon},
+
+with :math:`w_s` = ``shape_<s>``, :math:`\mu_s` = ``log_mass_<s>``, the floor :math:`\epsilon` =
+``SHAPE_FLOOR`` (0.005: a shape the class never makes has probability about 0.005 / (sum of weights)),
+and :math:`\tau_s` = ``MASS_LOG_SD`` (0.2 for preformed shapes, 1.0 for natural fragments; assumed).
+A class listing no shape weighs all five alike.
 
 Background (what an unfaithful report follows; the ``generic`` mechanism's ``damage_map``
 section may set it): holes spread uniformly over the inspected skin at a rate
 :math:`\rho \sim \mathrm{Gamma}(a, b)` per m\ :sup:`2` (integrated out: a negative-binomial
-count with uniform positions), log elongations normal, bends in or out with equal chance.
+count with uniform positions), log elongations normal (an elongation recorded as 1 censored, as in the
+hypotheses' model), bends in or out with equal chance.
 """
 
 from __future__ import annotations
@@ -49,10 +66,10 @@ from engine.dists import Dist
 from engine.evidence.base import Family, NonNegativeInt, Number, Strict
 from engine.evidence.damage_geometry import (
     N_GRAD,
+    ROUND_LOG_ELONGATION,
     HoleMap,
     band_normaliser,
     hole_intensity,
-    log_likelihood,
     log_likelihood_and_gradient,
     panel_quadrature,
     rectangle_normal,
@@ -68,6 +85,13 @@ _NORMAL = (("normal", "fixed"), (-1e4, 1e4))
 _FIXED = lambda lo, hi: (("fixed",), (lo, hi))  # noqa: E731
 COURSE_DEFAULTS = {"course_heading": Dist("fixed", (0.0,)), "course_climb": Dist("fixed", (0.0,)),
                    "stray_rate": Dist("fixed", (0.05,))}  # assumed: 3 stray holes on 60 m^2 of skin
+SHAPES = ("bow_tie", "square", "rod", "ball", "natural")
+SHAPE_FLOOR = 0.005  # weight of a shape the class never makes (assumed)
+MASS_LOG_SD = {"bow_tie": 0.2, "square": 0.2, "rod": 0.2, "ball": 0.2, "natural": 1.0}  # s.d. of ln mass (assumed)
+DEFAULT_LOG_MASS = 1.6  # ln g: 5 g, a class that states no mass for a shape (assumed)
+SHAPE_DEFAULTS = {**{f"shape_{s}": Dist("fixed", (0.0,)) for s in SHAPES},
+                  **{f"log_mass_{s}": Dist("fixed", (DEFAULT_LOG_MASS,)) for s in SHAPES}}
+MAX_RECOVERED = 1000
 DEFAULT_BACKGROUND = {
     "background_rate": Dist("gamma", (0.5, 0.005)),  # holes per m^2: mean 100, very wide
     "elongation_log_mean": Dist("fixed", (0.3,)),
@@ -87,6 +111,12 @@ class Hole(Strict):
     at: Vector
     bend: Literal["in", "out"] | None = None
     elongation: float | None = Field(default=None, ge=1.0, le=100.0)
+    size_mm: float | None = Field(default=None, gt=0.0, le=10_000.0)  # recorded for the report; not in the likelihood
+
+
+class Recovered(Strict):
+    shape: Literal["bow_tie", "square", "rod", "ball", "natural"]
+    mass_g: float = Field(gt=0.0, le=100_000.0)
 
 
 class PanelCount(Strict):
@@ -100,8 +130,18 @@ class DamageMapObs(Strict):
     panels: tuple[Panel, ...] = Field(min_length=1, max_length=MAX_PANELS)
     holes: tuple[Hole, ...] = Field(default=(), max_length=MAX_HOLES)
     counts: tuple[PanelCount, ...] = ()
+    recovered: tuple[Recovered, ...] = Field(default=(), max_length=MAX_RECOVERED)
     aircraft_speed: float = Field(default=230.0, ge=0.0, le=400.0)  # m/s along the body x axis
     cell: float = Field(default=0.4, ge=0.02, le=5.0)  # quadrature cell, m
+
+    @model_validator(mode="before")
+    @classmethod
+    def _size(cls, raw):  # noqa: ANN001, ANN206
+        holes = raw.get("holes") if isinstance(raw, dict) else None
+        if isinstance(holes, (list, tuple)) and len(holes) > MAX_HOLES:
+            raise ValueError(f"holes: {len(holes)} located holes, at most {MAX_HOLES}; give the densest panels' holes as counts "
+                             "(counts: [{panel, holes}]) instead of positions")
+        return raw
 
     @model_validator(mode="after")
     def _geometry(self) -> DamageMapObs:
@@ -171,6 +211,15 @@ def _log_prior(d: Dist, x: float) -> float:
     return 0.0
 
 
+def _log_prior_slope(d: Dist, x: float) -> float:
+    """d/dx of :func:`_log_prior`."""
+    if d.kind == "normal":
+        return -(x - d.args[0]) / d.args[1] ** 2
+    if d.kind == "gamma":
+        return (d.args[0] - 1) / max(x, 1e-300) - d.args[1]
+    return 0.0
+
+
 def _centroid(obs: DamageMapObs) -> np.ndarray:
     """The inspected panels' area-weighted centroid."""
     c = np.array([np.add(p.corner, np.add(p.edge1, p.edge2) / 2) for p in obs.panels], dtype=float)
@@ -198,6 +247,8 @@ class DamageMap(Family):
         "elongation_sd": _FIXED(0.01, 3.0),
         "misread": _FIXED(0.0, 0.5),
         "stray_rate": _FIXED(0.0, 100.0),
+        **{f"shape_{s}": _FIXED(0.0, 1e6) for s in SHAPES},
+        **{f"log_mass_{s}": _FIXED(-10.0, 15.0) for s in SHAPES},
     }
     replicable = True
     sampled = ("burst_x", "burst_y", "burst_z", "axis_x", "axis_y", "axis_z", "course_heading", "course_climb", "weapon_speed", "log_fragments",
@@ -205,8 +256,8 @@ class DamageMap(Family):
 
     def mechanism_params(self, obs, table):  # noqa: ANN001, ANN201
         """The mechanism's table; the course's turn angles default to 0 (the course is then the axis), the
-        stray-hole rate to 0.05 per m^2."""
-        return {**COURSE_DEFAULTS, **table}
+        stray-hole rate to 0.05 per m^2, shape weights to 0 and masses to ``DEFAULT_LOG_MASS``."""
+        return {**COURSE_DEFAULTS, **SHAPE_DEFAULTS, **table}
 
     def describe(self, obs) -> str:  # noqa: ANN001
         counted = sum(c.holes for c in obs.counts)
@@ -216,11 +267,16 @@ class DamageMap(Family):
             parts.append(f"{counted} counted on {len(obs.counts)} more")
         if bends:
             parts.append(f"{bends.count('in')} of {len(bends)} assessed bent inward")
+        if obs.recovered:
+            shapes = [f.shape for f in obs.recovered]
+            parts.append(f"{len(shapes)} fragments recovered ({', '.join(f'{shapes.count(s)} {s}' for s in SHAPES if s in shapes)})")
         return ", ".join(parts)
 
     def check_params(self, obs, spec) -> list[tuple[str, str]]:  # noqa: ANN001
         if spec.get("inside") is not None and spec["inside"].mean() not in (0.0, 1.0):
             return [("inside", "inside is 0 (burst outside the airframe) or 1 (inside)")]
+        if (problem := burst_prior_problem(obs, spec)) is not None:
+            return [("panels", problem)]
         return []
 
     def group_conflict(self, group, first, other) -> str | None:  # noqa: ANN001
@@ -245,7 +301,10 @@ class DamageMap(Family):
         op.hole_map = hm
         params = pt.concatenate([burst, axis, rel, pt.stack([theta["fragment_speed"], phi0, sigma, scale])])
         fixed = pt.stack([pt.as_tensor(theta[k], dtype="float64") for k in ("v50", "v50_spread", "inside", "elongation_sd", "misread", "stray_rate")])
-        return op(params, fixed)[0]
+        out = op(params, fixed)[0]
+        if obs.recovered:
+            out = out + recovered_log_likelihood(pt, obs.recovered, theta)
+        return out
 
     def initial_values(self, items: tuple, spec: dict) -> list[dict[str, float]]:
         """Candidate starting points for the sampler (parameter -> value; only sampled parameters):
@@ -290,32 +349,46 @@ class DamageMap(Family):
         return [{k: v for k, v in c.items() if k in free} for c in self._refined(hm, obs, spec, out, sorted(free))]
 
     def _refined(self, hm, obs, spec, cands: list[dict], free: list[str], keep: int = 3, maxiter: int = 60) -> list[dict]:  # noqa: ANN001
-        """The candidates, the best ``keep`` of them first and climbed (Nelder-Mead-free L-BFGS on numerical
-        gradients) on the map's own log likelihood plus the log prior: the model's mixture with the
-        background is flat far from the burst, where a sampler's optimiser cannot move."""
+        """The candidates, the best ``keep`` of them first and climbed (L-BFGS with the op's analytic gradient)
+        on the map's own log likelihood plus the log prior: the model's mixture with the background is flat
+        far from the burst, where a sampler's optimiser cannot move."""
         from scipy import optimize
 
         deg = math.pi / 180
         stray = float(spec["stray_rate"].mean()) if "stray_rate" in spec else 0.0
 
-        def objective(x: np.ndarray, base: dict) -> float:
-            t = {**base, **dict(zip(free, x, strict=True))}
-            if t["fragment_speed"] <= 0 or t["spray_width"] <= 0:
-                return 1e12
+        def weapon(t: dict) -> np.ndarray:
+            """The op's inputs (burst, course, relative velocity, v0, phi0, sigma, K = N / Z) for parameters ``t``."""
             axis = course_direction(np, [t["axis_x"], t["axis_y"], t["axis_z"]], t["course_heading"], t["course_climb"])
             rel = (1 - t["inside"]) * (t["weapon_speed"] * axis - np.array([obs.aircraft_speed, 0.0, 0.0]))
-            with np.errstate(all="ignore"):
-                ll = log_likelihood(np, hm, np.array([t["burst_x"], t["burst_y"], t["burst_z"]]), axis, rel, t["fragment_speed"],
-                                    t["spray_angle"] * deg, t["spray_width"] * deg, math.exp(t["log_fragments"]), t["v50"], t["v50_spread"],
-                                    entry=1 - 2 * t["inside"], elongation_sd=t["elongation_sd"], misread=t["misread"], floor=stray + 1e-12)
-            lp = sum(_log_prior(spec[k], t[k]) for k in free)
-            value = -(ll + lp)
-            return float(value) if np.isfinite(value) else 1e12
+            phi0, sigma = t["spray_angle"] * deg, t["spray_width"] * deg
+            return np.concatenate([[t["burst_x"], t["burst_y"], t["burst_z"]], axis, rel,
+                                   [t["fragment_speed"], phi0, sigma, math.exp(t["log_fragments"]) / band_normaliser(np, phi0, sigma)]])
 
-        ranked = sorted(cands, key=lambda c: objective(np.array([c[k] for k in free]), c))
+        def objective(x: np.ndarray, base: dict) -> tuple[float, np.ndarray]:
+            """Minus (the model's map log likelihood without its bend term, a constant here, plus the log prior) and its
+            gradient: the op's hand-written gradient (numba) through the Jacobian of ``weapon`` (central differences)."""
+            t = {**base, **dict(zip(free, x, strict=True))}
+            if t["fragment_speed"] <= 0 or t["spray_width"] <= 0:
+                return 1e12, np.zeros_like(x)
+            p = weapon(t)
+            with np.errstate(all="ignore"):
+                ll, g = log_likelihood_and_gradient(hm, p[0:3], p[3:6], p[6:9], *p[9:13], t["v50"], t["v50_spread"], entry=1 - 2 * t["inside"],
+                                                    elongation_sd=t["elongation_sd"], stray=stray)
+                jac = np.empty((len(p), len(x)))
+                for j, k in enumerate(free):
+                    h = 1e-6 * max(1.0, abs(x[j]))
+                    jac[:, j] = (weapon({**t, k: x[j] + h}) - weapon({**t, k: x[j] - h})) / (2 * h)
+            value = -(ll + sum(_log_prior(spec[k], t[k]) for k in free))
+            grad = -(g @ jac + np.array([_log_prior_slope(spec[k], t[k]) for k in free]))
+            if not (np.isfinite(value) and np.all(np.isfinite(grad))):
+                return 1e12, np.zeros_like(x)
+            return float(value), grad
+
+        ranked = sorted(cands, key=lambda c: objective(np.array([c[k] for k in free]), c)[0])
         out = []
         for c in ranked[:keep]:
-            fit = optimize.minimize(objective, np.array([c[k] for k in free]), args=(c,), method="L-BFGS-B",
+            fit = optimize.minimize(objective, np.array([c[k] for k in free]), args=(c,), jac=True, method="L-BFGS-B",
                                     options={"maxiter": maxiter})
             out.append({**c, **{k: float(v) for k, v in zip(free, fit.x, strict=True)}})
         return out + ranked[keep:]
@@ -415,10 +488,10 @@ class DamageMap(Family):
         return out + np.where(n > 0, normal, 0.0)
 
     def generic(self, items, library, hypotheses) -> dict[str, Dist]:  # noqa: ANN001
-        return {**DEFAULT_BACKGROUND, **library}
+        return {**DEFAULT_BACKGROUND, **SHAPE_DEFAULTS, **library}
 
     def closed_form(self, items, spec) -> float | None:  # noqa: ANN001
-        """The background's log density (uniform holes at a Gamma rate, normal log elongations, even bends);
+        """The background's log density (uniform holes at a Gamma rate, normal log elongations censored at 0, even bends);
         None for a hypothesis's own parameters, which have no closed form."""
         if "background_rate" not in spec:
             return None
@@ -436,12 +509,71 @@ class DamageMap(Family):
         elongations = [h.elongation for h in obs.holes if h.elongation is not None]
         if elongations:
             loge = np.log(np.asarray(elongations))
-            out += float(np.sum(stats.norm.logpdf(loge, spec["elongation_log_mean"].mean(), spec["elongation_log_sd"].mean()) - loge))
+            m, sd = spec["elongation_log_mean"].mean(), spec["elongation_log_sd"].mean()
+            out += float(np.sum(np.where(loge <= ROUND_LOG_ELONGATION, stats.norm.logcdf(0.0, m, sd), stats.norm.logpdf(loge, m, sd) - loge)))
         out += sum(h.bend is not None for h in obs.holes) * math.log(0.5)
+        if obs.recovered:
+            out += recovered_log_likelihood(np, obs.recovered, {**SHAPE_DEFAULTS, **spec})
         return float(out)
 
     def exact_problem(self, case) -> str | None:  # noqa: ANN001
         return "a damage map's likelihood has no closed form" if any(it.family == self.name for it in case.items) else None
+
+
+PRIOR_REACH_HOLES = 0.01  # fewer expected holes than this at all nine prior points: the burst prior excludes every panel
+
+
+def burst_prior_problem(obs: DamageMapObs, spec: dict[str, Dist]) -> str | None:
+    """Why a hypothesis's burst prior excludes every inspected panel, or None.
+
+    Holes were found, yet at each of nine burst points (the prior mean of ``burst_x/y/z`` and the eight
+    corners at +-2 prior s.d.; a fixed coordinate stays), every other parameter at its prior mean, the
+    model expects fewer than ``PRIOR_REACH_HOLES`` holes on all inspected panels together (the intensity
+    integrated by the family's quadrature): e.g. a burst prior inside the airframe for a weapon that
+    bursts outside, or one whose spray cannot reach the panels. Nine evaluations, a few milliseconds."""
+    import itertools
+
+    names = [f"burst_{c}" for c in "xyz"]
+    needed = (*names, "axis_x", "axis_y", "axis_z", "course_heading", "course_climb", "weapon_speed", "log_fragments", "spray_angle",
+              "spray_width", "fragment_speed", "v50", "v50_spread", "inside", "stray_rate")
+    if not (obs.holes or any(c.holes for c in obs.counts)) or any(k not in spec for k in needed):
+        return None
+    t = {k: float(spec[k].mean()) for k in needed}
+    if t["fragment_speed"] <= 0 or t["spray_width"] <= 0:
+        return None
+    quad = panel_quadrature([_panel_tuple(p) for p in obs.panels], cell=obs.cell)
+    axis = course_direction(np, [t["axis_x"], t["axis_y"], t["axis_z"]], t["course_heading"], t["course_climb"])
+    rel = (1 - t["inside"]) * (t["weapon_speed"] * axis - np.array([obs.aircraft_speed, 0.0, 0.0]))
+    mean = np.array([t[k] for k in names])
+    sd = np.array([spec[k].args[1] if spec[k].kind == "normal" else 0.0 for k in names])
+    deg = math.pi / 180
+    for signs in itertools.chain([(0, 0, 0)], itertools.product((-2, 2), repeat=3)):
+        burst = mean + np.array(signs) * sd
+        with np.errstate(all="ignore"):
+            lam = hole_intensity(np, quad.points, quad.normals, burst, axis, rel, t["fragment_speed"], t["spray_angle"] * deg,
+                                 t["spray_width"] * deg, math.exp(t["log_fragments"]), t["v50"], t["v50_spread"], entry=1 - 2 * t["inside"])
+        if float(np.sum(quad.weights * np.nan_to_num(lam))) >= PRIOR_REACH_HOLES:
+            return None
+    where = "inside" if t["inside"] else "outside"
+    return (f"the burst prior (burst_x/y/z, mean {np.round(mean, 2).tolist()} m, +-2 s.d.) reaches no inspected panel from {where} "
+            f"(under {PRIOR_REACH_HOLES} expected holes at its mean and corners); move burst_x/y/z under the hypothesis, or check inside")
+
+
+def recovered_log_likelihood(xp, recovered, theta) -> float:  # noqa: ANN001
+    r"""log p(recovered fragments | class): :math:`\sum_i \log p(s_i) + \log \mathcal{LN}(m_i \mid \mu_{s_i}, \tau_{s_i})`
+    (module docstring). ``theta`` maps ``shape_<s>`` and ``log_mass_<s>`` to numbers, ``Dist`` or tensors."""
+    value = {k: (v.mean() if isinstance(v, Dist) else v) for k, v in theta.items() if k.startswith(("shape_", "log_mass_"))}
+    total_weight = sum(value[f"shape_{s}"] for s in SHAPES) + len(SHAPES) * SHAPE_FLOOR
+    out = 0.0
+    for s in SHAPES:
+        logm = np.log([f.mass_g for f in recovered if f.shape == s])
+        if not len(logm):
+            continue
+        n, mu, tau = len(logm), value[f"log_mass_{s}"], MASS_LOG_SD[s]
+        out = out + n * xp.log((value[f"shape_{s}"] + SHAPE_FLOOR) / total_weight)
+        out = out - float(logm.sum()) - n * math.log(tau * math.sqrt(2 * math.pi))
+        out = out - (float(np.sum(logm**2)) - 2 * mu * float(logm.sum()) + n * mu**2) / (2 * tau**2)
+    return out
 
 
 def course_direction(xp, axis, heading, climb):  # noqa: ANN001, ANN201

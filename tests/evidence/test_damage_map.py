@@ -138,8 +138,11 @@ BAD = [
     ("non-perpendicular edges", lambda o: o["panels"][0].update(edge2=[1.0, 2.0, 0.0]), "not perpendicular"),
     ("degenerate panel", lambda o: o["panels"][0].update(edge1=[0.0, 0.0, 0.0]), "1 mm to 200 m"),
     ("elongation below 1", lambda o: o["holes"][0].update(elongation=0.5), "must be a number >= 1"),
-    ("ten thousand holes", lambda o: o.update(holes=[copy.deepcopy(h) for h in o["holes"] * (10_000 // len(o["holes"]) + 1)]), "at most 5000"),
+    ("ten thousand holes", lambda o: o.update(holes=[copy.deepcopy(h) for h in o["holes"] * (10_000 // len(o["holes"]) + 1)]), "located holes, at most 5000; give the densest panels"),
     ("a panel counted and mapped", lambda o: o.update(counts=[{"panel": o["holes"][0]["panel"], "holes": 3}]), "not both"),
+    ("unknown fragment shape", lambda o: o.update(recovered=[{"shape": "star", "mass_g": 3.0}]), "recovered[0].shape: must be one of"),
+    ("fragment mass zero", lambda o: o.update(recovered=[{"shape": "rod", "mass_g": 0.0}]), "recovered[0].mass_g"),
+    ("negative fragment mass", lambda o: o.update(recovered=[{"shape": "ball", "mass_g": -2.0}]), "recovered[0].mass_g: must be a number > 0"),
 ]
 
 
@@ -270,3 +273,73 @@ def test_nuts_reads_the_burst_point_back_from_a_simulated_map(tmp_path, observed
     assert int(post.sample_stats["diverging"].sum()) <= 6  # 1 % of 600 draws
     mean = np.array([float(post.posterior[n].mean()) for n in names[:3]])
     assert np.linalg.norm(mean - TRUTH["burst"]) < 0.3
+
+
+RECOVERED = [{"shape": "bow_tie", "mass_g": 8.1}, {"shape": "square", "mass_g": 4.6}, {"shape": "bow_tie", "mass_g": 7.2}]
+
+
+def _hand_fragment_term(weights: dict, log_mass: dict) -> float:
+    """Recovered fragments by hand: p(shape) = (w + 0.005) / (sum w + 5 x 0.005) times a log-normal mass density
+    (s.d. of ln mass 0.2 for preformed shapes, 1.0 for natural ones; median 5 g where the class states none)."""
+    total = sum(weights.values()) + 5 * 0.005
+    out = 0.0
+    for f in RECOVERED:
+        s = f["shape"]
+        tau = 1.0 if s == "natural" else 0.2
+        out += math.log((weights.get(s, 0.0) + 0.005) / total)
+        out += stats.lognorm.logpdf(f["mass_g"], s=tau, scale=math.exp(log_mass.get(s, 1.6)))
+    return out
+
+
+def test_recovered_fragments_add_the_shape_and_mass_term_computed_by_hand(tmp_path, observed):
+    """The model term with recovered fragments minus the term without them, at one parameter point, equals the
+    hand computation from priors/mechanisms.yaml's numbers (large SAM: bow-tie 2, square 3, ball 2, natural 1;
+    bow-ties ln 2.1 g; the bomb: natural 1 only, so a bow-tie is at the floor); so does the background's."""
+    import pytensor.tensor as pt
+
+    fam = REGISTRY["damage_map"]
+    with_frag = load_case(write_case(tmp_path, case_doc({**observed, "recovered": RECOVERED})))
+    without = load_case(write_case(tmp_path, case_doc(observed)))
+    hands = {"sam": _hand_fragment_term({"bow_tie": 2, "square": 3, "ball": 2, "natural": 1}, {"bow_tie": 2.1, "ball": 1.0}),
+             "bomb": _hand_fragment_term({"natural": 1}, {})}
+    for hid, hand in hands.items():
+        spec = with_frag.items[0].params[hid]
+        theta = {**{k: pt.as_tensor(float(v.mean())) for k, v in spec.items()}, **{k: pt.as_tensor(float(v)) for k, v in _theta_point().items()},
+                 "inside": pt.as_tensor(float(spec["inside"].mean()))}
+        if hid == "bomb":
+            theta.update(burst_x=pt.as_tensor(3.0), burst_y=pt.as_tensor(0.0), burst_z=pt.as_tensor(0.0))
+        got = fam.loglik((with_frag.items[0],), theta).eval() - fam.loglik((without.items[0],), theta).eval()
+        assert got == pytest.approx(hand, abs=1e-9), hid
+    assert hands["sam"] - hands["bomb"] > 10  # two bow-ties: a large SAM's, not a bomb's
+    generic = fam.generic((with_frag.items[0],), {}, ())
+    bg = fam.background((with_frag.items[0],), generic, {}) - fam.background((without.items[0],), generic, {})
+    assert bg == pytest.approx(_hand_fragment_term({}, {}), abs=1e-9)  # background: the five shapes alike, 5 g medians
+
+
+def test_the_damage_map_describes_its_recovered_fragments(tmp_path, observed):
+    case = load_case(write_case(tmp_path, case_doc({**observed, "recovered": RECOVERED})))
+    assert "3 fragments recovered (2 bow_tie, 1 square)" in REGISTRY["damage_map"].describe(case.items[0].observed)
+
+
+def test_a_hole_recorded_round_is_censored_at_elongation_1():
+    """Elongation is length over width, never below 1: a hole recorded as 1 adds P(latent log elongation <= 0)
+    = Phi(log cos i / s.d.), a measured one the log-normal density; the hand gradient agrees with both."""
+    from engine.evidence.damage_geometry import HoleMap, log_likelihood_and_gradient
+
+    burst, point, normal = np.array([1.0, 0.5, 2.0]), np.array([0.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0])
+    cos_i = 2.0 / np.linalg.norm(burst - point)
+    weapon = (np.array([1.0, 0.0, 0.0]), np.zeros(3), 2000.0, math.radians(60), math.radians(30), 1000.0, 200.0, 60.0)
+
+    def value(e: float, b: np.ndarray = burst) -> tuple[float, np.ndarray]:
+        hm = HoleMap(None, point[None], normal[None], np.array([e]), np.array([-1]))
+        return log_likelihood_and_gradient(hm, b, *weapon, elongation_sd=0.15)
+
+    base = value(np.nan)[0]
+    assert value(1.0)[0] - base == pytest.approx(stats.norm.logcdf(math.log(cos_i) / 0.15), abs=1e-10)
+    assert value(1.6)[0] - base == pytest.approx(stats.lognorm.logpdf(1.6, s=0.15, scale=1 / cos_i), abs=1e-10)
+    for e in (1.0, 1.6):
+        g = value(e)[1][:3]
+        for k in range(3):
+            h = np.zeros(3)
+            h[k] = 1e-6
+            assert g[k] == pytest.approx((value(e, burst + h)[0] - value(e, burst - h)[0]) / 2e-6, rel=1e-5, abs=1e-6)
