@@ -38,7 +38,7 @@ MIN_DRAWS = 10  # fewer draws give no credible region
 # parameter, label, unit: the weapon's first, then the burst point
 PARAMETERS = (
     ("log_fragments", "fragments thrown, ln N", ""),
-    ("fragments", "fragments thrown, N = exp(log_fragments)", ""),
+    ("N", "fragments thrown, N = exp(log_fragments)", ""),
     ("spray_angle", "spray angle from the course", "deg"),
     ("spray_width", "spray width (s.d.)", "deg"),
     ("fragment_speed", "fragment speed (static)", "m/s"),
@@ -221,9 +221,9 @@ def hypothesis_draws(hid: str, posterior: float, idata: Any, unit: str) -> Hypot
         elif f"hp__{var}" in const and np.ndim(const[f"hp__{var}"].values) == 0:
             out.fixed[name] = float(const[f"hp__{var}"].values)
     if "log_fragments" in out.draws:
-        out.draws["fragments"] = np.exp(out.draws["log_fragments"])
+        out.draws["N"] = np.exp(out.draws["log_fragments"])
     elif "log_fragments" in out.fixed:
-        out.fixed["fragments"] = math.exp(out.fixed["log_fragments"])
+        out.fixed["N"] = math.exp(out.fixed["log_fragments"])
     if out.burst is None:
         out.note = (f"{hid}: its model samples no burst point for {unit} (no {unit}__burst_x, _y or _z in its posterior); "
                     "not shown.")

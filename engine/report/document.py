@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 from matplotlib.figure import Figure
@@ -267,8 +268,17 @@ def _damage_maps(run: RunData, figures: dict[str, Figure]) -> list[dict]:
         return []
     hyps = run.attribution["hypotheses"]
     units: dict[str, list] = {}
+    posts: list = []  # read only for a case.json written before it kept the maps
+
+    def is_map(it: Any) -> bool:  # its record holds a map, or its hypotheses' posteriors sample its burst point
+        if it.damage_map is not None:
+            return True
+        if not posts:
+            posts.extend(load_posterior(run.posterior_path(h)) for h in hyps)
+        return any(p is not None and "posterior" in p.groups() and f"{it.group or it.id}__burst_x" in p.posterior for p in posts)
+
     for it in run.case.evidence:
-        if it.family == "damage_map" and not it.restates:
+        if not it.restates and is_map(it):
             units.setdefault(it.group or it.id, []).append(it)
     out = []
     for i, (unit, items) in enumerate(units.items()):

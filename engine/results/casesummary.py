@@ -21,9 +21,11 @@ def observation_text(family: str, observed: Any) -> str:
 def damage_map(item: Any) -> dict:
     """``{"damage_map": its panels, holes and counts}`` (what the report draws) for a damage_map item; {} for
     another family's (case.json gets no key)."""
-    if item.family != "damage_map":
+    from engine.evidence.damage_map import DamageMap
+
+    if item.family != DamageMap.name:
         return {}
-    return {"damage_map": item.observed.model_dump(mode="json", include={"panels", "holes", "counts"})}
+    return dict(damage_map=item.observed.model_dump(mode="json", include={"panels", "holes", "counts"}))  # the record field
 
 
 def influence_bounds(case: Any) -> dict[str, float | None]:

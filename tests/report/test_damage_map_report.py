@@ -182,7 +182,7 @@ def test_the_weapon_table_is_the_stored_posterior(dm_run: Path, dm_report: tuple
     # the bomb fixes its spray angle (90 deg) and samples no weapon speed or course (internal_explosion)
     assert _row(section, "spray angle from the course, deg (spray_angle)", 2)[1] == "fixed 90.0"
     assert _row(section, "weapon speed, m/s (weapon_speed)", 2)[1] == "fixed 230"
-    fragments = _row(section, "fragments thrown, N = exp(log_fragments) (fragments)", 2)[0]
+    fragments = _row(section, "fragments thrown, N = exp(log_fragments) (N)", 2)[0]
     x = np.exp(post["large-sam"][f"{UNIT}__log_fragments"].values.ravel())
     assert _close(fragments.split(" ")[0], x.mean())
 
