@@ -166,6 +166,16 @@ def write_worked_case(path: str) -> None:
 NAMES = ("burst_x", "burst_y", "burst_z", "log_fragments")
 
 
+
+def kept_burst(seed: int):  # noqa: ANN201
+    """Burst ``seed``: (its generator, the truth, the map), redrawn until the map has 100-1,000 holes."""
+    rng = np.random.default_rng([seed, 13])
+    while True:
+        truth = draw_truth(rng)
+        obs = simulate_map(rng, truth)
+        if 100 <= len(obs["holes"]) <= 1000:
+            return rng, truth, obs
+
 def _case(observed: dict):  # noqa: ANN202
     import tempfile
 
@@ -291,12 +301,7 @@ def _read_one(seed: int, draws: int, tune: int, compiled: dict) -> dict:
     from engine.model.build import structure_key
     from engine.run.compiled import Compiled
 
-    rng = np.random.default_rng([seed, 13])
-    while True:
-        truth = draw_truth(rng)
-        obs = simulate_map(rng, truth)
-        if 100 <= len(obs["holes"]) <= 1000:
-            break
+    rng, truth, obs = kept_burst(seed)
     case = _case(obs)
     recovered = recovered_fragments(rng, case.items[0].params["large-sam"])
     hm = hole_map(DamageMapObs.model_validate(obs))
@@ -389,12 +394,7 @@ def diagnose(seeds: list[int], draws: int, tune: int, chains: int = 2) -> None:
     quiet()
     cm = None
     for seed in seeds:
-        rng = np.random.default_rng([seed, 13])
-        while True:
-            truth = draw_truth(rng)
-            obs = simulate_map(rng, truth)
-            if 100 <= len(obs["holes"]) <= 1000:
-                break
+        rng, truth, obs = kept_burst(seed)
         case = _case(obs)
         cm = cm or Compiled(case, "large-sam")
         for op in _map_ops(cm):

@@ -489,9 +489,8 @@ class Estimators:
     def _sample_mh(self, n: int, seed: int) -> dict:
         """``Compiled.sample_smc`` with PyMC's MH kernel (the engine's cached prior draws, same seeding)."""
         from pymc.smc.kernels import MH
-        from pymc.util import _get_seeds_per_chain
 
-        from engine.run.compiled import _cached_imh_class
+        from engine.run.compiled import _cached_imh_class, run_smc_chain
         from engine.run.seeds import SMC_KERNEL_SEED
 
         if n not in self._mh:
@@ -501,17 +500,7 @@ class Estimators:
             t0 = time.perf_counter()
             self._mh[n] = cls(draws=n, start=None, model=self.c.model, random_seed=SMC_KERNEL_SEED)
             self.compile_s[f"MH {n}"] = time.perf_counter() - t0
-        (chain_seed,) = _get_seeds_per_chain(random_state=seed, chains=1)
-        rng = np.random.default_rng(chain_seed)
-        rng.integers(2**30)
-        kernel = self._mh[n]
-        kernel.initialize(None, rng)
-        stages = 0
-        while kernel.beta < 1:
-            kernel.update_beta_and_weights()
-            kernel.step()
-            stages += 1
-        return {"log_marginal_likelihood": float(kernel.log_marginal_likelihood), "stages": stages}
+        return run_smc_chain(self._mh[n], seed)
 
 
 SMC_CONFIGS = (("IMH", 250, 4), ("IMH", 500, 4), ("IMH", 1000, 2), ("IMH", 1000, 4), ("IMH", 2000, 4), ("MH", 1000, 4))

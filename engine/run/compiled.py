@@ -199,19 +199,8 @@ class Compiled:
         (exact, with no stage, for a model with no free parameter)."""
         if not self.model.value_vars:
             return {"log_marginal_likelihood": float(self.log_density()(np.zeros((1, 0)))[0]), "stages": 0}
-        from pymc.util import _get_seeds_per_chain
 
-        (chain_seed,) = _get_seeds_per_chain(random_state=seed, chains=1)
-        rng = np.random.default_rng(chain_seed)
-        rng.integers(2**30)  # sample_smc draws the kernel's construction seed from the chain's generator first
-        kernel = self.smc_kernel(draws)
-        kernel.initialize(None, rng)
-        stages = 0
-        while kernel.beta < 1:
-            kernel.update_beta_and_weights()
-            kernel.step()
-            stages += 1
-        return {"log_marginal_likelihood": float(kernel.log_marginal_likelihood), "stages": stages}
+        return run_smc_chain(self.smc_kernel(draws), seed)
 
     # -- bridge sampling and pointwise log-likelihood
     def log_density(self) -> Callable[[np.ndarray], np.ndarray]:
@@ -235,6 +224,23 @@ class Compiled:
             for d in range(n_draw):
                 out[:, c, d] = self._pointwise({k: v[c, d] for k, v in values.items()})
         return {p.name.removeprefix("ll__"): out[i] for i, p in enumerate(pots)}
+
+
+def run_smc_chain(kernel, seed: int) -> dict:  # noqa: ANN001 - a PyMC SMC kernel
+    """One SMC chain on ``kernel`` as ``pm.sample_smc(chains=1, random_seed=seed)`` runs it: its final log
+    marginal likelihood and number of stages."""
+    from pymc.util import _get_seeds_per_chain
+
+    (chain_seed,) = _get_seeds_per_chain(random_state=seed, chains=1)
+    rng = np.random.default_rng(chain_seed)
+    rng.integers(2**30)  # sample_smc draws the kernel's construction seed from the chain's generator first
+    kernel.initialize(None, rng)
+    stages = 0
+    while kernel.beta < 1:
+        kernel.update_beta_and_weights()
+        kernel.step()
+        stages += 1
+    return {"log_marginal_likelihood": float(kernel.log_marginal_likelihood), "stages": stages}
 
 
 def _jittered_start(model, ipfn, logp_dlogp, seed: int, max_retries: int) -> dict:  # noqa: ANN001
