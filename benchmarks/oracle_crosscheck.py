@@ -66,7 +66,15 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--templates", nargs="*", default=list(TEMPLATES), help="calibration-<name>.yaml templates to simulate from")
     p.add_argument("--out", default=str(ROOT / "runs" / "oracle-crosscheck"))
+    p.add_argument("--sample-conjugate", action="store_true",
+                   help="sample conjugate units instead of integrating them (INCIDENT_SAMPLE_CONJUGATE=1, workers included): "
+                        "e.g. `--replicates 0 --templates mixture-trap --n 12 --sample-conjugate` measures what two "
+                        "non-strict xfail tests of tests/calibration/test_calibrate.py used to (SMC biased low, bridge off too)")
     a = p.parse_args()
+    if a.sample_conjugate:
+        import os
+
+        os.environ["INCIDENT_SAMPLE_CONJUGATE"] = "1"  # before any worker starts: they inherit it
 
     from engine.calibration.calibrate import CalibrationSettings, fixed_case_estimates, run_calibration
     from engine.run.cluster import ClusterSpec, connect

@@ -475,7 +475,10 @@ def ensure_compiledir() -> None:
     """Point PyTensor at a stable compile cache (shared by this process and its workers).
 
     Also sets ``blas__ldflags`` to empty unless given: the models are scalar-sized, and
-    PyTensor's BLAS probe on pip installs only warns that it found none. Processes sharing
+    PyTensor's BLAS probe on pip installs only warns that it found none. And ``gcc__cxxflags=-O1 -g0``
+    unless given (gcc takes the last ``-O`` and ``-g``, so they override PyTensor's ``-O3 -g``): a cold
+    C compile of two AZAL hypotheses takes 26 s instead of 43 s and NUTS runs no slower on them
+    (benchmarks/README.md, "C compiler flags"; ``-O0`` and ``-Og`` sampled 20-35 % slower). Processes sharing
     one compile directory serialise on PyTensor's file lock; threads would not, which is why
     workers run one thread each.
     """
@@ -485,4 +488,6 @@ def ensure_compiledir() -> None:
         flags.append(f"base_compiledir={cache}")
     if not any(f.startswith("blas__ldflags") for f in flags):
         flags.append("blas__ldflags=")
+    if not any(f.startswith("gcc__cxxflags") for f in flags):
+        flags.append("gcc__cxxflags=-O1 -g0")
     os.environ["PYTENSOR_FLAGS"] = ",".join(flags)

@@ -378,71 +378,33 @@ def test_calibration_results_do_not_depend_on_the_number_of_workers(template, tm
 
 
 @pytest.fixture(scope="module")
-def trap_runs():
-    """The informative template, 12 incidents: the engine's estimators and the marginalised mixture."""
+def trap_mixture():
+    """The informative template, 12 incidents, attributed by the marginalised mixture.
+
+    (The engine's own estimators on this template, with its conjugate units sampled, are measured by
+    ``python benchmarks/oracle_crosscheck.py``; two non-strict xfail tests that ran them here passed
+    whatever the outcome and were moved there, issue 17.)"""
     from engine.calibration.calibrate import CalibrationSettings, run_calibration
 
-    # the trap's units are conjugate: sampled here (not integrated), so that the estimators face the
+    # the trap's units are conjugate: sampled here (not integrated), so that NUTS faces the
     # latent parameters whose separated modes this template was built to show
     os.environ["INCIDENT_SAMPLE_CONJUGATE"] = "1"
     try:
         trap = load_case(CASES / "calibration-mixture-trap.yaml")
-        settings = dict(QUICK, n=12)
-        engine = _quietly(run_calibration, trap, CalibrationSettings(**settings), options=HERE)
-        mixture = _quietly(run_calibration, trap, CalibrationSettings(**settings, estimator="mixture"), options=HERE)
+        return _quietly(run_calibration, trap, CalibrationSettings(**dict(QUICK, n=12), estimator="mixture"), options=HERE)
     finally:
         del os.environ["INCIDENT_SAMPLE_CONJUGATE"]
-    return engine, mixture
-
-
-def _excess(records: list[dict], forecaster: str) -> float:
-    from engine.calibration.metrics import brier_excess
-
-    return brier_excess([r["estimated"][forecaster]["posterior"] for r in records], [r["exact"]["posterior"] for r in records])
 
 
 @pytest.mark.slow
-def test_calibration_catches_the_marginalised_mixture_where_its_modes_separate(trap_runs):
+def test_calibration_catches_the_marginalised_mixture_where_its_modes_separate(trap_mixture):
     """Informative data, close hypotheses: one NUTS run over the marginalised mixture of both
     hypotheses fails the quick criteria (its chains stay in the mode they find first)."""
     from engine.calibration.calibrate import summarize, verdict
 
-    _, mixture = trap_runs
-    bad = summarize(mixture)
+    bad = summarize(trap_mixture)
     assert any("expected" in p for p in verdict(bad, **quick_criteria(bad))), bad["versus_exact"]
     assert bad["versus_exact"]["posterior_abs_error_mean"] > 0.05
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="since the robust (heavy-tailed) backgrounds, sampling the trap's conjugate units gives each a second mode (the background explains it) and bridge sampling on 2 x 200 draws is off too (measured: Brier excess bridge 0.080 vs SMC 0.126; pooled |error| median 0.26, max 6.1 nat); the engine integrates these units exactly by default (issue 14 note)")
-def test_bridge_sampling_is_calibrated_on_informative_data_and_smc_is_not(trap_runs):
-    """A measured engine weakness, kept visible: on informative 7-parameter posteriors PyMC's SMC
-    (IMH kernel, threshold 0.5) underestimates log Z by 0.2-2.5 nat and states a small error, so
-    the SMC-only attribution is far off; bridge sampling on the same cheap NUTS runs is several
-    times closer (at the calibration settings its log-evidence error is ~0.04 nat median)."""
-    engine, _ = trap_runs
-    smc, bridge = _excess(engine.records, "smc"), _excess(engine.records, "bridge")
-    assert smc > 0.01 and bridge < smc / 4, (smc, bridge)
-    errors = [r["estimated"]["log_z"][h]["smc"] - r["exact"]["log_z"][j] for r in engine.records for j, h in enumerate(r["hypotheses"])]
-    assert np.median(errors) < -0.3
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="since the robust (heavy-tailed) backgrounds, sampling the trap's conjugate units gives each a second mode (the background explains it) and bridge sampling on 2 x 200 draws is off too (measured: Brier excess bridge 0.080 vs SMC 0.126; pooled |error| median 0.26, max 6.1 nat); the engine integrates these units exactly by default (issue 14 note)")
-def test_engine_follows_bridge_sampling_on_informative_data_without_smcs_bias(trap_runs):
-    """Where SMC is biased low the engine's log evidence is bridge sampling's: unbiased, and its
-    stated error calibrated. (At these quick settings, 2 x 200 draws of 7-parameter models, bridge
-    sampling's noise, ~0.1 nat, still exceeds the quick criteria's noise-free bounds: measured
-    expected Brier excess 0.005 against SMC-only's 0.097.)"""
-    from engine.calibration.calibrate import summarize
-
-    engine, _ = trap_runs
-    for r in engine.records:
-        assert r["estimated"]["engine"]["posterior"] == r["estimated"]["bridge"]["posterior"]
-    errors = summarize(engine)["log_evidence_errors"]
-    assert abs(errors["pooled"]["mean"]) < 0.1 and errors["smc"]["mean"] < -0.3, errors
-    assert errors["bridge"]["beyond_2se_rate"] <= 0.15, errors
-    assert _excess(engine.records, "engine") < _excess(engine.records, "smc") / 5
 
 
 # ------------------------------------------------------------------ the command
