@@ -26,6 +26,17 @@ if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
 
+def python_mode():
+    """PyTensor's full graph rewrites with numpy/Python implementations instead of C: for a test that
+    evaluates a one-off graph a few times (a value against its numpy twin, a gradient against finite
+    differences), where compiling its C modules cold (up to ~50 modules, ~40 s in CI) is all the cost.
+    The runs' tests exercise the same graphs through C."""
+    from pytensor.compile.mode import Mode
+    from pytensor.link.vm import VMLinker
+
+    return Mode(linker=VMLinker(c_thunks=False, use_cloop=False), optimizer="fast_run")
+
+
 @pytest.fixture(scope="session")
 def oracle_case():
     from engine.spec.case import load_case

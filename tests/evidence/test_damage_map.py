@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
+from conftest import python_mode
 from oracles.burst_sim import holes
 from scipy import integrate, optimize, stats
 from test_damage_geometry import AIRCRAFT, BOX
@@ -189,7 +190,7 @@ def test_the_model_term_and_its_gradient_by_angles_equal_the_generic_formula(tmp
     x = pt.dvector("x")
     theta = {k: (x[free.index(k)] if k in free else pt.as_tensor(float(v))) for k, v in point.items()}
     ll = REGISTRY["damage_map"].loglik(items, theta)
-    f = pytensor.function([x], [ll, pt.grad(ll, x)])
+    f = pytensor.function([x], [ll, pt.grad(ll, x)], mode=python_mode())
     hm = hole_map(items[0].observed)
 
     def ref(v):  # noqa: ANN001, ANN202
