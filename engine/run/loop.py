@@ -119,6 +119,7 @@ class TaskLoop:
             blocked: list = []  # waiting for tasks whose results they read
             watchdog = _Watchdog(client, self.spec, self.execution, self.resume_hint)
             watchdog.check_workers()
+            watchdog.tick(len(self.tasks))  # know the workers before any task runs: one that dies at once is still seen leaving
 
             def submit(task: Any) -> None:
                 tid = self.name(task)
