@@ -477,8 +477,8 @@ def ensure_compiledir() -> None:
     Also sets ``blas__ldflags`` to empty unless given: the models are scalar-sized, and
     PyTensor's BLAS probe on pip installs only warns that it found none. And ``gcc__cxxflags=-O1 -g0``
     unless given (gcc takes the last ``-O`` and ``-g``, so they override PyTensor's ``-O3 -g``): a cold
-    C compile of two AZAL hypotheses takes 26 s instead of 43 s and NUTS runs no slower on them
-    (benchmarks/README.md, "C compiler flags"; ``-O0`` and ``-Og`` sampled 20-35 % slower). Processes sharing
+    C compile of two AZAL hypotheses takes 29 s instead of 43 s and NUTS runs no slower on them
+    (``python benchmarks/cflags.py``; benchmarks/README.md, "C compiler flags": ``-O0`` samples 40-70 % slower). Processes sharing
     one compile directory serialise on PyTensor's file lock; threads would not, which is why
     workers run one thread each.
     """
