@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -72,8 +73,6 @@ def main() -> int:
                         "non-strict xfail tests of tests/calibration/test_calibrate.py used to (SMC biased low, bridge off too)")
     a = p.parse_args()
     if a.sample_conjugate:
-        import os
-
         os.environ["INCIDENT_SAMPLE_CONJUGATE"] = "1"  # before any worker starts: they inherit it
 
     from engine.calibration.calibrate import CalibrationSettings, fixed_case_estimates, run_calibration

@@ -483,11 +483,8 @@ def ensure_compiledir() -> None:
     workers run one thread each.
     """
     flags = [f for f in os.environ.get("PYTENSOR_FLAGS", "").split(",") if f]
-    if not any(f.startswith("base_compiledir") for f in flags):
-        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "incident-engine" / "pytensor"
-        flags.append(f"base_compiledir={cache}")
-    if not any(f.startswith("blas__ldflags") for f in flags):
-        flags.append("blas__ldflags=")
-    if not any(f.startswith("gcc__cxxflags") for f in flags):
-        flags.append("gcc__cxxflags=-O1 -g0")
+    given = {f.split("=", 1)[0] for f in flags}
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "incident-engine" / "pytensor"
+    defaults = {"base_compiledir": str(cache), "blas__ldflags": "", "gcc__cxxflags": "-O1 -g0"}
+    flags += [f"{k}={v}" for k, v in defaults.items() if k not in given]
     os.environ["PYTENSOR_FLAGS"] = ",".join(flags)
