@@ -274,7 +274,7 @@ def laplace_log_evidence(cm, case, hid: str, from_mode: np.ndarray | None = None
 
 def read_back(args: tuple) -> list[dict]:
     """Worker: simulate and read back bursts ``seeds`` (each structure compiled once, its hole map swapped)."""
-    seeds, draws, tune, deadline = args
+    seeds, draws, tune, deadline, partial = args
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -289,6 +289,9 @@ def read_back(args: tuple) -> list[dict]:
         for attempt in range(3):  # a shared machine's compile lock can time out (pytensor's filelock): try the burst again
             try:
                 out.append(_read_one(seed, draws, tune, compiled))
+                if partial:  # one line per burst as it is read, so an interrupted run keeps what it did
+                    with open(partial, "a") as f:
+                        f.write(json.dumps(out[-1]) + "\n")
                 break
             except Exception as exc:  # noqa: BLE001
                 print(f"burst {seed}: attempt {attempt + 1} failed: {str(exc).splitlines()[0][:200]}", flush=True)
@@ -448,11 +451,11 @@ def main() -> None:
     ap.add_argument("--diagnose", help="comma-separated burst seeds: long chains on these bursts only (with --tune/--draws)")
     ap.add_argument("--time", action="store_true")
     ap.add_argument("--seeds", help="first:last (exclusive) bursts to read, e.g. 50:100 (default 0:n)")
-    ap.add_argument("--json", help="write the bursts' results here")
+    ap.add_argument("--json", help="write the bursts' results here (and each burst as it is read to <file>.partial)")
     ap.add_argument("--combine", nargs="+", help="print the figures over results written by --json (no sampling)")
     a = ap.parse_args()
     if a.combine:
-        summarize([r for f in a.combine for r in json.loads(Path(f).read_text())], a.tune, a.draws)
+        summarize([r for f in a.combine for r in _results(Path(f))], a.tune, a.draws)
         return
     if a.write_case:
         write_case(a.write_case)
@@ -470,7 +473,8 @@ def main() -> None:
     fragments_only()
     deadline = time.time() + 60 * a.max_minutes
     first, last = (int(x) for x in a.seeds.split(":")) if a.seeds else (0, a.n)
-    chunks = [(list(range(first + i, last, a.workers)), a.draws, a.tune, deadline) for i in range(a.workers)]
+    partial = f"{a.json}.partial" if a.json else None
+    chunks = [(list(range(first + i, last, a.workers)), a.draws, a.tune, deadline, partial) for i in range(a.workers)]
     t0 = time.time()
     if a.workers > 1:
         with mp.get_context("spawn").Pool(a.workers) as pool:
@@ -481,6 +485,12 @@ def main() -> None:
     if a.json:
         Path(a.json).write_text(json.dumps(results))
     summarize(results, a.tune, a.draws)
+
+
+def _results(path: Path) -> list[dict]:
+    """Bursts written by ``--json``: the final list, or a ``.partial`` file's lines (an interrupted run)."""
+    text = path.read_text()
+    return json.loads(text) if path.suffix != ".partial" else [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def summarize(results: list[dict], tune: int, draws: int) -> None:

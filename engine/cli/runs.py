@@ -192,12 +192,12 @@ def _print_diagnostics(diag: dict) -> None:
 
     out = console(width=140)
     table = Table(title=f"diagnostics — {clean(diag['case'])} / {clean(diag['run'])}")
-    for col in ("hypothesis", "r-hat max", "ESS bulk", "ESS tail", "divergences", "BFMI", "log Z SMC", "log Z bridge", "agree"):
+    for col in ("hypothesis", "r-hat max", "ESS bulk", "ESS tail", "divergences", "BFMI", "log Z SMC/IS", "log Z bridge", "agree"):
         table.add_column(col, justify="left" if col == "hypothesis" else "right")
     for hid, d in diag["hypotheses"].items():
         e = d["estimators"]
         table.add_row(clean(hid), f"{d['rhat_max']:.3f}", f"{d['ess_bulk_min']:.0f}", f"{d['ess_tail_min']:.0f}", clean(d["divergences"]),
-                      f"{d['bfmi_min']:.2f}", f"{e['smc']:.2f} ± {e['smc_se']:.2f}", f"{e['bridge']:.2f} ± {e['bridge_se']:.2f}",
+                      f"{d['bfmi_min']:.2f}", f"{e['smc']:.2f} ± {e['smc_se']:.2f}" + (" IS" if e.get("independent") == "laplace_is" else ""), f"{e['bridge']:.2f} ± {e['bridge_se']:.2f}",
                       _agreement(e["agree"], d.get("reweighted")))
     out.print(table)
     checks = Table(title="posterior predictive p-values (per evidence unit, under each hypothesis)")
@@ -222,7 +222,7 @@ def _print_table(result: dict) -> None:
     from engine.terms import probability_term
 
     table = Table(title=f"{clean(result['case'])} — run {clean(result['run'])}")
-    for col in ("hypothesis", "prior", "posterior", "± MCSE", "term", "log Z (SMC)", "log Z (bridge)"):
+    for col in ("hypothesis", "prior", "posterior", "± MCSE", "term", "log Z (SMC/IS)", "log Z (bridge)"):
         table.add_column(col, justify="left" if col in ("hypothesis", "term") else "right")
     rows = sorted(result["hypotheses"].items(), key=lambda kv: -kv[1]["posterior"])
     for hid, h in rows:

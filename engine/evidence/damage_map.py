@@ -56,6 +56,7 @@ hypotheses' model), bends in or out with equal chance.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Literal
 
@@ -310,10 +311,13 @@ class DamageMap(Family):
         """Candidate starting points for the sampler (parameter -> value; only sampled parameters):
         the sampler's own optimiser (``engine.run.compiled``) climbs from each and keeps the best.
 
-        A burst outside lies 1, 3 or 6 m off the holes' centroid along their panels' mean outward
-        normal (inside: at the prior mean, or the centroid pulled inward), the course along each
-        body axis both ways, the spray band at three times its prior width so that every hole is
-        within its reach at the start; other parameters at their prior means.
+        A burst outside: 1, 3 or 6 m off the holes' centroid along their panels' mean outward normal, and
+        2, 4 or 8 m off it in each of the 26 directions of a cube's faces, edges and corners (a burst below
+        an aircraft whose two sides are holed has a mean normal near zero); inside: at the prior mean, or
+        the centroid pulled inward. The course along six directions, the spray band at three times its
+        prior width so that every hole is within its reach at the start; other parameters at their prior
+        means. Every candidate is scored on the map's log likelihood (:meth:`_refined`); the best few are
+        climbed and come first, each from another place (a second mode is kept, not crowded out).
         """
         obs = items[0].observed
         hm = hole_map(obs)
@@ -325,8 +329,13 @@ class DamageMap(Family):
         mean = {k: float(d.mean()) for k, d in spec.items()}
         free = {k for k in self.sampled if k in spec and spec[k].kind != "fixed"}
         inside = mean.get("inside", 0.0) >= 0.5
-        bursts = ([np.array([mean["burst_x"], mean["burst_y"], mean["burst_z"]]), centroid - 0.5 * outward] if inside
-                  else [centroid + d * outward for d in (1.0, 3.0, 6.0)])
+        if inside:
+            bursts = [np.array([mean["burst_x"], mean["burst_y"], mean["burst_z"]]), centroid - 0.5 * outward]
+        else:
+            bursts = [centroid + d * outward for d in (1.0, 3.0, 6.0)]
+            if {"burst_x", "burst_y", "burst_z"} & free:
+                cube = np.array([u for u in itertools.product((-1.0, 0.0, 1.0), repeat=3) if any(u)])
+                bursts += [centroid + d * u / np.linalg.norm(u) for d in (2.0, 4.0, 8.0) for u in cube]
         if {"course_heading", "course_climb"} & free:  # the course by its angles: six directions about the prior mean
             h0, c0 = mean["course_heading"], mean["course_climb"]
             courses = [{"course_heading": h0 + dh, "course_climb": c0} for dh in (0.0, 90.0, 180.0, -90.0)]
@@ -348,10 +357,13 @@ class DamageMap(Family):
                 out.append(cand)
         return [{k: v for k, v in c.items() if k in free} for c in self._refined(hm, obs, spec, out, sorted(free))]
 
-    def _refined(self, hm, obs, spec, cands: list[dict], free: list[str], keep: int = 3, maxiter: int = 60) -> list[dict]:  # noqa: ANN001
-        """The candidates, the best ``keep`` of them first and climbed (L-BFGS with the op's analytic gradient)
-        on the map's own log likelihood plus the log prior: the model's mixture with the background is flat
-        far from the burst, where a sampler's optimiser cannot move."""
+    def _refined(self, hm, obs, spec, cands: list[dict], free: list[str], keep: int = 4, maxiter: int = 60,  # noqa: ANN001
+                 apart: float = 1.5) -> list[dict]:
+        """The best ``keep`` candidates, climbed (L-BFGS with the op's analytic gradient) on the map's own log
+        likelihood plus the log prior, best first: the model's mixture with the background is flat far from
+        the burst, where a sampler's optimiser cannot move. Candidates are ranked by that value; a candidate
+        whose burst lies within ``apart`` m of a better one's is passed over, so the few climbed start in
+        different places and a second mode is found, not crowded out by the first's neighbours."""
         from scipy import optimize
 
         deg = math.pi / 180
@@ -385,13 +397,30 @@ class DamageMap(Family):
                 return 1e12, np.zeros_like(x)
             return float(value), grad
 
-        ranked = sorted(cands, key=lambda c: objective(np.array([c[k] for k in free]), c)[0])
+        def score(c: dict) -> float:
+            """The objective's value alone (no Jacobian): what ranks the candidates."""
+            if c["fragment_speed"] <= 0 or c["spray_width"] <= 0:
+                return 1e12
+            p = weapon(c)
+            with np.errstate(all="ignore"):
+                ll = log_likelihood_and_gradient(hm, p[0:3], p[3:6], p[6:9], *p[9:13], c["v50"], c["v50_spread"],
+                                                 entry=1 - 2 * c["inside"], elongation_sd=c["elongation_sd"], stray=stray)[0]
+            value = -(ll + sum(_log_prior(spec[k], c[k]) for k in free))
+            return float(value) if np.isfinite(value) else 1e12
+
+        burst = lambda c: np.array([c["burst_x"], c["burst_y"], c["burst_z"]])  # noqa: E731
+        ranked = sorted(cands, key=score)
+        chosen: list[dict] = []
+        for c in ranked:
+            if len(chosen) < keep and all(np.linalg.norm(burst(c) - burst(o)) >= apart for o in chosen):
+                chosen.append(c)
+        chosen += [c for c in ranked if not any(c is o for o in chosen)][:keep - len(chosen)]  # few places (a fixed burst): other courses
         out = []
-        for c in ranked[:keep]:
+        for c in chosen:
             fit = optimize.minimize(objective, np.array([c[k] for k in free]), args=(c,), jac=True, method="L-BFGS-B",
                                     options={"maxiter": maxiter})
-            out.append({**c, **{k: float(v) for k, v in zip(free, fit.x, strict=True)}})
-        return out + ranked[keep:]
+            out.append((fit.fun, {**c, **{k: float(v) for k, v in zip(free, fit.x, strict=True)}}))
+        return [c for _, c in sorted(out, key=lambda f: f[0])]
 
     @staticmethod
     def _matching_log_fragments(obs, quads, t, n_holes, prior) -> float:  # noqa: ANN001

@@ -278,14 +278,16 @@ def diagnostic_rows(attribution: dict, diagnostics: dict) -> list[list[str]]:
 
 
 def estimator_rows(attribution: dict, diagnostics: dict) -> list[list[str]]:
-    """SMC and bridge log Z (± s.e.), the pooled value, their spread, z and agreement, per hypothesis."""
+    """SMC (or, marked "IS" with its Pareto k, importance sampling at the Laplace fits) and bridge log Z (± s.e.),
+    the pooled value, their spread, z and agreement, per hypothesis."""
     per = diagnostics.get("hypotheses") or {}
     rows = []
     for hid, h in attribution["hypotheses"].items():
         e = (per.get(hid) or {}).get("estimators") or {}
         smc = e.get("smc", h.get("log_evidence", {}).get("smc"))
         bridge = e.get("bridge", h.get("log_evidence", {}).get("bridge"))
-        rows.append([hid, _pm(smc, e.get("smc_se")), _pm(bridge, e.get("bridge_se")),
+        independent = _pm(smc, e.get("smc_se")) + (f" (IS, k {num(e.get('pareto_k'), 2)})" if e.get("independent") == "laplace_is" else "")
+        rows.append([hid, independent, _pm(bridge, e.get("bridge_se")),
                      _pm(h.get("log_evidence", {}).get("pooled"), h.get("log_evidence_se")),
                      num(e.get("spread"), 3), num(e.get("z"), 1), flag(e.get("agree"))])
     return rows

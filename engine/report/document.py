@@ -206,7 +206,9 @@ def _estimators(run: RunData) -> dict:
     return {"rows": C.estimator_rows(run.attribution, run.diagnostics),
             "caption": "Log evidence (log Z, nats) of each hypothesis from sequential Monte Carlo and from bridge sampling on "
                        "the NUTS draws, the engine's value (bridge, error widened by half the spread), and their spread in nats "
-                       "and in standard errors."}
+                       "and in standard errors. \"IS\": a hypothesis whose model has a damage map is checked by importance "
+                       "sampling from Student-t approximations at its posterior modes instead of SMC; k is the Pareto shape of "
+                       "its weights (above 0.7 unreliable)."}
 
 
 def _sensitivity(run: RunData, figures: dict[str, Figure]) -> dict:

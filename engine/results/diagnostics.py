@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.inference.estimate import PARETO_K_MAX
+
 RHAT_MAX = 1.01
 ESS_MIN = 400
 
@@ -191,6 +193,10 @@ def verdict(per_hypothesis: dict, posterior_mcse: dict, unexplained: list[str]) 
             # the posterior's Monte Carlo error below (which carries it) fails the run where the disagreement matters
             warn.append(f"{hid}: log-evidence estimators disagree by {d['estimators']['spread']:.2f} nat "
                         "(the pooled error is widened by half of it)")
+        k = d["estimators"].get("pareto_k")
+        if k is not None and not k <= PARETO_K_MAX:  # importance sampling at the Laplace fits (damage maps)
+            warn.append(f"{hid}: the independent estimate's importance weights have Pareto k {k:.2f} > {PARETO_K_MAX} "
+                        "(heavy-tailed: that estimate is unreliable; bridge sampling's value leads)")
         warn += [f"{hid}: {p}" for p in d["problems"]]
     for hid, e in posterior_mcse.items():
         if e > 0.05:

@@ -34,11 +34,16 @@ def _merge_chains(folder: RunFolder, hid: str, settings: Settings):  # noqa: ANN
 
 
 def _estimates(folder: RunFolder, hid: str, settings: Settings):  # noqa: ANN202
-    """The SMC and bridge-sampling log evidences of ``hid`` from its task results in ``folder``."""
-    from engine.inference.estimate import LogEvidence, smc_log_evidence
+    """The independent estimator's and bridge sampling's log evidences of ``hid`` from its task results in
+    ``folder``: SMC, or importance sampling at the Laplace fits where a family proposes starting points
+    (``Compiled.sample_smc``; the "smc" tasks then hold its batches)."""
+    from engine.inference.estimate import LogEvidence, is_log_evidence, smc_log_evidence
 
-    smc = smc_log_evidence(np.array([read_json(folder.task(Task("smc", hid, c).key, "json"))["log_marginal_likelihood"]
-                                     for c in range(settings.smc_chains)]))
+    batches = [read_json(folder.task(Task("smc", hid, c).key, "json")) for c in range(settings.smc_chains)]
+    if all(b.get("estimator") == "laplace_is" for b in batches):
+        smc = is_log_evidence(batches)
+    else:
+        smc = smc_log_evidence(np.array([b["log_marginal_likelihood"] for b in batches]))
     b = read_json(folder.task(Task("bridge", hid).key, "json"))
     return smc, LogEvidence("bridge", b["value"], b["se"], {})
 
@@ -117,7 +122,10 @@ def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder |
         # a reweighted hypothesis's two estimates are the base run's moved by one importance ratio: their
         # agreement would repeat the base run's, so it is not applicable; its own check is "reweighted"
         diag[hid]["estimators"] = {"smc": smc.value, "smc_se": smc.se, "bridge": bridge.value, "bridge_se": bridge.se,
-                                   "spread": pooled.spread, "z": pooled.z, "agree": None if rw is not None else pooled.agree}
+                                   "spread": pooled.spread, "z": pooled.z, "agree": None if rw is not None else pooled.agree,
+                                   "independent": smc.estimator}
+        if "pareto_k" in smc.detail:
+            diag[hid]["estimators"]["pareto_k"] = smc.detail["pareto_k"]
 
     prior = np.array([case.hypotheses[h].prior for h in hids])
     log_z = np.array([per[h]["pooled"].value for h in hids])

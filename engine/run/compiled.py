@@ -57,6 +57,7 @@ class Compiled:
         self.defaults = {v.name: np.array(v.get_value(borrow=False)) for v in self.model.data_vars}
         self._nuts: tuple | None = None
         self._starts: dict = {}  # (hypothesis, data digest) -> families' mode and covariance (_family_start)
+        self._fits: dict = {}  # (hypothesis, data digest) -> the modes the families' starts climb to (_family_fits)
         self._smc: dict[int, Any] = {}
         self._logp: Callable | None = None
         self._pointwise: Callable | None = None
@@ -133,12 +134,9 @@ class Compiled:
         seed0 = int(rngs[0].integers(2**30))
         point = _jittered_start(m, ipfn, logp_dlogp, seed0, jitter_max_retries)
         laplace = None
-        if self.case is not None:  # one optimisation per hypothesis and data, shared by its chains
-            key = (self.hid, hashlib.sha256(b"".join(np.asarray(v.get_value()).tobytes() for v in m.data_vars)).hexdigest())
-            if key not in self._starts:
-                self._starts[key] = _family_start(m, self.case, self.hid, logp_dlogp, point)
-            if self._starts[key] is not None:
-                laplace = (_laplace_draw(m, logp_dlogp, point, *self._starts[key], seed0), *self._starts[key][1:])
+        start = self.family_start()
+        if start is not None:
+            laplace = (_laplace_draw(m, logp_dlogp, point, *start, seed0), *start[1:])
         q = DictToArrayBijection.map(point).data
         if laplace is None:
             potential = quadpotential.QuadPotentialDiagAdapt(q.size, np.mean([q], axis=0), np.ones_like(q), 10, rng=seed0)
@@ -158,6 +156,31 @@ class Compiled:
                                compute_convergence_checks=False, return_inferencedata=True, keep_warning_stat=False,
                                idata_kwargs={"include_transformed": True}, model=m, quiet=True)
         return self.with_own_draws(idata, seed)
+
+    def _start_key(self) -> tuple:
+        return (self.hid, hashlib.sha256(b"".join(np.asarray(v.get_value()).tobytes() for v in self.model.data_vars)).hexdigest())
+
+    def family_fits(self) -> list[tuple[float, np.ndarray, np.ndarray]] | None:
+        """The modes its families' starting points climb to (``_family_fits``), for the hypothesis and data
+        set now, or None when no family proposes starting points. Computed once per hypothesis and data in
+        this process, from a base point of a fixed seed, so that every task (and chain) gets the same fits
+        whichever ran first on the worker."""
+        if self.case is None or not self.model.value_vars:
+            return None
+        key = self._start_key()
+        if key not in self._fits:
+            logp_dlogp, ipfn = self._nuts_parts()[:2]
+            point = _jittered_start(self.model, ipfn, logp_dlogp, START_POINT_SEED, 10)
+            self._fits[key] = _family_fits(self.model, self.case, self.hid, logp_dlogp, point)
+        return self._fits[key]
+
+    def family_start(self) -> tuple | None:
+        """(raveled template, mode, covariance) of the best fit, or what a caller put in ``_starts``."""
+        key = self._start_key()
+        if key not in self._starts:
+            fits = self.family_fits()
+            self._starts[key] = None if fits is None else (fits[0][3], fits[0][1], fits[0][2])
+        return self._starts[key]
 
     def _exact_draws(self, draws: int):  # noqa: ANN202
         """A model with no free parameter is exact: the "chain" holds no sampled variable (only the
@@ -199,8 +222,18 @@ class Compiled:
         (exact, with no stage, for a model with no free parameter)."""
         if not self.model.value_vars:
             return {"log_marginal_likelihood": float(self.log_density()(np.zeros((1, 0)))[0]), "stages": 0}
-
+        fits = self.family_fits()
+        if fits is not None:  # a damage map: PyMC's SMC takes many minutes per chain on its sharp posterior
+            return self.laplace_is(draws, seed, fits)
         return run_smc_chain(self.smc_kernel(draws), seed)
+
+    def laplace_is(self, draws: int, seed: int, fits: list) -> dict:
+        """One batch of importance sampling from Student-t approximations at the families' modes
+        (``engine.inference.estimate.laplace_is_batch``); independent of the NUTS draws."""
+        from engine.inference.estimate import laplace_is_batch
+
+        return laplace_is_batch(self.log_density(), [(mode, cov) for lz, mode, cov, _ in fits if lz >= fits[0][0] - IS_MODE_WINDOW],
+                                draws, np.random.default_rng([int(seed), 31]))
 
     # -- bridge sampling and pointwise log-likelihood
     def log_density(self) -> Callable[[np.ndarray], np.ndarray]:
@@ -262,15 +295,19 @@ def _jittered_start(model, ipfn, logp_dlogp, seed: int, max_retries: int) -> dic
 # ---- families' starting points (issue 13: damage maps); nothing changes for a case without one
 FULL_MASS_WEIGHT = 50  # the Laplace covariance counts as this many draws in the full mass matrix's adaptation
 START_SCREEN, START_KEEP, START_MAXITER = 30, 3, 400  # L-BFGS iterations: every candidate, then the best few
+START_POINT_SEED = 20261202  # the base point of the families' starts (parameters no family proposes)
+IS_MODE_WINDOW = 10.0  # nat: a mode this far below the best by Laplace evidence holds < e^-10 of the mass; IS leaves it out
 
 
-def _family_start(model, case, hid: str, logp_dlogp, point: dict):  # noqa: ANN001, ANN202
-    """(raveled template, mode, covariance) when a unit's family proposes starting points
-    (``initial_values``), else None.
+def _family_fits(model, case, hid: str, logp_dlogp, point: dict) -> list | None:  # noqa: ANN001
+    """The modes the families' starting points climb to, best first, as (Laplace log evidence, mode,
+    covariance, raveled template), distinct modes only; None when no unit's family proposes starting
+    points (``initial_values``).
 
     From each candidate (the family's parameters set, everything else at ``point``) L-BFGS climbs the
-    model's own log density (unconstrained space); the best mode's covariance is the inverse of the
-    negative Hessian (central differences of the gradient, eigenvalues floored).
+    model's own log density (unconstrained space) a few steps; the most promising few climb on to their
+    modes. A mode's covariance is the inverse of the negative Hessian (central differences of the
+    gradient, eigenvalues floored); its Laplace log evidence log p(y, q*) + d/2 log 2 pi + 1/2 log det S.
     """
     import itertools
 
@@ -297,28 +334,52 @@ def _family_start(model, case, hid: str, logp_dlogp, point: dict):  # noqa: ANN0
         x = np.asarray(v, dtype=float) if tr is None else tr.forward(pt.as_tensor(float(v)), *rv.owner.inputs).eval()
         return model.rvs_to_values[rv].name, np.asarray(x, dtype=point[model.rvs_to_values[rv].name].dtype)
 
+    neg = _negative(logp_dlogp)
     fits = []
     for combo in itertools.islice(itertools.product(*per_unit), 64):
         start = dict(point)
         for cand in combo:
             start.update(value(k, v) for k, v in cand.items() if k in rvs)
         q0 = DictToArrayBijection.map(start)
-        fit = minimize(_negative(logp_dlogp), q0.data, jac=True, method="L-BFGS-B", options={"maxiter": START_SCREEN})
+        fit = minimize(neg, q0.data, jac=True, method="L-BFGS-B", options={"maxiter": START_SCREEN})
         fits.append((fit.fun, fit.x))
     # the most promising few climb on to their modes
-    best = min((minimize(_negative(logp_dlogp), x, jac=True, method="L-BFGS-B", options={"maxiter": START_MAXITER})
-                for _, x in sorted(fits, key=lambda f: f[0])[:START_KEEP]), key=lambda f: f.fun)
-    mode = best.x
-    n = mode.size
-    h = 1e-5 * np.maximum(1.0, np.abs(mode))
-    hess = np.empty((n, n))
-    for i in range(n):
-        e = np.zeros(n)
-        e[i] = h[i]
-        hess[i] = (_negative(logp_dlogp)(mode + e)[1] - _negative(logp_dlogp)(mode - e)[1]) / (2 * h[i])
-    w, v = np.linalg.eigh((hess + hess.T) / 2)
-    cov = (v / np.clip(w, 1e-8, None)) @ v.T
-    return q0, mode, (cov + cov.T) / 2
+    climbed = sorted((minimize(neg, x, jac=True, method="L-BFGS-B", options={"maxiter": START_MAXITER})
+                      for _, x in sorted(fits, key=lambda f: f[0])[:START_KEEP]), key=lambda f: f.fun)
+    out = []
+    for c in climbed:
+        mode = c.x
+        if not np.isfinite(c.fun) or c.fun >= 1e299:
+            continue
+        n = mode.size
+        h = 1e-5 * np.maximum(1.0, np.abs(mode))
+        hess = np.empty((n, n))
+        for i in range(n):
+            e = np.zeros(n)
+            e[i] = h[i]
+            hess[i] = (neg(mode + e)[1] - neg(mode - e)[1]) / (2 * h[i])
+        w, v = np.linalg.eigh((hess + hess.T) / 2)
+        cov = (v / np.clip(w, 1e-8, None)) @ v.T
+        cov = (cov + cov.T) / 2
+        if any(_same_mode(mode, o[1], o[2]) for o in out):
+            continue
+        log_z = -float(c.fun) + 0.5 * n * np.log(2 * np.pi) + 0.5 * float(np.sum(np.log(1.0 / np.clip(w, 1e-8, None))))
+        out.append((log_z, mode, cov, q0))
+    if not out:  # every climb failed: the first candidate's start, unit covariance
+        out = [(-np.inf, fits[0][1], np.eye(fits[0][1].size), q0)]
+    return sorted(out, key=lambda f: -f[0])
+
+
+def _same_mode(a: np.ndarray, b: np.ndarray, cov: np.ndarray) -> bool:
+    """Two modes are one when they are within 1 s.d. of each other (Mahalanobis distance under ``cov``)."""
+    d = a - b
+    return float(d @ np.linalg.solve(cov, d)) < 1.0
+
+
+def _family_start(model, case, hid: str, logp_dlogp, point: dict):  # noqa: ANN001, ANN202
+    """(raveled template, mode, covariance) of the best of :func:`_family_fits`, else None."""
+    fits = _family_fits(model, case, hid, logp_dlogp, point)
+    return None if fits is None else (fits[0][3], fits[0][1], fits[0][2])
 
 
 def _negative(logp_dlogp):  # noqa: ANN001, ANN202

@@ -171,3 +171,88 @@ def test_agreement_judges_smcs_few_chain_error_by_students_t_and_false_alarms_st
         assert new / 2000 <= most, (chains, new)
         assert old > 3 * max(new, 5), (chains, old, new)
         assert caught / 2000 >= power, (chains, caught)
+
+
+# ---------------------------------------------------------------- importance sampling at Laplace fits (damage maps)
+def _laplace_fit(log_p, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mode and inverse negative Hessian of a vectorised log density, by scipy and central differences (written
+    here, not the engine's optimiser: the estimator is tested on its own)."""
+    from scipy.optimize import minimize
+
+    mode = minimize(lambda x: -log_p(x[None])[0], x0, method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 20000}).x
+    d, h = mode.size, 1e-4
+    hess = np.empty((d, d))
+    for i in range(d):
+        for j in range(d):
+            e_i, e_j = np.eye(d)[i] * h, np.eye(d)[j] * h
+            pts = np.array([mode + e_i + e_j, mode + e_i - e_j, mode - e_i + e_j, mode - e_i - e_j])
+            pp, pm, mp, mm = log_p(pts)
+            hess[i, j] = (pp - pm - mp + mm) / (4 * h * h)
+    return mode, np.linalg.inv(-(hess + hess.T) / 2)
+
+
+def test_laplace_is_recovers_a_known_constant_of_a_skewed_target_and_its_error_is_calibrated():
+    """Target exp(c) x product of Gamma(3, 1) densities of u = log x in 3 dimensions (skewed, not Gaussian):
+    Z = exp(c) exactly. Over 200 independent estimates of 4 x 250 draws, |error| < 2 s.e. about 95 % of the
+    time, and the mean error is within its Monte Carlo error of 0."""
+    from engine.inference.estimate import is_log_evidence, laplace_is_batch
+
+    c = -41.7
+
+    def log_p(x: np.ndarray) -> np.ndarray:
+        x = np.atleast_2d(x)
+        return c + np.sum(stats.gamma.logpdf(np.exp(x), 3.0) + x, axis=1)
+
+    mode, cov = _laplace_fit(log_p, np.zeros(3))
+    assert mode == pytest.approx(np.log(3.0) * np.ones(3), abs=1e-3)  # d/du [3u - e^u] = 0
+    errors, ses = [], []
+    for r in range(200):
+        rng = np.random.default_rng([r, 11])
+        est = is_log_evidence([laplace_is_batch(log_p, [(mode, cov)], 250, rng) for _ in range(4)])
+        errors.append(est.value - c)
+        ses.append(est.se)
+        assert est.detail["pareto_k"] < 0.7
+    errors, ses = np.array(errors), np.array(ses)
+    within = np.mean(np.abs(errors) < 2 * ses)
+    assert 0.88 <= within <= 0.995, within
+    assert abs(errors.mean()) < 3 * errors.std() / np.sqrt(len(errors))
+    assert np.median(ses) < 0.04  # 1,000 draws: relative variance of the weights about 0.8
+
+
+def test_laplace_is_needs_every_mode_and_finds_the_constant_with_them():
+    """A two-mode target (weights 0.7 and 0.3, far apart): with both Laplace fits as components the estimate is
+    exact within its error; with the better mode alone its error is over ten times larger, from rare draws near
+    the other mode with huge weights (why the engine keeps every mode within IS_MODE_WINDOW of the best)."""
+    from engine.inference.estimate import is_log_evidence, laplace_is_batch
+
+    c, m1, m2 = 12.5, np.array([0.0, 0.0]), np.array([8.0, -6.0])
+    cov2 = np.array([[0.5, 0.2], [0.2, 0.8]])
+
+    def log_p(x: np.ndarray) -> np.ndarray:
+        x = np.atleast_2d(x)
+        return c + np.logaddexp(np.log(0.7) + np.atleast_1d(stats.multivariate_normal.logpdf(x, m1, np.eye(2))),
+                                np.log(0.3) + np.atleast_1d(stats.multivariate_normal.logpdf(x, m2, cov2)))
+
+    fits = [_laplace_fit(log_p, m1 + 0.1), _laplace_fit(log_p, m2 - 0.1)]
+    both = is_log_evidence([laplace_is_batch(log_p, fits, 1000, np.random.default_rng([s, 3])) for s in range(4)])
+    one = is_log_evidence([laplace_is_batch(log_p, fits[:1], 1000, np.random.default_rng([s, 3])) for s in range(4)])
+    assert abs(both.value - c) < max(4 * both.se, 0.01)
+    assert one.se > 10 * both.se  # rare draws near the second mode carry huge weights: the stated error shows it
+
+
+def test_pooled_batches_are_the_estimate_over_all_their_weights():
+    """is_log_evidence of batches = log mean of all the weights, and its error is the delta method's on them."""
+    from scipy.special import logsumexp
+
+    from engine.inference.estimate import is_log_evidence
+
+    rng = np.random.default_rng(4)
+    lw = [rng.normal(3.0, 0.7, size=n) for n in (300, 500, 200)]
+    batches = [{"n": len(w), "log_marginal_likelihood": float(logsumexp(w) - np.log(len(w))),
+                "log_mean_sq": float(logsumexp(2 * w) - np.log(len(w))), "pareto_k": 0.1 * i} for i, w in enumerate(lw)]
+    est = is_log_evidence(batches)
+    allw = np.concatenate(lw)
+    w = np.exp(allw - allw.max())
+    assert est.value == pytest.approx(float(logsumexp(allw) - np.log(allw.size)), abs=1e-12)
+    assert est.se == pytest.approx(np.sqrt(np.mean(w**2) / np.mean(w) ** 2 - 1) / np.sqrt(allw.size), rel=1e-9)
+    assert est.detail["pareto_k"] == pytest.approx(0.2)
