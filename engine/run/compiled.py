@@ -165,8 +165,8 @@ class Compiled:
         set now, or None when no family proposes starting points. Computed once per hypothesis and data in
         this process, from a base point of a fixed seed, so that every task (and chain) gets the same fits
         whichever ran first on the worker."""
-        if self.case is None or not self.model.value_vars:
-            return None
+        if self.case is None or not self.model.value_vars or not _proposes_starts(self.case):
+            return None  # nothing to climb: no NUTS functions compiled for it (an SMC-only task stays cheap)
         key = self._start_key()
         if key not in self._fits:
             logp_dlogp, ipfn = self._nuts_parts()[:2]
@@ -368,6 +368,14 @@ def _family_fits(model, case, hid: str, logp_dlogp, point: dict) -> list | None:
     if not out:  # every climb failed: the first candidate's start, unit covariance
         out = [(-np.inf, fits[0][1], np.eye(fits[0][1].size), q0)]
     return sorted(out, key=lambda f: -f[0])
+
+
+def _proposes_starts(case: Case) -> bool:
+    """Whether a family of the case's units proposes starting points (overrides ``Family.initial_values``)."""
+    from engine.evidence import family_of
+    from engine.evidence.base import Family
+
+    return any(type(family_of(items)).initial_values is not Family.initial_values for _, items in case.units())
 
 
 def _same_mode(a: np.ndarray, b: np.ndarray, cov: np.ndarray) -> bool:

@@ -252,3 +252,19 @@ def test_an_old_case_json_without_the_map_says_how_to_get_it(dm_run: Path, tmp_p
     (run / "case.json").write_text(json.dumps(record), encoding="utf-8")
     section = _section(pdf_pages(write_report(run, tmp_path / "r.pdf", generated=WHEN)))
     assert "are not available in case.json" in section and "incident report RUN" in section
+
+
+@pytest.mark.slow
+def test_a_damage_map_hypothesis_is_checked_by_importance_sampling_that_agrees_with_bridge_sampling(dm_run: Path,
+                                                                                                   dm_report: tuple[Path, list[str]]) -> None:
+    """Its "smc" tasks hold importance-sampling batches (Student-t at the Laplace fits, not PyMC's SMC); pooled, the
+    estimate agrees with bridge sampling on the NUTS draws, its Pareto k is recorded, and the report marks it "IS"."""
+    diag = json.loads((dm_run / "diagnostics.json").read_text(encoding="utf-8"))
+    for hid, d in diag["hypotheses"].items():
+        e = d["estimators"]
+        assert e["independent"] == "laplace_is", hid
+        batches = [json.loads(p.read_text()) for p in sorted((dm_run / "tasks").glob(f"smc-{hid}-*.json"))]
+        assert len(batches) == 2 and all(b["estimator"] == "laplace_is" and b["n"] == 100 for b in batches)
+        assert 0 <= e["pareto_k"] < 0.7, (hid, e["pareto_k"])
+        assert abs(e["smc"] - e["bridge"]) <= max(0.25, 4 * math.hypot(e["smc_se"], e["bridge_se"])), (hid, e)
+    assert "(IS, k" in _flat(dm_report[1])
