@@ -146,6 +146,10 @@ class Family:
         """Legal but suspicious things about a parsed observation: warnings for the author, not errors."""
         return []
 
+    def suspicious_params(self, obs: Any, spec: dict[str, Dist]) -> Problems:
+        """Legal but suspicious things about an observation read under one hypothesis's parameters: warnings."""
+        return []
+
     def group_conflict(self, group: str, first: Any, other: Any) -> str | None:
         """Why two reports in one dependency group cannot describe one fact, or None."""
         if other != first:

@@ -54,6 +54,9 @@ def case_warnings(case: Case) -> list[CaseWarning]:
             seen.add(it.source)
         for fld, problem in REGISTRY[it.family].suspicious(it.observed):
             warn(f"{where}.observed.{fld}", problem)
+        for hid, spec in it.params.items():
+            for fld, problem in REGISTRY[it.family].suspicious_params(it.observed, spec):
+                warn(f"{where}.observed.{fld}", f"under {hid}: {problem}")
         specs = list(it.params.values())
         if len(specs) > 1 and all(s == specs[0] for s in specs[1:]):
             warn(f"{where}.under", f"item {it.id!r} has the same parameters under every hypothesis, so it favours none "

@@ -344,3 +344,32 @@ def test_a_hole_recorded_round_is_censored_at_elongation_1():
             h = np.zeros(3)
             h[k] = 1e-6
             assert g[k] == pytest.approx((value(e, burst + h)[0] - value(e, burst - h)[0]) / 2e-6, rel=1e-5, abs=1e-6)
+
+
+def test_a_burst_prior_close_to_the_skin_warns_that_the_cells_are_coarse_and_the_advice_is_accurate(tmp_path, observed):
+    """The warning fires for a burst prior 0.5 m off a panel at the default 0.4 m cells, not at 1.5 m; and the cell it
+    advises does what it says: expected holes per panel within 2 % of a 0.03 m reference, where 0.4 m cells miss by more."""
+    import re
+
+    from engine.evidence.damage_geometry import expected_counts, panel_quadrature
+    from engine.spec.lint import case_warnings
+
+    # the top face is z = 1 (BOX): a burst 0.5 m above it, its spray band across the face below
+    near = {**SAM, "burst_x": {"normal": [3.0, 0.2]}, "burst_y": {"normal": [0.0, 0.2]}, "burst_z": {"normal": [1.5, 0.2]}}
+    doc = case_doc(observed)
+    doc["evidence"][0]["under"] = {"sam": near, "bomb": BOMB}
+    warnings = [w for w in case_warnings(load_case(write_case(tmp_path, doc))) if w.path.endswith("observed.cell")]
+    assert len(warnings) == 1 and "under sam" in warnings[0].message, [str(w) for w in warnings]
+    advised = float(re.search(r"cell: ([0-9.]+)", warnings[0].message).group(1))
+    assert advised == pytest.approx(0.12)
+    far = {**SAM, "burst_z": {"normal": [3.0, 0.2]}, "burst_x": {"normal": [3.0, 0.2]}, "burst_y": {"normal": [0.0, 0.2]}}
+    doc["evidence"][0]["under"] = {"sam": far, "bomb": BOMB}
+    assert not [w for w in case_warnings(load_case(write_case(tmp_path, doc))) if w.path.endswith("observed.cell")]
+
+    panels = [tuple(np.asarray(v, float) for v in p) for p in BOX]
+    args = (np.array([3.0, 0.1, 1.5]), np.array([1.0, 0.0, 0.0]), np.array([470.0, 0.0, 0.0]), 2000.0, math.radians(85.0),
+            math.radians(3.0), 3000.0, 300.0, 60.0)
+    ref = expected_counts(np, panel_quadrature(panels, cell=0.03), *args)
+    big = ref > 0.02 * ref.sum()
+    err = {c: np.max(np.abs(expected_counts(np, panel_quadrature(panels, cell=c), *args)[big] / ref[big] - 1)) for c in (0.4, advised)}
+    assert err[advised] < 0.02 < err[0.4], err
