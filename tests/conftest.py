@@ -45,11 +45,21 @@ def oracle_case():
 
 
 @pytest.fixture(scope="session")
-def oracle_run(oracle_case, tmp_path_factory):
-    """The oracle case run once in-process (compiles shared with other tests)."""
+def oracle_run(oracle_case, tmp_path_factory, worker_id):
+    """The oracle case run once in-process (compiles shared with other tests), and once per test session: under
+    pytest-xdist the first worker process to need it runs it in the session's shared temporary folder while
+    the others wait on a file lock, then every process reads the same run folder (which no test writes into)."""
+    from filelock import FileLock
+
     from engine.run.lifecycle import read_attribution, run_case
     from engine.run.settings import ExecutionOptions, Settings
 
-    root = run_case(oracle_case, settings=Settings(seed=7, draws=1000, tune=1000, chains=4, smc_draws=1000, smc_chains=4),
-                    options=ExecutionOptions(workers=0), out=tmp_path_factory.mktemp("runs"), command=["pytest"])
+    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    done = shared / "oracle-run.done"
+    with FileLock(str(shared / "oracle-run.lock")):
+        if not done.exists():
+            root = run_case(oracle_case, settings=Settings(seed=7, draws=1000, tune=1000, chains=4, smc_draws=1000, smc_chains=4),
+                            options=ExecutionOptions(workers=0), out=shared / "oracle-runs", command=["pytest"])
+            done.write_text(str(root), encoding="utf-8")
+        root = Path(done.read_text(encoding="utf-8"))
     return root, read_attribution(root)
