@@ -216,13 +216,13 @@ def test_laplace_is_recovers_a_known_constant_of_a_skewed_target_and_its_error_i
     within = np.mean(np.abs(errors) < 2 * ses)
     assert 0.88 <= within <= 0.995, within
     assert abs(errors.mean()) < 3 * errors.std() / np.sqrt(len(errors))
-    assert np.median(ses) < 0.04  # 1,000 draws: relative variance of the weights about 0.8
+    assert np.median(ses) < 0.05  # 1,000 draws: relative variance of the weights about 2 (half from the wide component)
 
 
 def test_laplace_is_needs_every_mode_and_finds_the_constant_with_them():
     """A two-mode target (weights 0.7 and 0.3, far apart): with both Laplace fits as components the estimate is
-    exact within its error; with the better mode alone its error is over ten times larger, from rare draws near
-    the other mode with huge weights (why the engine keeps every mode within IS_MODE_WINDOW of the best)."""
+    exact within its error; with the better mode alone rare draws near the other mode carry huge weights: Pareto k
+    above 0.7 and an error over five times larger (why the engine keeps every mode within IS_MODE_WINDOW of the best)."""
     from engine.inference.estimate import is_log_evidence, laplace_is_batch
 
     c, m1, m2 = 12.5, np.array([0.0, 0.0]), np.array([8.0, -6.0])
@@ -237,7 +237,7 @@ def test_laplace_is_needs_every_mode_and_finds_the_constant_with_them():
     both = is_log_evidence([laplace_is_batch(log_p, fits, 1000, np.random.default_rng([s, 3])) for s in range(4)])
     one = is_log_evidence([laplace_is_batch(log_p, fits[:1], 1000, np.random.default_rng([s, 3])) for s in range(4)])
     assert abs(both.value - c) < max(4 * both.se, 0.01)
-    assert one.se > 10 * both.se  # rare draws near the second mode carry huge weights: the stated error shows it
+    assert one.detail["pareto_k"] > 0.7 and one.se > 5 * both.se  # rare draws near the second mode carry huge weights
 
 
 def test_pooled_batches_are_the_estimate_over_all_their_weights():
