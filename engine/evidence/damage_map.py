@@ -375,7 +375,7 @@ class DamageMap(Family):
                 out.append(cand)
         return [{k: v for k, v in c.items() if k in free} for c in self._refined(hm, obs, spec, out, sorted(free))]
 
-    def _refined(self, hm, obs, spec, cands: list[dict], free: list[str], keep: int = 4, maxiter: int = 60,  # noqa: ANN001
+    def _refined(self, hm, obs, spec, cands: list[dict], free: list[str], keep: int = 8, maxiter: int = 60,  # noqa: ANN001
                  apart: float = 1.5) -> list[dict]:
         """The best ``keep`` candidates, climbed (L-BFGS with the op's analytic gradient) on the map's own log
         likelihood plus the log prior, best first: the model's mixture with the background is flat far from
