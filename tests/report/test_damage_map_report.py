@@ -265,6 +265,6 @@ def test_a_damage_map_hypothesis_is_checked_by_importance_sampling_that_agrees_w
         assert e["independent"] == "laplace_is", hid
         batches = [json.loads(p.read_text()) for p in sorted((dm_run / "tasks").glob(f"smc-{hid}-*.json"))]
         assert len(batches) == 2 and all(b["estimator"] == "laplace_is" and b["n"] == 100 for b in batches)
-        assert 0 <= e["pareto_k"] < 0.7, (hid, e["pareto_k"])
+        assert e["pareto_k"] < 0.7, (hid, e["pareto_k"])  # (negative: bounded weights)
         assert abs(e["smc"] - e["bridge"]) <= max(0.25, 4 * math.hypot(e["smc_se"], e["bridge_se"])), (hid, e)
     assert "(IS, k" in _flat(dm_report[1])
