@@ -395,16 +395,21 @@ class DamageMap(Family):
             return np.concatenate([[t["burst_x"], t["burst_y"], t["burst_z"]], axis, rel,
                                    [t["fragment_speed"], phi0, sigma, math.exp(t["log_fragments"]) / band_normaliser(np, phi0, sigma)]])
 
+        def log_lik(t: dict, p: np.ndarray) -> tuple[float, np.ndarray]:
+            """The map's log likelihood without its bend term (a constant here) and its gradient in the op's inputs."""
+            with np.errstate(all="ignore"):
+                return log_likelihood_and_gradient(hm, p[0:3], p[3:6], p[6:9], *p[9:13], t["v50"], t["v50_spread"],
+                                                   entry=1 - 2 * t["inside"], elongation_sd=t["elongation_sd"], stray=stray)
+
         def objective(x: np.ndarray, base: dict) -> tuple[float, np.ndarray]:
-            """Minus (the model's map log likelihood without its bend term, a constant here, plus the log prior) and its
-            gradient: the op's hand-written gradient (numba) through the Jacobian of ``weapon`` (central differences)."""
+            """Minus (that log likelihood plus the log prior) and its gradient: the op's hand-written gradient
+            (numba) through the Jacobian of ``weapon`` (central differences)."""
             t = {**base, **dict(zip(free, x, strict=True))}
             if t["fragment_speed"] <= 0 or t["spray_width"] <= 0:
                 return 1e12, np.zeros_like(x)
             p = weapon(t)
+            ll, g = log_lik(t, p)
             with np.errstate(all="ignore"):
-                ll, g = log_likelihood_and_gradient(hm, p[0:3], p[3:6], p[6:9], *p[9:13], t["v50"], t["v50_spread"], entry=1 - 2 * t["inside"],
-                                                    elongation_sd=t["elongation_sd"], stray=stray)
                 jac = np.empty((len(p), len(x)))
                 for j, k in enumerate(free):
                     h = 1e-6 * max(1.0, abs(x[j]))
@@ -419,11 +424,7 @@ class DamageMap(Family):
             """The objective's value alone (no Jacobian): what ranks the candidates."""
             if c["fragment_speed"] <= 0 or c["spray_width"] <= 0:
                 return 1e12
-            p = weapon(c)
-            with np.errstate(all="ignore"):
-                ll = log_likelihood_and_gradient(hm, p[0:3], p[3:6], p[6:9], *p[9:13], c["v50"], c["v50_spread"],
-                                                 entry=1 - 2 * c["inside"], elongation_sd=c["elongation_sd"], stray=stray)[0]
-            value = -(ll + sum(_log_prior(spec[k], c[k]) for k in free))
+            value = -(log_lik(c, weapon(c))[0] + sum(_log_prior(spec[k], c[k]) for k in free))
             return float(value) if np.isfinite(value) else 1e12
 
         burst = lambda c: np.array([c["burst_x"], c["burst_y"], c["burst_z"]])  # noqa: E731
