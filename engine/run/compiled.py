@@ -9,6 +9,13 @@ values of its hypothesis and variant and reruns PyMC's own NUTS / SMC code paths
 step objects on those cached functions; the draws are bit-identical to a fresh ``pm.sample`` /
 ``pm.sample_smc`` with the same seed (tests/test_dask.py). PyTensor is not thread-safe: tasks
 in one process run one at a time (``engine.run.task``).
+
+A compiled structure is also kept on disk (:class:`StructureStore`, beside PyTensor's C cache): a
+process that meets a structure another process already compiled loads it (~0.5 s) instead of
+building the model and rewriting its graphs again (5-10 s per structure and process, even with
+the C modules cached). The key holds everything the object depends on: the structure key, the
+case's full text and priors, the engine's source code, the versions of Python, NumPy, PyMC and
+PyTensor, and PyTensor's compile flags; a changed file is a miss, never a stale model.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import time
 import warnings
 from collections import OrderedDict
@@ -63,8 +71,25 @@ class Compiled:
         self._pointwise: Callable | None = None
         self.case: Case | None = case  # the case and hypothesis whose data are set (``use``)
         self.hid: str | None = hid
-        self.compiles = 0  # how many function sets this object compiled (tests read it)
+        self.compiles = 0  # function sets this process obtained for this object: compiled, or loaded from disk (tests read it)
+        self.loaded = 0  # of those, how many came from the disk store (StructureStore)
+        self._obtained: set[str] = set()  # the function sets this process used so far
         self.structure = ""  # short id of engine.model.structure_key, set by compiled_for
+        self.store: Path | None = None  # where StructureStore keeps this object (compiled_for sets it)
+
+    def __getstate__(self) -> dict:  # what the disk store keeps: the model and its compiled functions
+        state = dict(self.__dict__)
+        state.update(_starts={}, _fits={}, case=None, hid=None, compiles=0, loaded=0, _obtained=set(), store=None)
+        return state
+
+    def _obtain(self, name: str, *, built: bool) -> None:
+        """Count function set ``name`` once per process; a set just built is written to the disk store."""
+        if name not in self._obtained:
+            self._obtained.add(name)
+            self.compiles += 1
+            self.loaded += not built
+        if built and self.store is not None:
+            StructureStore.save(self)
 
     # -- data
     def check(self, data: Mapping[str, np.ndarray], what: str) -> None:
@@ -114,7 +139,8 @@ class Compiled:
             shapes = {v.name: x.shape for v, x in zip(trace_vars, values, strict=True)}
             dtypes = {v.name: x.dtype for v, x in zip(trace_vars, values, strict=True)}
             self._nuts = (logp_dlogp, ipfn, trace_vars, trace_fn, shapes, dtypes)
-            self.compiles += 1
+            self._obtain("nuts", built=True)
+        self._obtain("nuts", built=False)
         return self._nuts
 
     def sample_nuts(self, *, draws: int, tune: int, seed: int, target_accept: float, jitter_max_retries: int = 10):  # noqa: ANN201
@@ -214,7 +240,8 @@ class Compiled:
     def smc_kernel(self, draws: int):  # noqa: ANN201
         if draws not in self._smc:
             self._smc[draws] = _cached_imh_class()(draws=draws, start=None, model=self.model, random_seed=SMC_KERNEL_SEED)
-            self.compiles += 1
+            self._obtain(f"smc{draws}", built=True)
+        self._obtain(f"smc{draws}", built=False)
         return self._smc[draws]
 
     def sample_smc(self, *, draws: int, seed: int) -> dict:
@@ -240,7 +267,8 @@ class Compiled:
         """Vectorised log p(y, theta) on the unconstrained space (Jacobians included)."""
         if self._logp is None:
             self._logp = log_density(self.model)
-            self.compiles += 1
+            self._obtain("log density", built=True)
+        self._obtain("log density", built=False)
         return self._logp
 
     def pointwise_log_likelihood(self, posterior) -> dict[str, np.ndarray]:  # noqa: ANN001
@@ -248,7 +276,8 @@ class Compiled:
         m = self.model
         if self._pointwise is None:
             self._pointwise = m.compile_fn(m.replace_rvs_by_values(m.potentials), inputs=m.value_vars, on_unused_input="ignore")
-            self.compiles += 1
+            self._obtain("pointwise", built=True)
+        self._obtain("pointwise", built=False)
         pots = m.potentials
         n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
         values = {v.name: posterior[v.name].values for v in m.value_vars}
@@ -449,6 +478,95 @@ def _cached_imh_class():  # noqa: ANN202
     return _IMH
 
 
+class StructureStore:
+    """Compiled structures on disk, shared by every process that uses the same compile directory.
+
+    One file per key (``path``): the :class:`Compiled` object (its model and every function set
+    compiled so far) pickled with cloudpickle and zlib-compressed, ~0.5 MB. A process writes it
+    after each function set it compiles (atomically: a temporary file, then ``os.replace``), so
+    the file grows to every set the runs need; loading restores the object in ~0.5 s, and its
+    functions use the same C modules from PyTensor's cache. Anything that fails to load is a miss
+    (the structure is built as before and the file rewritten). ``INCIDENT_STRUCTURE_CACHE=0``
+    turns the store off; set to a directory, it keeps the files there instead of in PyTensor's
+    compile directory. The ``KEEP`` most recently used files are kept.
+    """
+
+    DIR = "incident-structures"
+    KEEP = 400
+    _code: str | None = None
+
+    @classmethod
+    def code_digest(cls) -> str:
+        """The engine's source files, the versions of what compiles and runs the models, and PyTensor's
+        compile settings: a change to any of them changes every key."""
+        if cls._code is None:
+            import cloudpickle
+            import pymc
+            import pytensor
+
+            h = hashlib.sha256()
+            root = Path(__file__).resolve().parents[1]
+            for f in sorted(root.rglob("*.py")):
+                h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+            c = pytensor.config
+            h.update(repr((sys.version, np.__version__, pymc.__version__, pytensor.__version__, cloudpickle.__version__,
+                           c.floatX, c.mode, c.linker, c.cxx, c.gcc__cxxflags, c.blas__ldflags)).encode())
+            cls._code = h.hexdigest()
+        return cls._code
+
+    @classmethod
+    def path(cls, case: Case, key: tuple) -> Path | None:
+        """The file of the structure ``key`` of ``case`` (None when the store is off)."""
+        where = os.environ.get("INCIDENT_STRUCTURE_CACHE", "1")
+        if where == "0":
+            return None
+        import pytensor
+
+        h = hashlib.sha256("\0".join((cls.code_digest(), repr(key), repr(case))).encode()).hexdigest()
+        return (Path(pytensor.config.compiledir) / cls.DIR if where == "1" else Path(where)) / f"{h[:40]}.pkl.z"
+
+    @classmethod
+    def load(cls, path: Path | None) -> Compiled | None:
+        import pickle
+        import zlib
+
+        if path is None or not path.is_file():
+            return None
+        try:
+            cm = pickle.loads(zlib.decompress(path.read_bytes()))
+            if not isinstance(cm, Compiled):
+                return None
+            os.utime(path)  # recently used: kept by the pruning in save
+            return cm
+        except Exception:  # noqa: BLE001 - a truncated, corrupt or incompatible file is a miss
+            return None
+
+    @classmethod
+    def save(cls, cm: Compiled) -> None:
+        import zlib
+
+        import cloudpickle
+
+        path = cm.store
+        try:
+            blob = zlib.compress(cloudpickle.dumps(cm), 1)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(blob)
+            os.replace(tmp, path)
+        except Exception as exc:  # noqa: BLE001 - the store only saves time: a failure to write costs a rebuild later
+            warnings.warn(f"could not keep the compiled structure in {path}: {exc}", RuntimeWarning, stacklevel=2)
+            return
+        mtimes = []
+        for f in path.parent.glob("*.pkl.z"):
+            try:
+                mtimes.append((f.stat().st_mtime, f))
+            except OSError:  # pruned meanwhile by another process
+                continue
+        for _, old in sorted(mtimes)[:-cls.KEEP]:
+            old.unlink(missing_ok=True)
+
+
 _COMPILED: OrderedDict[tuple, Compiled] = OrderedDict()
 
 
@@ -459,8 +577,13 @@ def compiled_for(case: Case, hid: str, variant: Variant | None = None) -> Compil
     key = structure_key(case, hid)
     cm = _COMPILED.get(key)
     if cm is None:
-        cm = _COMPILED[key] = Compiled(case, hid)
+        store = StructureStore.path(case, key)
+        cm = StructureStore.load(store)
+        if cm is None:
+            cm = Compiled(case, hid)
+        cm.store = store
         cm.structure = hashlib.sha256(repr(key).encode()).hexdigest()[:12]
+        _COMPILED[key] = cm
         while len(_COMPILED) > CACHE_SIZE:
             _COMPILED.popitem(last=False)
     _COMPILED.move_to_end(key)

@@ -63,7 +63,7 @@ def run_task(case: Case, task: Task, run_dir: str, settings: Settings) -> dict:
         t0 = time.perf_counter()
         seed = task_seed(settings.seed, task.key)
         cm = compiled_for(case, task.hid, task.variant)
-        compiles = cm.compiles
+        compiles, loaded = cm.compiles, cm.loaded
         if task.kind == "nuts":
             summary = _run_nuts(cm, task, settings, seed, out, fp)
         elif task.kind == "smc":
@@ -72,11 +72,12 @@ def run_task(case: Case, task: Task, run_dir: str, settings: Settings) -> dict:
             summary = _run_reweight(cm, case, task, settings, RunFolder(Path(run_dir)), out, fp)
         else:
             summary = _run_bridge(cm, task, settings, seed, RunFolder(Path(run_dir)), out, fp)
-        # compiled: this task compiled something; compiles: how many function sets (NUTS set, pointwise
-        # log-likelihood, SMC kernel, bridge log density) it compiled; structure: which cached model it used
+        # compiled: this task obtained a function set for this process; compiles: how many (NUTS set, pointwise
+        # log-likelihood, SMC kernel, bridge log density), compiled or loaded from the disk store; loaded: how
+        # many of those were loaded (engine.run.compiled.StructureStore); structure: which cached model it used
         summary.update(key=task.id, skipped=False, seconds=round(time.perf_counter() - t0, 3), compiled=cm.compiles > compiles,
                        process=f"{socket.gethostname()}:{os.getpid()}", kind=task.kind, compiles=cm.compiles - compiles,
-                       structure=cm.structure)
+                       loaded=cm.loaded - loaded, structure=cm.structure)
         return summary
 
 
