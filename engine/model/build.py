@@ -77,9 +77,26 @@ def collapsed_log_evidence(items: tuple[ResolvedItem, ...], hid: str) -> float |
     return None if value is None else float(value)
 
 
+_HYPER: dict[tuple, tuple[Case, dict]] = {}  # (id(case), hid, sampling conjugate?) -> (case, hyper): a sweep asks ~900 times
+_HYPER_KEEP = 64
+
+
 def hyper(case: Case, hid: str) -> dict[str, tuple[str, np.ndarray]]:
     """Every hypothesis-dependent hyper-parameter: name -> (kind, value); a collapsed unit's
-    exact log p(y | H) is ``lh__<unit>`` (kind ``collapsed``)."""
+    exact log p(y | H) is ``lh__<unit>`` (kind ``collapsed``). Remembered per case object
+    (cases are immutable) and hypothesis."""
+    key = (id(case), hid, os.environ.get(SAMPLE_CONJUGATE))
+    hit = _HYPER.get(key)
+    if hit is not None and hit[0] is case:
+        return dict(hit[1])
+    out = _hyper(case, hid)
+    if len(_HYPER) >= _HYPER_KEEP:
+        _HYPER.pop(next(iter(_HYPER)))
+    _HYPER[key] = (case, out)
+    return dict(out)
+
+
+def _hyper(case: Case, hid: str) -> dict[str, tuple[str, np.ndarray]]:
     out = {}
     for _, items in case.units():
         fam, uid = family_of(items), unit_id(items)

@@ -20,6 +20,7 @@ PyTensor, and PyTensor's compile flags; a changed file is a miss, never a stale 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -74,22 +75,36 @@ class Compiled:
         self.compiles = 0  # function sets this process obtained for this object: compiled, or loaded from disk (tests read it)
         self.loaded = 0  # of those, how many came from the disk store (StructureStore)
         self._obtained: set[str] = set()  # the function sets this process used so far
+        self._unsaved = 0.0  # seconds of building not yet in the disk store
         self.structure = ""  # short id of engine.model.structure_key, set by compiled_for
         self.store: Path | None = None  # where StructureStore keeps this object (compiled_for sets it)
 
     def __getstate__(self) -> dict:  # what the disk store keeps: the model and its compiled functions
         state = dict(self.__dict__)
-        state.update(_starts={}, _fits={}, case=None, hid=None, compiles=0, loaded=0, _obtained=set(), store=None)
+        state.update(_starts={}, _fits={}, case=None, hid=None, compiles=0, loaded=0, _obtained=set(), _unsaved=0.0,
+                     store=None)
         return state
 
-    def _obtain(self, name: str, *, built: bool) -> None:
-        """Count function set ``name`` once per process; a set just built is written to the disk store."""
+    def _obtain(self, name: str, *, built: float | None = None) -> None:
+        """Count function set ``name`` once per process. ``built``: the seconds this process just spent
+        building it; once unsaved building reaches ``StructureStore.MIN_SECONDS`` the object is written
+        to the disk store (a set that builds faster than writing the file takes is kept in memory only)."""
         if name not in self._obtained:
             self._obtained.add(name)
             self.compiles += 1
-            self.loaded += not built
-        if built and self.store is not None:
-            StructureStore.save(self)
+            self.loaded += built is None
+        if built is not None and self.store is not None:
+            self._unsaved += built
+            if self._unsaved >= StructureStore.MIN_SECONDS:
+                StructureStore.save(self)
+                self._unsaved = 0.0
+
+    def sizes(self) -> dict[str, int]:
+        """Each value variable's number of entries (the structure fixes them; computed once)."""
+        if getattr(self, "_sizes", None) is None:
+            point = self.model.initial_point()
+            self._sizes = {v.name: int(np.size(point[v.name])) for v in self.model.value_vars}
+        return self._sizes
 
     # -- data
     def check(self, data: Mapping[str, np.ndarray], what: str) -> None:
@@ -123,6 +138,7 @@ class Compiled:
     # -- NUTS: pm.sample(chains=1, cores=1, init="jitter+adapt_diag") on cached functions
     def _nuts_parts(self) -> tuple:
         if self._nuts is None:
+            t0 = time.perf_counter()
             import pytensor
             from pymc.initial_point import make_initial_point_fns_per_chain
             from pymc.pytensorf import compile as pm_compile
@@ -139,8 +155,8 @@ class Compiled:
             shapes = {v.name: x.shape for v, x in zip(trace_vars, values, strict=True)}
             dtypes = {v.name: x.dtype for v, x in zip(trace_vars, values, strict=True)}
             self._nuts = (logp_dlogp, ipfn, trace_vars, trace_fn, shapes, dtypes)
-            self._obtain("nuts", built=True)
-        self._obtain("nuts", built=False)
+            self._obtain("nuts", built=time.perf_counter() - t0)
+        self._obtain("nuts")
         return self._nuts
 
     def sample_nuts(self, *, draws: int, tune: int, seed: int, target_accept: float, jitter_max_retries: int = 10):  # noqa: ANN201
@@ -239,9 +255,10 @@ class Compiled:
     # -- SMC: pm.sample_smc(chains=1, cores=1, kernel=IMH) on a cached kernel
     def smc_kernel(self, draws: int):  # noqa: ANN201
         if draws not in self._smc:
+            t0 = time.perf_counter()
             self._smc[draws] = _cached_imh_class()(draws=draws, start=None, model=self.model, random_seed=SMC_KERNEL_SEED)
-            self._obtain(f"smc{draws}", built=True)
-        self._obtain(f"smc{draws}", built=False)
+            self._obtain(f"smc{draws}", built=time.perf_counter() - t0)
+        self._obtain(f"smc{draws}")
         return self._smc[draws]
 
     def sample_smc(self, *, draws: int, seed: int) -> dict:
@@ -266,18 +283,20 @@ class Compiled:
     def log_density(self) -> Callable[[np.ndarray], np.ndarray]:
         """Vectorised log p(y, theta) on the unconstrained space (Jacobians included)."""
         if self._logp is None:
+            t0 = time.perf_counter()
             self._logp = log_density(self.model)
-            self._obtain("log density", built=True)
-        self._obtain("log density", built=False)
+            self._obtain("log density", built=time.perf_counter() - t0)
+        self._obtain("log density")
         return self._logp
 
     def pointwise_log_likelihood(self, posterior) -> dict[str, np.ndarray]:  # noqa: ANN001
         """``engine.model.pointwise_log_likelihood`` with its function compiled once."""
         m = self.model
         if self._pointwise is None:
+            t0 = time.perf_counter()
             self._pointwise = m.compile_fn(m.replace_rvs_by_values(m.potentials), inputs=m.value_vars, on_unused_input="ignore")
-            self._obtain("pointwise", built=True)
-        self._obtain("pointwise", built=False)
+            self._obtain("pointwise", built=time.perf_counter() - t0)
+        self._obtain("pointwise")
         pots = m.potentials
         n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
         values = {v.name: posterior[v.name].values for v in m.value_vars}
@@ -493,6 +512,7 @@ class StructureStore:
 
     DIR = "incident-structures"
     KEEP = 400
+    MIN_SECONDS = 1.0  # building worth a write (a write takes 0.1-0.5 s)
     _code: str | None = None
 
     @classmethod
@@ -522,7 +542,9 @@ class StructureStore:
             return None
         import pytensor
 
-        h = hashlib.sha256("\0".join((cls.code_digest(), repr(key), repr(case))).encode()).hexdigest()
+        # the case's content, not where its files are: a copy elsewhere builds the same model
+        content = repr(dataclasses.replace(case, path="", priors_dir=""))
+        h = hashlib.sha256("\0".join((cls.code_digest(), repr(key), content)).encode()).hexdigest()
         return (Path(pytensor.config.compiledir) / cls.DIR if where == "1" else Path(where)) / f"{h[:40]}.pkl.z"
 
     @classmethod

@@ -196,10 +196,10 @@ def _pinned_column(cm: Compiled, variant) -> tuple[int, str, str] | None:  # noq
         return None
     (name,) = names
     offset = 0
-    point = cm.model.initial_point()
+    sizes = cm.sizes()
     for rv in cm.model.free_RVs:
         value = cm.model.rvs_to_values[rv]
-        size = int(np.size(point[value.name]))
+        size = sizes[value.name]
         if rv.name == name:
             return (offset, value.name, rv.name) if size == 1 else None
         offset += size
