@@ -1,6 +1,6 @@
 """C compiler flags for PyTensor's C modules: cold compile time against sampling speed (issue 17).
 
-    python benchmarks/cflags.py [--repeat 1]
+    python benchmarks/cflags.py [--repeat 1] [--only '-O1 -g0' '-Og -g0']
 
 For each flag set (PyTensor's own ``-O3 -g``, then ``gcc__cxxflags`` values that gcc applies after
 them: the last ``-O`` and ``-g`` win), in fresh interpreters on a new, empty compile directory:
@@ -69,9 +69,12 @@ def timed(code: str, compiledir: Path, cxxflags: str | None, *args: str) -> floa
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=1, help="best of this many")
+    ap.add_argument("--only", nargs="+", metavar="FLAGS", help="only these gcc__cxxflags values, e.g. --only '-O1 -g0' '-Og -g0'")
     a = ap.parse_args()
     rows = {}
     for name, cxx in FLAGS.items():
+        if a.only and cxx not in a.only:
+            continue
         cold, azal, il20 = [], [], []
         for _ in range(a.repeat):
             d = Path(tempfile.mkdtemp(prefix="incident-cflags-"))
