@@ -689,16 +689,17 @@ def ensure_compiledir() -> None:
     """Point PyTensor at a stable compile cache (shared by this process and its workers).
 
     Also sets ``blas__ldflags`` to empty unless given: the models are scalar-sized, and
-    PyTensor's BLAS probe on pip installs only warns that it found none. And ``gcc__cxxflags=-O1 -g0``
+    PyTensor's BLAS probe on pip installs only warns that it found none. And ``gcc__cxxflags=-Og -g0``
     unless given (gcc takes the last ``-O`` and ``-g``, so they override PyTensor's ``-O3 -g``): a cold
-    C compile of two AZAL hypotheses takes 29 s instead of 43 s and NUTS runs no slower on them
-    (``python benchmarks/cflags.py``; benchmarks/README.md, "C compiler flags": ``-O0`` samples 40-70 % slower). Processes sharing
+    C compile of two AZAL hypotheses takes 16.5 s against 20.7 s at ``-O1 -g0`` and ~40 s at ``-O3 -g``,
+    and NUTS runs no slower (``python benchmarks/cflags.py --repeat 3``; benchmarks/README.md, "C compiler
+    flags": ``-O0`` samples 40-70 % slower). Processes sharing
     one compile directory serialise on PyTensor's file lock; threads would not, which is why
     workers run one thread each.
     """
     flags = [f for f in os.environ.get("PYTENSOR_FLAGS", "").split(",") if f]
     given = {f.split("=", 1)[0] for f in flags}
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "incident-engine" / "pytensor"
-    defaults = {"base_compiledir": str(cache), "blas__ldflags": "", "gcc__cxxflags": "-O1 -g0"}
+    defaults = {"base_compiledir": str(cache), "blas__ldflags": "", "gcc__cxxflags": "-Og -g0"}
     flags += [f"{k}={v}" for k, v in defaults.items() if k not in given]
     os.environ["PYTENSOR_FLAGS"] = ",".join(flags)
