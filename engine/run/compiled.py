@@ -76,6 +76,7 @@ class Compiled:
         self.loaded = 0  # of those, how many came from the disk store (StructureStore)
         self._obtained: set[str] = set()  # the function sets this process used so far
         self._unsaved = 0.0  # seconds of building not yet in the disk store
+        self._sizes: dict[str, int] | None = None
         self.structure = ""  # short id of engine.model.structure_key, set by compiled_for
         self.store: Path | None = None  # where StructureStore keeps this object (compiled_for sets it)
 
@@ -85,23 +86,31 @@ class Compiled:
                      store=None)
         return state
 
+    def _build(self, name: str, build: Callable[[], Any]) -> Any:  # noqa: ANN401 - a function set
+        """``build()`` of function set ``name``, timed and counted (``_obtain``)."""
+        t0 = time.perf_counter()
+        value = build()
+        self._obtain(name, built=time.perf_counter() - t0)
+        return value
+
     def _obtain(self, name: str, *, built: float | None = None) -> None:
         """Count function set ``name`` once per process. ``built``: the seconds this process just spent
-        building it; once unsaved building reaches ``StructureStore.MIN_SECONDS`` the object is written
-        to the disk store (a set that builds faster than writing the file takes is kept in memory only)."""
+        building it (``_build``). Called again once the set is in place: if unsaved building has reached
+        ``StructureStore.MIN_SECONDS``, the object is then written to the disk store (a set that builds
+        faster than writing the file takes is kept in memory only)."""
         if name not in self._obtained:
             self._obtained.add(name)
             self.compiles += 1
             self.loaded += built is None
-        if built is not None and self.store is not None:
+        if built is not None:
             self._unsaved += built
-            if self._unsaved >= StructureStore.MIN_SECONDS:
-                StructureStore.save(self)
-                self._unsaved = 0.0
+        elif self.store is not None and self._unsaved >= StructureStore.MIN_SECONDS:
+            StructureStore.save(self)
+            self._unsaved = 0.0
 
     def sizes(self) -> dict[str, int]:
         """Each value variable's number of entries (the structure fixes them; computed once)."""
-        if getattr(self, "_sizes", None) is None:
+        if self._sizes is None:
             point = self.model.initial_point()
             self._sizes = {v.name: int(np.size(point[v.name])) for v in self.model.value_vars}
         return self._sizes
@@ -138,26 +147,27 @@ class Compiled:
     # -- NUTS: pm.sample(chains=1, cores=1, init="jitter+adapt_diag") on cached functions
     def _nuts_parts(self) -> tuple:
         if self._nuts is None:
-            t0 = time.perf_counter()
-            import pytensor
-            from pymc.initial_point import make_initial_point_fns_per_chain
-            from pymc.pytensorf import compile as pm_compile
-
-            m = self.model
-            logp_dlogp = m.logp_dlogp_function(ravel_inputs=True)
-            logp_dlogp.trust_input = True
-            ipfn = make_initial_point_fns_per_chain(model=m, overrides=None, jitter_rvs=set(m.free_RVs), chains=1)[0]
-            trace_vars = m.unobserved_value_vars
-            trace_fn = pm_compile(inputs=[pytensor.In(v, borrow=True) for v in m.value_vars],
-                                  outputs=[pytensor.Out(v, borrow=True) for v in trace_vars], on_unused_input="ignore")
-            trace_fn.trust_input = True
-            values = trace_fn(**m.initial_point())
-            shapes = {v.name: x.shape for v, x in zip(trace_vars, values, strict=True)}
-            dtypes = {v.name: x.dtype for v, x in zip(trace_vars, values, strict=True)}
-            self._nuts = (logp_dlogp, ipfn, trace_vars, trace_fn, shapes, dtypes)
-            self._obtain("nuts", built=time.perf_counter() - t0)
+            self._nuts = self._build("nuts", self._compile_nuts)
         self._obtain("nuts")
         return self._nuts
+
+    def _compile_nuts(self) -> tuple:
+        import pytensor
+        from pymc.initial_point import make_initial_point_fns_per_chain
+        from pymc.pytensorf import compile as pm_compile
+
+        m = self.model
+        logp_dlogp = m.logp_dlogp_function(ravel_inputs=True)
+        logp_dlogp.trust_input = True
+        ipfn = make_initial_point_fns_per_chain(model=m, overrides=None, jitter_rvs=set(m.free_RVs), chains=1)[0]
+        trace_vars = m.unobserved_value_vars
+        trace_fn = pm_compile(inputs=[pytensor.In(v, borrow=True) for v in m.value_vars],
+                              outputs=[pytensor.Out(v, borrow=True) for v in trace_vars], on_unused_input="ignore")
+        trace_fn.trust_input = True
+        values = trace_fn(**m.initial_point())
+        shapes = {v.name: x.shape for v, x in zip(trace_vars, values, strict=True)}
+        dtypes = {v.name: x.dtype for v, x in zip(trace_vars, values, strict=True)}
+        return (logp_dlogp, ipfn, trace_vars, trace_fn, shapes, dtypes)
 
     def sample_nuts(self, *, draws: int, tune: int, seed: int, target_accept: float, jitter_max_retries: int = 10):  # noqa: ANN201
         """One NUTS chain; the same InferenceData as ``pm.sample(..., chains=1, random_seed=seed)``."""
@@ -255,9 +265,8 @@ class Compiled:
     # -- SMC: pm.sample_smc(chains=1, cores=1, kernel=IMH) on a cached kernel
     def smc_kernel(self, draws: int):  # noqa: ANN201
         if draws not in self._smc:
-            t0 = time.perf_counter()
-            self._smc[draws] = _cached_imh_class()(draws=draws, start=None, model=self.model, random_seed=SMC_KERNEL_SEED)
-            self._obtain(f"smc{draws}", built=time.perf_counter() - t0)
+            self._smc[draws] = self._build(f"smc{draws}", lambda: _cached_imh_class()(
+                draws=draws, start=None, model=self.model, random_seed=SMC_KERNEL_SEED))
         self._obtain(f"smc{draws}")
         return self._smc[draws]
 
@@ -283,9 +292,7 @@ class Compiled:
     def log_density(self) -> Callable[[np.ndarray], np.ndarray]:
         """Vectorised log p(y, theta) on the unconstrained space (Jacobians included)."""
         if self._logp is None:
-            t0 = time.perf_counter()
-            self._logp = log_density(self.model)
-            self._obtain("log density", built=time.perf_counter() - t0)
+            self._logp = self._build("log density", lambda: log_density(self.model))
         self._obtain("log density")
         return self._logp
 
@@ -293,9 +300,8 @@ class Compiled:
         """``engine.model.pointwise_log_likelihood`` with its function compiled once."""
         m = self.model
         if self._pointwise is None:
-            t0 = time.perf_counter()
-            self._pointwise = m.compile_fn(m.replace_rvs_by_values(m.potentials), inputs=m.value_vars, on_unused_input="ignore")
-            self._obtain("pointwise", built=time.perf_counter() - t0)
+            self._pointwise = self._build("pointwise", lambda: m.compile_fn(
+                m.replace_rvs_by_values(m.potentials), inputs=m.value_vars, on_unused_input="ignore"))
         self._obtain("pointwise")
         pots = m.potentials
         n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
@@ -502,8 +508,9 @@ class StructureStore:
 
     One file per key (``path``): the :class:`Compiled` object (its model and every function set
     compiled so far) pickled with cloudpickle and zlib-compressed, ~0.5 MB. A process writes it
-    after each function set it compiles (atomically: a temporary file, then ``os.replace``), so
-    the file grows to every set the runs need; loading restores the object in ~0.5 s, and its
+    once it has spent ``MIN_SECONDS`` building sets not yet written (atomically: a temporary file,
+    then ``os.replace``), so the file grows to the sets the runs need; loading restores the object
+    in 0.5-2 s (``benchmarks/structure_store.py``), and its
     functions use the same C modules from PyTensor's cache. Anything that fails to load is a miss
     (the structure is built as before and the file rewritten). ``INCIDENT_STRUCTURE_CACHE=0``
     turns the store off; set to a directory, it keeps the files there instead of in PyTensor's
