@@ -34,7 +34,10 @@ import pytensor.tensor as pt
 
 from engine.dists import Dist
 from engine.evidence import combined_reliability, family_of, generic_spec, shared_parameters, unit_sources
+from engine.model import rewrites
 from engine.spec.case import Case, ResolvedItem
+
+rewrites.register()  # every function compiled from these models keeps its scalar arithmetic fused
 
 _RV = {
     "beta": lambda name, hp: pm.Beta(name, alpha=hp[0], beta=hp[1]),
