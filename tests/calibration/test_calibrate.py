@@ -379,7 +379,13 @@ def test_calibration_results_do_not_depend_on_the_number_of_workers(template, tm
 
 @pytest.fixture(scope="module")
 def trap_mixture():
-    """The informative template, 12 incidents, attributed by the marginalised mixture.
+    """The informative template, 6 incidents, attributed by the marginalised mixture.
+
+    Six, not twelve (issue 17: this fixture was the suite's most expensive, ~200 s, all NUTS on the
+    mixture's spike-and-slab geometry: step size 0.03-0.05, 100-130 leapfrog steps per draw). With 12
+    incidents the mixture's mean |P - exact| was 0.277 (max 0.76) and its expected Brier excess 0.26;
+    the first six alone (the same incidents: seeds follow the index) give a mean error of 0.37, against
+    the test's bound of 0.05.
 
     (The engine's own estimators on this template, with its conjugate units sampled, are measured by
     ``python benchmarks/oracle_crosscheck.py``; two non-strict xfail tests that ran them here passed
@@ -391,7 +397,7 @@ def trap_mixture():
     os.environ["INCIDENT_SAMPLE_CONJUGATE"] = "1"
     try:
         trap = load_case(CASES / "calibration-mixture-trap.yaml")
-        return _quietly(run_calibration, trap, CalibrationSettings(**dict(QUICK, n=12), estimator="mixture"), options=HERE)
+        return _quietly(run_calibration, trap, CalibrationSettings(**dict(QUICK, n=6), estimator="mixture"), options=HERE)
     finally:
         del os.environ["INCIDENT_SAMPLE_CONJUGATE"]
 
