@@ -26,6 +26,34 @@ if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
 
+# Longest files first. `make test` spreads whole files over two processes (--dist loadfile), handing out
+# the next file in collection order to whichever process is free; with the costly files collected late
+# (tests/run/, tests/test_cli.py) one process ran alone at the end. Ordering files by their measured cost
+# (tests/durations.json: seconds per file, summed from `pytest --durations=0`; `python tests/durations.py
+# <that output>` rewrites it) is the longest-processing-time-first rule. A file it does not list counts as
+# the median file. Tests keep their order within a file.
+DURATIONS = Path(__file__).resolve().parent / "durations.json"
+
+
+def pytest_collection_modifyitems(session, config, items):  # noqa: ANN001, ARG001 - pytest's hook signature
+    import json
+    import statistics
+
+    if not DURATIONS.exists():
+        return
+    cost = json.loads(DURATIONS.read_text())
+    default = statistics.median(cost.values()) if cost else 0.0
+    here = Path(__file__).resolve().parent
+
+    def file_of(item) -> str:  # noqa: ANN001
+        return Path(item.fspath).resolve().relative_to(here).as_posix()
+
+    first = {}
+    for i, item in enumerate(items):
+        first.setdefault(file_of(item), i)
+    items.sort(key=lambda item: (-cost.get(file_of(item), default), first[file_of(item)]))
+
+
 def python_mode():
     """PyTensor's full graph rewrites with numpy/Python implementations instead of C: for a test that
     evaluates a one-off graph a few times (a value against its numpy twin, a gradient against finite
