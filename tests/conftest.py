@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(session, config, items):  # noqa: ANN001, ARG0
     here = Path(__file__).resolve().parent
 
     def file_of(item) -> str:  # noqa: ANN001
-        return Path(item.fspath).resolve().relative_to(here).as_posix()
+        return Path(item.path).resolve().relative_to(here).as_posix()
 
     first = {}
     for i, item in enumerate(items):
