@@ -45,13 +45,11 @@ def pytest_collection_modifyitems(session, config, items):  # noqa: ANN001, ARG0
     default = statistics.median(cost.values()) if cost else 0.0
     here = Path(__file__).resolve().parent
 
-    def file_of(item) -> str:  # noqa: ANN001
-        return Path(item.path).resolve().relative_to(here).as_posix()
-
-    first = {}
+    files = {id(item): Path(item.path).resolve().relative_to(here).as_posix() for item in items}
+    first: dict[str, int] = {}
     for i, item in enumerate(items):
-        first.setdefault(file_of(item), i)
-    items.sort(key=lambda item: (-cost.get(file_of(item), default), first[file_of(item)]))
+        first.setdefault(files[id(item)], i)
+    items.sort(key=lambda item: (-cost.get(files[id(item)], default), first[files[id(item)]]))
 
 
 def python_mode():
