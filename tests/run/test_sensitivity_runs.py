@@ -152,9 +152,13 @@ def test_seed_case_sweep_runs_on_two_workers_compiling_each_structure_once_per_w
     tally = _check_compiled_once_per_worker(case, sweep, want)
     # each worker reused its compiled structure across many hypotheses and variants
     for proc in tally:
-        mine = [s["key"] for s in sweep if s.get("process") == proc]
-        # (a share, not a count: since pinned reliabilities are integrated out, a sweep has ~90 tasks, not ~270)
-        assert len({k.split("/")[0] for k in mine}) >= 5 and len(mine) >= len(want) // 3, (len(mine), len(want))
+        mine = [s for s in sweep if s.get("process") == proc and not s.get("skipped")]
+        reused = [s for s in mine if not s["compiled"]]
+        # Reuse, not balance: how dask splits the tasks between the two workers depends on the machine's load
+        # (CI saw 35 of 120 on one worker while other pytest workers ran). Each worker ran tasks of many
+        # variants, and most of its tasks ran on a structure it had already compiled.
+        assert len({s["key"].split("/")[0] for s in mine}) >= 5, sorted({s["key"] for s in mine})
+        assert len(reused) >= 2 * (len(mine) - len(reused)), (len(reused), len(mine))
     assert res["execution"] == {"computed": len(want), "by_process": tally}
     assert json.loads((root / "sensitivity.json").read_text())["execution"] == res["execution"]
 
