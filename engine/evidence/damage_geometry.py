@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -67,6 +68,11 @@ class Quadrature:
     weights: np.ndarray  # (M,) area weights, m^2
     panel: np.ndarray  # (M,) index of the panel each point lies on
     n_panels: int
+
+    @cached_property
+    def panel_areas(self) -> np.ndarray:
+        """(P,) area of each panel (the sum of its weights), m^2."""
+        return np.bincount(self.panel, weights=self.weights, minlength=self.n_panels)
 
     def panel_matrix(self) -> np.ndarray:
         """(P, M) matrix whose product with lambda at the points gives each panel's expected count."""
@@ -189,6 +195,7 @@ class HoleMap:
 
 
 _SQRT2PI_LOG = 0.5 * math.log(2 * math.pi)
+_INV_SQRT2PI, _SQRT_HALF = 1 / math.sqrt(2 * math.pi), math.sqrt(0.5)
 ROUND_LOG_ELONGATION = 1e-9  # an elongation recorded as 1 (a round hole): censored, not a density point
 
 
@@ -327,44 +334,26 @@ def log_likelihood_and_gradient(hm: HoleMap, burst, axis, rel_velocity, v0, phi0
     """
     from scipy.special import gammaln
 
-    args = (burst, axis, rel_velocity, v0, phi0, sigma, v50, v_spread, entry)
+    kernel, holes_sum, panel_sums = _kernels()
+    f = lambda x: np.ascontiguousarray(x, dtype=float)  # noqa: E731
+    weapon = (f(burst), f(axis), f(rel_velocity), float(v0), float(phi0), float(sigma), float(v50), float(v_spread), float(entry))
     total, grad = 0.0, np.zeros(N_GRAD)
     if len(hm.points):
-        g, dlog, c, dc_db = _point_terms(hm.points, hm.normals, *args)
-        lam = scale * g
-        eps = stray + floor
-        total += float(np.sum(np.log(lam + eps)))
-        share = lam / (lam + eps)
-        grad[:12] += share @ dlog
-        grad[12] += float(np.sum(g / (lam + eps)))
-        measured = np.isfinite(hm.elongation)
-        if measured.any():
-            from scipy.special import log_ndtr
-
-            cm = c[measured]
-            loge = np.log(hm.elongation[measured])
-            z = (loge + np.log(np.maximum(cm, 1e-6))) / elongation_sd
-            round_ = loge <= ROUND_LOG_ELONGATION
-            log_cdf = log_ndtr(z)
-            dens = -0.5 * z * z - math.log(elongation_sd * math.sqrt(2 * math.pi)) - loge
-            total += float(np.sum(np.where(round_, log_cdf, dens)))
-            dz = np.where(round_, np.exp(-0.5 * z * z - _SQRT2PI_LOG - log_cdf), -z)  # d/dz of the hole's term
-            grad[0:3] += (np.where(cm > 1e-6, dz / elongation_sd / np.maximum(cm, 1e-6), 0.0)) @ dc_db[measured]
+        loge = np.log(f(hm.elongation))  # NaN where not measured
+        total, grad = holes_sum(f(hm.points), f(hm.normals), loge, *weapon, float(scale), float(stray + floor),
+                                float(elongation_sd), ROUND_LOG_ELONGATION)
     for quad, counts in ((hm.quad_mapped, None), (hm.count_quad, hm.counts)):
         if quad is None:
             continue
-        g, dlog, _, _ = _point_terms(quad.points, quad.normals, *args)
-        wg = quad.weights * g
-        per_panel = np.bincount(quad.panel, weights=wg, minlength=quad.n_panels)  # expected counts / K
-        mu = scale * per_panel + stray * np.bincount(quad.panel, weights=quad.weights, minlength=quad.n_panels)
+        per_panel, dlog = panel_sums(quad.points, quad.normals, quad.weights, quad.panel, quad.n_panels, *weapon)  # / K
+        mu = scale * per_panel + stray * quad.panel_areas
         if counts is None:
             factor = np.full(quad.n_panels, -1.0)
             total -= float(mu.sum())
         else:
             factor = counts / (mu + floor) - 1
             total += float(np.sum(counts * np.log(mu + floor) - mu) - gammaln(np.asarray(counts) + 1).sum())
-        fw = factor[quad.panel] * wg
-        grad[:12] += scale * (fw @ dlog)
+        grad[:12] += scale * (factor @ dlog)
         grad[12] += float(factor @ per_panel)
     return total, grad
 
@@ -373,11 +362,12 @@ def log_likelihood_and_gradient(hm: HoleMap, burst, axis, rel_velocity, v0, phi0
 
 def _numba_kernel():  # noqa: ANN202
     """:func:`_log_intensity_and_gradient` point by point, compiled by numba (a PyTensor dependency):
-    the same formulas, about ten times faster than the vectorised numpy; None without numba."""
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba comes with pytensor
-        return None
+    the same formulas, about ten times faster than the vectorised numpy.
+
+    Returns ``(kernel, holes_sum, panel_sums)``: ``kernel`` gives the per-point arrays of
+    :func:`_log_intensity_and_gradient`; the other two add the points' terms up as they go (the sums
+    :func:`log_likelihood_and_gradient` needs), without the (M, 12) arrays."""
+    import numba  # a dependency of PyTensor
 
     @numba.njit(cache=True, fastmath=False, error_model="numpy")
     def log_ndtr(u):  # noqa: ANN001, ANN202
@@ -389,78 +379,151 @@ def _numba_kernel():  # noqa: ANN202
         return -0.5 * z - _SQRT2PI_LOG - math.log(-u) + math.log(series)
 
     @numba.njit(cache=True, error_model="numpy")
-    def kernel(points, normals, burst, axis, rel, v0, phi0, sigma, v50, w, entry):  # noqa: ANN001, ANN202, PLR0915
+    def point(xs, ns, i, burst, axis, rel, vv, va, v0, phi0, sigma, v50, w, entry, grad, dc):  # noqa: ANN001, ANN202, PLR0915
+        """Point ``xs[i]`` (normal ``ns[i]``): returns (g, c); writes d log g into ``grad`` (12; zeros where g is 0)
+        and dc/dB into ``dc`` (3)."""
+        d0, d1, d2 = xs[i, 0] - burst[0], xs[i, 1] - burst[1], xs[i, 2] - burst[2]
+        n0, n1, n2 = ns[i, 0], ns[i, 1], ns[i, 2]
+        r2 = d0 * d0 + d1 * d1 + d2 * d2
+        r = math.sqrt(r2)
+        o0, o1, o2 = d0 / r, d1 / r, d2 / r
+        on = o0 * n0 + o1 * n1 + o2 * n2
+        c = -entry * on
+        dc[0] = entry * (n0 - on * o0) / r
+        dc[1] = entry * (n1 - on * o1) / r
+        dc[2] = entry * (n2 - on * o2) / r
+        b = o0 * rel[0] + o1 * rel[1] + o2 * rel[2]
+        big_d = b * b - vv + v0 * v0
+        live = 1.0 if big_d > 1e-12 else 0.0
+        root = math.sqrt(max(big_d, 1e-12))
+        s = b + root
+        if not (c > 0.0 and s > 0.0):
+            for k in range(12):
+                grad[k] = 0.0
+            return 0.0, c
+        oa = o0 * axis[0] + o1 * axis[1] + o2 * axis[2]
+        raw = (s * oa - va) / v0
+        cphi = min(max(raw, -1.0 + 1e-12), 1.0 - 1e-12)
+        dphi = (-1.0 if (raw > -1.0 + 1e-12 and raw < 1.0 - 1e-12) else 0.0) / math.sqrt(1.0 - cphi * cphi)
+        dev = math.acos(cphi) - phi0
+        de = -dev / sigma**2 * dphi
+        u = (s * c - v50) / w
+        if u > -5.0:  # Phi(u) and the inverse Mills ratio directly (one erfc, two exp, no log)
+            cdf = 0.5 * math.erfc(-u * _SQRT_HALF)
+            mills = math.exp(-0.5 * u * u) * _INV_SQRT2PI / cdf
+            g = math.exp(-0.5 * (dev / sigma) ** 2) * cdf * (s * s * c / (v0 * root * r2))
+        else:  # deep in the probit's tail: in logs
+            lp = log_ndtr(u)
+            mills = math.exp(-0.5 * u * u - _SQRT2PI_LOG - lp)
+            g = math.exp(-0.5 * (dev / sigma) ** 2 + 2.0 * math.log(s) - math.log(v0) - math.log(root) + math.log(c)
+                         - math.log(r2) + lp)
+        ds_dv0 = live * v0 / root
+        om = (o0, o1, o2)
+        diff = (d0, d1, d2)
+        for k in range(3):
+            db_db = -(rel[k] - b * om[k]) / r
+            droot_db = live * b / root * db_db
+            ds_db = db_db + droot_db
+            droot_dv = live * (b * om[k] - rel[k]) / root
+            ds_dv = om[k] + droot_dv
+            dcphi_db = (ds_db * oa - s * (axis[k] - oa * om[k]) / r) / v0
+            dcphi_dv = (ds_dv * oa - axis[k]) / v0
+            grad[k] = (de * dcphi_db + 2.0 * ds_db / s - droot_db / root + dc[k] / c + 2.0 * diff[k] / r2
+                       + mills / w * (ds_db * c + s * dc[k]))
+            grad[3 + k] = de * (s * om[k] - rel[k]) / v0
+            grad[6 + k] = de * dcphi_dv + 2.0 * ds_dv / s - droot_dv / root + mills * c / w * ds_dv
+        grad[9] = de * (ds_dv0 * oa / v0 - raw / v0) + 2.0 * ds_dv0 / s - 1.0 / v0 - ds_dv0 / root + mills * c / w * ds_dv0
+        grad[10] = dev / sigma**2
+        grad[11] = dev**2 / sigma**3
+        return g, c
+
+    @numba.njit(cache=True, error_model="numpy")
+    def kernel(points, normals, burst, axis, rel, v0, phi0, sigma, v50, w, entry):  # noqa: ANN001, ANN202
         m = points.shape[0]
         g = np.zeros(m)
         grad = np.zeros((m, 12))
         cc = np.zeros(m)
         dc = np.zeros((m, 3))
+        gp = np.empty(12)
+        dcp = np.empty(3)
         vv = rel[0] ** 2 + rel[1] ** 2 + rel[2] ** 2
         va = rel[0] * axis[0] + rel[1] * axis[1] + rel[2] * axis[2]
-        om = np.empty(3)
-        diff = np.empty(3)
         for i in range(m):
-            for k in range(3):
-                diff[k] = points[i, k] - burst[k]
-            r2 = diff[0] ** 2 + diff[1] ** 2 + diff[2] ** 2
-            r = math.sqrt(r2)
-            on = 0.0
-            for k in range(3):
-                om[k] = diff[k] / r
-                on += om[k] * normals[i, k]
-            c = -entry * on
-            cc[i] = c
-            for k in range(3):
-                dc[i, k] = entry * (normals[i, k] - on * om[k]) / r
-            b = om[0] * rel[0] + om[1] * rel[1] + om[2] * rel[2]
-            big_d = b * b - vv + v0 * v0
-            live = 1.0 if big_d > 1e-12 else 0.0
-            root = math.sqrt(max(big_d, 1e-12))
-            s = b + root
-            if not (c > 0.0 and s > 0.0):
-                continue
-            oa = om[0] * axis[0] + om[1] * axis[1] + om[2] * axis[2]
-            raw = (s * oa - va) / v0
-            cphi = min(max(raw, -1.0 + 1e-12), 1.0 - 1e-12)
-            dphi = (-1.0 if (raw > -1.0 + 1e-12 and raw < 1.0 - 1e-12) else 0.0) / math.sqrt(1.0 - cphi * cphi)
-            dev = math.acos(cphi) - phi0
-            de = -dev / sigma**2 * dphi
-            u = (s * c - v50) / w
-            lp = log_ndtr(u)
-            mills = math.exp(-0.5 * u * u - _SQRT2PI_LOG - lp)
-            g[i] = math.exp(-0.5 * (dev / sigma) ** 2 + 2.0 * math.log(s) - math.log(v0) - math.log(root) + math.log(c)
-                            - math.log(r2) + lp)
-            ds_dv0 = live * v0 / root
-            for k in range(3):
-                db_db = -(rel[k] - b * om[k]) / r
-                droot_db = live * b / root * db_db
-                ds_db = db_db + droot_db
-                droot_dv = live * (b * om[k] - rel[k]) / root
-                ds_dv = om[k] + droot_dv
-                dcphi_db = (ds_db * oa - s * (axis[k] - oa * om[k]) / r) / v0
-                dcphi_dv = (ds_dv * oa - axis[k]) / v0
-                grad[i, k] = (de * dcphi_db + 2.0 * ds_db / s - droot_db / root + dc[i, k] / c + 2.0 * diff[k] / r2
-                              + mills / w * (ds_db * c + s * dc[i, k]))
-                grad[i, 3 + k] = de * (s * om[k] - rel[k]) / v0
-                grad[i, 6 + k] = de * dcphi_dv + 2.0 * ds_dv / s - droot_dv / root + mills * c / w * ds_dv
-            grad[i, 9] = de * (ds_dv0 * oa / v0 - raw / v0) + 2.0 * ds_dv0 / s - 1.0 / v0 - ds_dv0 / root + mills * c / w * ds_dv0
-            grad[i, 10] = dev / sigma**2
-            grad[i, 11] = dev**2 / sigma**3
+            g[i], cc[i] = point(points, normals, i, burst, axis, rel, vv, va, v0, phi0, sigma, v50, w, entry, gp, dcp)
+            grad[i] = gp
+            dc[i] = dcp
         return g, grad, cc, dc
 
-    return kernel
+    @numba.njit(cache=True, error_model="numpy")
+    def holes_sum(points, normals, loge, burst, axis, rel, v0, phi0, sigma, v50, w, entry, scale, eps, esd, round_log):  # noqa: ANN001, ANN202
+        """sum_i log(K g_i + eps) plus the elongation terms (``loge`` NaN where not measured), and the
+        gradient (13: the 12 parameters and K)."""
+        vv = rel[0] ** 2 + rel[1] ** 2 + rel[2] ** 2
+        va = rel[0] * axis[0] + rel[1] * axis[1] + rel[2] * axis[2]
+        gp = np.empty(12)
+        dc = np.empty(3)
+        out = np.zeros(13)
+        total = 0.0
+        log_norm = math.log(esd) + _SQRT2PI_LOG
+        for i in range(points.shape[0]):
+            g, c = point(points, normals, i, burst, axis, rel, vv, va, v0, phi0, sigma, v50, w, entry, gp, dc)
+            lam = scale * g
+            total += math.log(lam + eps)
+            share = lam / (lam + eps)
+            for k in range(12):
+                out[k] += share * gp[k]
+            out[12] += g / (lam + eps)
+            le = loge[i]
+            if le == le:  # measured
+                cm = max(c, 1e-6)
+                z = (le + math.log(cm)) / esd
+                if le <= round_log:
+                    lc = log_ndtr(z)
+                    total += lc
+                    dz = math.exp(-0.5 * z * z - _SQRT2PI_LOG - lc)
+                else:
+                    total += -0.5 * z * z - log_norm - le
+                    dz = -z
+                if c > 1e-6:
+                    for k in range(3):
+                        out[k] += dz / esd / cm * dc[k]
+        return total, out
+
+    @numba.njit(cache=True, error_model="numpy")
+    def panel_sums(points, normals, weights, panel, n_panels, burst, axis, rel, v0, phi0, sigma, v50, w, entry):  # noqa: ANN001, ANN202
+        """Per panel, sum_i w_i g_i (P) and sum_i w_i g_i d log g_i (P, 12)."""
+        vv = rel[0] ** 2 + rel[1] ** 2 + rel[2] ** 2
+        va = rel[0] * axis[0] + rel[1] * axis[1] + rel[2] * axis[2]
+        gp = np.empty(12)
+        dc = np.empty(3)
+        sums = np.zeros(n_panels)
+        grads = np.zeros((n_panels, 12))
+        for i in range(points.shape[0]):
+            g, _ = point(points, normals, i, burst, axis, rel, vv, va, v0, phi0, sigma, v50, w, entry, gp, dc)
+            if g == 0.0:
+                continue
+            wg = weights[i] * g
+            p = panel[i]
+            sums[p] += wg
+            for k in range(12):
+                grads[p, k] += wg * gp[k]
+        return sums, grads
+
+    return kernel, holes_sum, panel_sums
 
 
 _KERNEL: list = []
 
 
-def _point_terms(points, normals, burst, axis, rel, v0, phi0, sigma, v50, v_spread, entry):  # noqa: ANN001, ANN202
-    """The numba kernel where available, else the numpy one (same values to rounding)."""
+def _kernels() -> tuple:
+    """The numba kernels (compiled, or loaded from numba's cache, on first use in a process)."""
     if not _KERNEL:
         _KERNEL.append(_numba_kernel())
-    kernel = _KERNEL[0]
-    if kernel is None:
-        return _log_intensity_and_gradient(points, normals, burst, axis, rel, v0, phi0, sigma, v50, v_spread, entry)
+    return _KERNEL[0]
+
+
+def _point_terms(points, normals, burst, axis, rel, v0, phi0, sigma, v50, v_spread, entry):  # noqa: ANN001, ANN202
+    """:func:`_log_intensity_and_gradient` by the numba kernel (same values to rounding)."""
     f = lambda x: np.ascontiguousarray(x, dtype=float)  # noqa: E731
-    return kernel(f(points), f(normals), f(burst), f(axis), f(rel), float(v0), float(phi0), float(sigma), float(v50),
-                  float(v_spread), float(entry))
+    return _kernels()[0](f(points), f(normals), f(burst), f(axis), f(rel), float(v0), float(phi0), float(sigma), float(v50),
+                         float(v_spread), float(entry))
