@@ -334,7 +334,9 @@ def log_likelihood_and_gradient(hm: HoleMap, burst, axis, rel_velocity, v0, phi0
     """
     from scipy.special import gammaln
 
-    kernel, holes_sum, panel_sums = _kernels()
+    if not (v0 > 0 and sigma > 0 and scale > 0):  # no fragments fly (an unbounded prior's tail, e.g. an importance draw)
+        return -math.inf, np.zeros(N_GRAD)
+    _, holes_sum, panel_sums = _kernels()
     f = lambda x: np.ascontiguousarray(x, dtype=float)  # noqa: E731
     weapon = (f(burst), f(axis), f(rel_velocity), float(v0), float(phi0), float(sigma), float(v50), float(v_spread), float(entry))
     total, grad = 0.0, np.zeros(N_GRAD)

@@ -145,3 +145,18 @@ def test_the_hand_written_gradient_equals_central_differences_and_the_value_the_
     args = (hm.quad_mapped.points, hm.quad_mapped.normals, x[:3], x[3:6], x[6:9], x[9], x[10], x[11], 300.0, 60.0, 1.0)
     for a, b in zip(_point_terms(*args), _log_intensity_and_gradient(*args), strict=True):
         assert np.allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_no_fragment_speed_band_width_or_count_means_no_likelihood():
+    """A fragment speed, band width or fragment scale of zero or below (the tail of an unbounded prior, where an
+    importance draw can land) has likelihood zero: log -inf, never a finite value (a negative speed once
+    made every expected count negative and the log likelihood +1e10)."""
+    from engine.evidence.damage_geometry import log_likelihood_and_gradient
+
+    hm, x = _grad_setup()
+    assert np.isfinite(log_likelihood_and_gradient(hm, x[:3], x[3:6], x[6:9], *x[9:13], 300.0, 60.0)[0])
+    for i, bad in ((9, -183.0), (9, 0.0), (11, -0.1), (12, -5.0)):
+        y = x.copy()
+        y[i] = bad
+        value, grad = log_likelihood_and_gradient(hm, y[:3], y[3:6], y[6:9], *y[9:13], 300.0, 60.0)
+        assert value == -np.inf and np.all(grad == 0), (i, bad, value)
