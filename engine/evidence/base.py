@@ -123,6 +123,8 @@ class Family:
     simulable: ClassVar[bool] = False  # calibration can simulate its observations (design_problems, simulate_observed)
     replicable: ClassVar[bool] = False  # predictive checks can replicate it (simulate, observed, logp_np)
     collapsible: ClassVar[bool] = False  # unit parameters own and conjugate: integrated out (closed_form, own_posterior)
+    # parameters that, given a normal prior, the family samples in a coordinate of its own (``sample_as``)
+    reparametrised: ClassVar[tuple[str, ...]] = ()
 
     # ---------------------------------------------------------------- validation
     def parse(self, raw: Any) -> Strict:
@@ -188,6 +190,13 @@ class Family:
 
     def loglik(self, items: tuple, theta: dict) -> Any:
         """log p(y | H, theta), a PyTensor expression."""
+        raise NotImplementedError
+
+    def sample_as(self, items: tuple, name: str, pname: str, hp: Any, theta: dict) -> Any:
+        """Parameter ``pname`` (one of ``reparametrised``; prior Normal(hp[0], hp[1]), random-variable name
+        ``name``) as a tensor of free random variables the family creates in the current PyMC model, the
+        prior kept exactly (the change of variables' Jacobian included); ``theta`` holds the unit's other
+        parameters. Called after they are all made."""
         raise NotImplementedError
 
     def background(self, items: tuple, generic: dict[str, Dist], theta: dict) -> Any:

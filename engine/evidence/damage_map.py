@@ -19,7 +19,9 @@ formulas). Parameters (per hypothesis, from its mechanism's ``damage_map`` secti
   (1, 0, 0): the three components of a sampled axis carry a free length, and the direction's spread
   grows with it (a funnel NUTS crosses slowly and with divergences);
 - ``weapon_speed``: the weapon's speed along its course in the air, m/s (normal or fixed); a
-  burst inside the airframe moves with it, so there it is ignored;
+  burst inside the airframe moves with it, so there it is ignored. A normal one is sampled as the spray
+  zone's apparent half-angle ``spray_angle_apparent`` (:meth:`DamageMap.sample_as`; the weapon speed is
+  then a deterministic of it, in the posterior under its own name);
 - ``log_fragments``: ln of the number of fragments thrown (normal or fixed);
 - ``spray_angle``, ``spray_width``: centre and s.d. of the spray zone's polar angle from the
   course, degrees (normal or fixed; gamma or fixed);
@@ -253,6 +255,7 @@ class DamageMap(Family):
         **{f"log_mass_{s}": _FIXED(-10.0, 15.0) for s in SHAPES},
     }
     replicable = True
+    reparametrised = ("weapon_speed",)
     sampled = ("burst_x", "burst_y", "burst_z", "axis_x", "axis_y", "axis_z", "course_heading", "course_climb", "weapon_speed", "log_fragments",
                "spray_angle", "spray_width", "fragment_speed")
 
@@ -325,6 +328,27 @@ class DamageMap(Family):
             out = out + recovered_log_likelihood(pt, obs.recovered, theta)
         return out
 
+    def sample_as(self, items, name, pname, hp, theta):  # noqa: ANN001, ANN201
+        """``weapon_speed`` ~ Normal(hp), sampled as the spray zone's apparent half-angle about the course
+        (:func:`apparent_angle`, the free variable ``<unit>__spray_angle_apparent``, degrees in (0, 180)), the
+        weapon's speed a deterministic of it. The hole map pins the apparent angle, not the weapon speed, fragment
+        speed and spray angle it comes from: in those three the posterior is a curved ridge whose curvature
+        across a NUTS trajectory varies 5-60-fold (benchmarks/README.md), in the apparent angle it is close to
+        linear. The prior is the same: p(angle | v0, phi0, course) = Normal(w(angle) | hp) |dw/d angle|."""
+        import pymc as pm
+        import pytensor.tensor as pt
+        from pymc.distributions.transforms import Interval
+
+        if pname != "weapon_speed":
+            raise NotImplementedError(pname)
+        axis = course_direction(pt, [theta[f"axis_{c}"] for c in "xyz"], theta["course_heading"], theta["course_climb"])
+        along = items[0].observed.aircraft_speed * axis[0]
+        v0, spray = theta["fragment_speed"], theta["spray_angle"]
+        angle = pm.CustomDist(f"{name.rpartition('__')[0]}__spray_angle_apparent", v0, spray, along, hp[0], hp[1],
+                              logp=_apparent_logp, random=_apparent_random, support_point=_apparent_support,
+                              transform=Interval(0.0, 180.0), signature="(),(),(),(),()->()")
+        return pm.Deterministic(name, weapon_speed_of_angle(pt, angle, v0, spray, along))
+
     def initial_values(self, items: tuple, spec: dict) -> list[dict[str, float]]:
         """Candidate starting points for the sampler (parameter -> value; only sampled parameters):
         the sampler's own optimiser (``engine.run.compiled``) climbs from each and keeps the best.
@@ -373,7 +397,14 @@ class DamageMap(Family):
                 if "log_fragments" in free:  # as many fragments as make the holes found
                     cand["log_fragments"] = self._matching_log_fragments(obs, quads, cand, n_holes, spec["log_fragments"])
                 out.append(cand)
-        return [{k: v for k, v in c.items() if k in free} for c in self._refined(hm, obs, spec, out, sorted(free))]
+        climbed = self._refined(hm, obs, spec, out, sorted(free))
+        starts = [{k: v for k, v in c.items() if k in free} for c in climbed]
+        if "weapon_speed" in free and spec["weapon_speed"].kind == "normal":  # sampled as the apparent angle (sample_as)
+            for c, full in zip(starts, climbed, strict=True):
+                axis = course_direction(np, [full["axis_x"], full["axis_y"], full["axis_z"]], full["course_heading"], full["course_climb"])
+                c["spray_angle_apparent"] = float(apparent_angle(np, full["weapon_speed"], full["fragment_speed"], full["spray_angle"],
+                                                                 obs.aircraft_speed * axis[0]))
+        return starts
 
     def _refined(self, hm, obs, spec, cands: list[dict], free: list[str], keep: int = 8, maxiter: int = 60,  # noqa: ANN001
                  apart: float = 1.5) -> list[dict]:
@@ -636,6 +667,48 @@ def course_direction(xp, axis, heading, climb):  # noqa: ANN001, ANN201
     c, s = xp.cos(heading * math.pi / 180), xp.sin(heading * math.pi / 180)
     x, y = c * x - s * y, s * x + c * y
     return xp.stack([x, y, z])
+
+
+def apparent_angle(xp, weapon_speed, fragment_speed, spray_angle, along):  # noqa: ANN001, ANN201
+    r"""The spray zone's apparent half-angle about the course in the aircraft's frame, degrees in (0, 180): the
+    angle of :math:`v_0 d + v_m a - v_{\text{aircraft}}` to the course :math:`a` for a fragment thrown at the
+    band's centre :math:`\varphi_0`, counting only the aircraft's speed along the course (``along`` =
+    :math:`v_{\text{aircraft}} \cdot a`): :math:`\cot\theta = (v_0\cos\varphi_0 + v_m - \text{along}) /
+    (v_0\sin\varphi_0)`. For fixed :math:`v_0 \sin\varphi_0 \ne 0` a bijection from the weapon speed on the
+    real line to (0, 180); :func:`weapon_speed_of_angle` is its inverse."""
+    deg = math.pi / 180
+    return 90.0 - xp.arctan((weapon_speed + fragment_speed * xp.cos(spray_angle * deg) - along)
+                            / (fragment_speed * xp.sin(spray_angle * deg))) / deg
+
+
+def weapon_speed_of_angle(xp, angle, fragment_speed, spray_angle, along):  # noqa: ANN001, ANN201
+    """The weapon speed whose :func:`apparent_angle` is ``angle`` (degrees)."""
+    deg = math.pi / 180
+    return (fragment_speed * xp.sin(spray_angle * deg) / xp.tan(angle * deg) - fragment_speed * xp.cos(spray_angle * deg)
+            + along)
+
+
+def _apparent_logp(value, fragment_speed, spray_angle, along, mu, sd):  # noqa: ANN001, ANN202
+    """log p(apparent angle | v0, phi0, course) of a Normal(mu, sd) weapon speed: its density at
+    :func:`weapon_speed_of_angle` times |d speed / d angle| = |v0 sin phi0| (pi / 180) / sin^2(angle)."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    deg = math.pi / 180
+    speed = weapon_speed_of_angle(pt, value, fragment_speed, spray_angle, along)
+    return (pm.logp(pm.Normal.dist(mu, sd), speed) + pt.log(pt.abs(fragment_speed * pt.sin(spray_angle * deg)) * deg)
+            - 2 * pt.log(pt.sin(value * deg)))
+
+
+def _apparent_random(fragment_speed, spray_angle, along, mu, sd, rng=None, size=None):  # noqa: ANN001, ANN202
+    return apparent_angle(np, rng.normal(mu, sd, size=size), fragment_speed, spray_angle, along)
+
+
+def _apparent_support(rv, size, fragment_speed, spray_angle, along, mu, sd):  # noqa: ANN001, ANN202
+    import pytensor.tensor as pt
+
+    at_mean = apparent_angle(pt, mu, fragment_speed, spray_angle, along)
+    return at_mean if rv.ndim == 0 else pt.full_like(rv, at_mean)
 
 
 def _digest(obs: DamageMapObs) -> str:

@@ -205,11 +205,16 @@ def build_model(case: Case, hid: str) -> pm.Model:
         shared = {name: _param(name, spec) for name, spec in shared_parameters(case).items()}
         for _, items in case.units():
             uid, fam = unit_id(items), family_of(items)
-            theta = {}
+            theta, later = {}, []
             for pname in items[0].params[hid]:
                 kind, value = hp[f"hp__{uid}__{pname}"]
                 data = pm.Data(f"hp__{uid}__{pname}", value)
+                if kind == "normal" and pname in fam.reparametrised:
+                    later.append((pname, data))
+                    continue
                 theta[pname] = data if kind == "const" or kind.startswith("own:") else _RV[kind](f"{uid}__{pname}", data)
+            for pname, data in later:  # sampled in the family's own coordinate, given the unit's other parameters
+                theta[pname] = fam.sample_as(items, f"{uid}__{pname}", pname, data, theta)
             collapsed = f"lh__{uid}" in hp
             if data := fam.data(items):  # held even when collapsed: a simulated incident sets every unit's
                 theta["data"] = {k: pm.Data(f"obs__{uid}__{k}", obs[f"obs__{uid}__{k}"]) for k in data}

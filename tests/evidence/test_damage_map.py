@@ -373,3 +373,39 @@ def test_a_burst_prior_close_to_the_skin_warns_that_the_cells_are_coarse_and_the
     big = ref > 0.02 * ref.sum()
     err = {c: np.max(np.abs(expected_counts(np, panel_quadrature(panels, cell=c), *args)[big] / ref[big] - 1)) for c in (0.4, advised)}
     assert err[advised] < 0.02 < err[0.4], err
+
+
+def test_the_weapon_speed_sampled_as_the_apparent_spray_angle_keeps_its_normal_prior(tmp_path, observed):
+    """A normal weapon speed is sampled as the spray zone's apparent half-angle about the course (the angle of
+    v0 d + (v_m - v_aircraft . a) a to the course a, d at the band's centre): that variable's prior density, given
+    the fragment speed, spray angle and course, integrates to 1 and pushes forward to Normal(700, 150) at every
+    quantile. The angle is computed here from explicit vectors, the density integrated numerically."""
+    from engine.model.build import build_model
+
+    case = load_case(write_case(tmp_path, case_doc(observed)))
+    model = build_model(case, "sam")
+    assert "hole-map__weapon_speed" in {d.name for d in model.deterministics}
+    rv = model["hole-map__spray_angle_apparent"]
+    logp = model.compile_logp(vars=[rv], jacobian=False, mode=python_mode())
+    v0, spray, raw = 1900.0, 80.0, np.array([-1.0, -0.3, -0.2])
+    point = {**model.initial_point(), "hole-map__fragment_speed": np.array(v0), "hole-map__spray_angle": np.array(spray),
+             **{f"hole-map__axis_{c}": np.array(v) for c, v in zip("xyz", raw, strict=True)}}
+    a = raw / np.linalg.norm(raw)
+    e1 = np.cross(a, [0.0, 0.0, 1.0])
+    e1 /= np.linalg.norm(e1)
+    d = math.cos(math.radians(spray)) * a + math.sin(math.radians(spray)) * e1  # a fragment at the band's centre
+
+    def angle(speed: float) -> float:  # degrees between the fragment's velocity relative to the aircraft and the course
+        u = v0 * d + speed * a - AIRCRAFT  # the aircraft's velocity across the course is left out of the angle
+        u = u + (AIRCRAFT - (AIRCRAFT @ a) * a)
+        return math.degrees(math.acos(u @ a / np.linalg.norm(u)))
+
+    def density(theta: float) -> float:
+        x = math.log(theta / (180.0 - theta))  # the interval transform's unconstrained value
+        return math.exp(float(logp({**point, "hole-map__spray_angle_apparent_interval__": np.array(x)})))
+
+    assert integrate.quad(density, 1e-6, 180 - 1e-6, limit=200, points=[angle(700.0)])[0] == pytest.approx(1.0, abs=1e-6)
+    for q in (0.01, 0.2, 0.5, 0.8, 0.99):
+        speed = stats.norm.ppf(q, 700.0, 150.0)
+        # the angle falls as the speed rises: P(speed <= s) = P(angle >= angle(s))
+        assert integrate.quad(density, angle(speed), 180 - 1e-6, limit=200)[0] == pytest.approx(q, abs=1e-6), q
