@@ -344,9 +344,8 @@ class DamageMap(Family):
         axis = course_direction(pt, [theta[f"axis_{c}"] for c in "xyz"], theta["course_heading"], theta["course_climb"])
         along = items[0].observed.aircraft_speed * axis[0]
         v0, spray = theta["fragment_speed"], theta["spray_angle"]
-        angle = pm.CustomDist(f"{name.rpartition('__')[0]}__spray_angle_apparent", v0, spray, along, hp[0], hp[1],
-                              logp=_apparent_logp, random=_apparent_random, support_point=_apparent_support,
-                              transform=Interval(0.0, 180.0), signature="(),(),(),(),()->()")
+        angle = __getattr__("ApparentAngle")(f"{name.rpartition('__')[0]}__spray_angle_apparent", v0, spray, along, hp[0], hp[1],
+                                             transform=Interval(0.0, 180.0))
         return pm.Deterministic(name, weapon_speed_of_angle(pt, angle, v0, spray, along))
 
     def initial_values(self, items: tuple, spec: dict) -> list[dict[str, float]]:
@@ -688,27 +687,44 @@ def weapon_speed_of_angle(xp, angle, fragment_speed, spray_angle, along):  # noq
             + along)
 
 
-def _apparent_logp(value, fragment_speed, spray_angle, along, mu, sd):  # noqa: ANN001, ANN202
-    """log p(apparent angle | v0, phi0, course) of a Normal(mu, sd) weapon speed: its density at
-    :func:`weapon_speed_of_angle` times |d speed / d angle| = |v0 sin phi0| (pi / 180) / sin^2(angle)."""
+def _apparent_angle_classes() -> tuple:  # noqa: ANN202
+    """(ApparentAngleRV, ApparentAngle): the prior of :func:`apparent_angle` given the fragment speed, spray angle and
+    ``along`` when the weapon speed is Normal(mu, sd). Its density is the normal's at :func:`weapon_speed_of_angle`
+    times |d speed / d angle| = |v0 sin phi0| (pi / 180) / sin^2(angle). Module-level classes (made on first use:
+    PyTensor is imported lazily), not a ``pm.CustomDist``: a compiled structure stored on disk and loaded in another
+    process finds its log density by the class's name."""
     import pymc as pm
     import pytensor.tensor as pt
+    from pytensor.tensor.random.op import RandomVariable
 
-    deg = math.pi / 180
-    speed = weapon_speed_of_angle(pt, value, fragment_speed, spray_angle, along)
-    return (pm.logp(pm.Normal.dist(mu, sd), speed) + pt.log(pt.abs(fragment_speed * pt.sin(spray_angle * deg)) * deg)
-            - 2 * pt.log(pt.sin(value * deg)))
+    class ApparentAngleRV(RandomVariable):
+        name = "apparent_angle"
+        signature = "(),(),(),(),()->()"
+        dtype = "floatX"
+        _print_name = ("ApparentAngle", "\\operatorname{ApparentAngle}")
 
+        @classmethod
+        def rng_fn(cls, rng, fragment_speed, spray_angle, along, mu, sd, size):  # noqa: ANN001, ANN206
+            return apparent_angle(np, rng.normal(mu, sd, size=size), fragment_speed, spray_angle, along)
 
-def _apparent_random(fragment_speed, spray_angle, along, mu, sd, rng=None, size=None):  # noqa: ANN001, ANN202
-    return apparent_angle(np, rng.normal(mu, sd, size=size), fragment_speed, spray_angle, along)
+    class ApparentAngle(pm.Continuous):
+        rv_op = ApparentAngleRV()
 
+        @classmethod
+        def dist(cls, fragment_speed, spray_angle, along, mu, sd, **kwargs):  # noqa: ANN001, ANN206
+            return super().dist([fragment_speed, spray_angle, along, mu, sd], **kwargs)
 
-def _apparent_support(rv, size, fragment_speed, spray_angle, along, mu, sd):  # noqa: ANN001, ANN202
-    import pytensor.tensor as pt
+        def support_point(rv, size, fragment_speed, spray_angle, along, mu, sd):  # noqa: ANN001, ANN202, N805
+            at_mean = apparent_angle(pt, mu, fragment_speed, spray_angle, along)
+            return at_mean if rv.ndim == 0 else pt.full_like(rv, at_mean)
 
-    at_mean = apparent_angle(pt, mu, fragment_speed, spray_angle, along)
-    return at_mean if rv.ndim == 0 else pt.full_like(rv, at_mean)
+        def logp(value, fragment_speed, spray_angle, along, mu, sd):  # noqa: ANN001, ANN202, N805
+            deg = math.pi / 180
+            speed = weapon_speed_of_angle(pt, value, fragment_speed, spray_angle, along)
+            return (pm.logp(pm.Normal.dist(mu, sd), speed) + pt.log(pt.abs(fragment_speed * pt.sin(spray_angle * deg)) * deg)
+                    - 2 * pt.log(pt.sin(value * deg)))
+
+    return ApparentAngleRV, ApparentAngle
 
 
 def _digest(obs: DamageMapObs) -> str:
@@ -778,11 +794,20 @@ def _MapLogLik(key: str):  # noqa: ANN202, N802
     return __getattr__("MapLogLik")(key)
 
 
-def __getattr__(name: str):  # noqa: ANN202 - the Op class is made on first use (PyTensor is imported lazily) yet pickles by name
-    if name != "MapLogLik":
-        raise AttributeError(name)
-    if not _OP:
-        cls = _map_op_class()
-        cls.__module__, cls.__qualname__ = __name__, "MapLogLik"
-        _OP.append(cls)
-    return _OP[0]
+_APPARENT: dict = {}
+
+
+def __getattr__(name: str):  # noqa: ANN202 - classes made on first use (PyTensor is imported lazily) that pickle by name
+    if name == "MapLogLik":
+        if not _OP:
+            cls = _map_op_class()
+            cls.__module__, cls.__qualname__ = __name__, "MapLogLik"
+            _OP.append(cls)
+        return _OP[0]
+    if name in ("ApparentAngleRV", "ApparentAngle"):
+        if not _APPARENT:
+            for cls in _apparent_angle_classes():
+                cls.__module__, cls.__qualname__ = __name__, cls.__name__
+                _APPARENT[cls.__name__] = cls
+        return _APPARENT[name]
+    raise AttributeError(name)

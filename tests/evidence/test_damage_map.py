@@ -409,3 +409,29 @@ def test_the_weapon_speed_sampled_as_the_apparent_spray_angle_keeps_its_normal_p
         speed = stats.norm.ppf(q, 700.0, 150.0)
         # the angle falls as the speed rises: P(speed <= s) = P(angle >= angle(s))
         assert integrate.quad(density, angle(speed), 180 - 1e-6, limit=200)[0] == pytest.approx(q, abs=1e-6), q
+
+
+def test_a_model_with_the_apparent_angle_survives_the_structure_stores_pickle(tmp_path, observed):
+    """The structure store (engine.run.compiled.StructureStore) keeps models pickled by cloudpickle; a model whose
+    apparent-angle variable is loaded in another process must still have its log density (a distribution made
+    per model, pickled by value, loses it)."""
+    import pickle
+
+    import cloudpickle
+
+    from engine.model.build import build_model
+
+    case = load_case(write_case(tmp_path, case_doc(observed)))
+    model = build_model(case, "sam")
+    loaded = pickle.loads(cloudpickle.dumps(model))
+    point = model.initial_point()
+    want = model.compile_logp(mode="FAST_COMPILE")(point)  # no C compile (nor fusion: more than 32 inputs)
+    assert np.isfinite(want)
+    code = ("import pickle, sys; m = pickle.load(open(sys.argv[1], 'rb')); p = pickle.load(open(sys.argv[2], 'rb')); "
+            "print(repr(float(m.compile_logp(mode='FAST_COMPILE')(p))))")
+    (tmp_path / "m.pkl").write_bytes(cloudpickle.dumps(loaded))
+    (tmp_path / "p.pkl").write_bytes(pickle.dumps(point))
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.pkl"), str(tmp_path / "p.pkl")], capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.strip()) == pytest.approx(float(want), rel=1e-12)
