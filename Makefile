@@ -22,13 +22,16 @@ demo: $(BIN)/incident
 
 # Two test processes (pytest-xdist), one test file each at a time: a file's module fixtures (a
 # shared run, a compiled model) are built once; the PyTensor cache is shared through the file system.
+# Files go out longest first (tests/conftest.py, tests/durations.json); --no-loadscope-reorder keeps that
+# order (xdist's default re-sorts files by their number of tests, which sent the costly two-test files last).
 TEST_PROCS ?= 2
+XDIST := -n $(TEST_PROCS) --dist loadfile --no-loadscope-reorder
 
 test: $(BIN)/incident
-	$(BIN)/python -m pytest -q -n $(TEST_PROCS) --dist loadfile --durations=25
+	$(BIN)/python -m pytest -q $(XDIST) --durations=25
 
 test-quick: $(BIN)/incident
-	$(BIN)/python -m pytest -q -n $(TEST_PROCS) --dist loadfile -m "not slow"
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow"
 
 lint: $(BIN)/incident
 	$(BIN)/ruff check engine tests benchmarks

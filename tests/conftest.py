@@ -26,12 +26,13 @@ if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
 
-# Longest files first. `make test` spreads whole files over two processes (--dist loadfile), handing out
+# Longest files first. `make test` spreads whole files over two processes (--dist loadfile --no-loadscope-reorder), handing out
 # the next file in collection order to whichever process is free; with the costly files collected late
 # (tests/run/, tests/test_cli.py) one process ran alone at the end. Ordering files by their measured cost
 # (tests/durations.json: seconds per file, summed from `pytest --durations=0`; `python tests/durations.py
 # <that output>` rewrites it) is the longest-processing-time-first rule. A file it does not list counts as
-# the median file. Tests keep their order within a file.
+# the median file. Tests keep their order within a file. (xdist re-sorts files by their number of tests unless
+# given --no-loadscope-reorder, as the Makefile does: without it this order only broke ties.)
 DURATIONS = Path(__file__).resolve().parent / "durations.json"
 
 

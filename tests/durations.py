@@ -1,7 +1,7 @@
 """Rewrite tests/durations.json (seconds per test file; tests/conftest.py orders files by it) from the
 output of ``pytest --durations=0``:
 
-    .venv/bin/python -m pytest -q -n 2 --dist loadfile --durations=0 > out.txt; python tests/durations.py out.txt
+    .venv/bin/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=0 > out.txt; python tests/durations.py out.txt
 """
 
 from __future__ import annotations
