@@ -26,7 +26,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import integrate, optimize, stats
+from scipy import integrate, optimize, special
 
 
 @dataclass(frozen=True)
@@ -37,18 +37,25 @@ class Report:
 
 
 def _log_p_between(lo: float, hi: float) -> float:
-    """log P(lo < Z < hi), Z standard normal, taken on the side where both tails are small."""
+    """log P(lo < Z < hi), Z standard normal, taken on the side where both tails are small.
+
+    ``special.log_ndtr`` is the normal's log CDF (what ``stats.norm.logcdf`` computes, without the
+    distribution object's per-call argument handling, which made this oracle 30x slower)."""
     if lo > 0:
-        big, small = stats.norm.logsf(lo), stats.norm.logsf(hi)
+        big, small = special.log_ndtr(-lo), special.log_ndtr(-hi)
     else:
-        big, small = stats.norm.logcdf(hi), stats.norm.logcdf(lo)
+        big, small = special.log_ndtr(hi), special.log_ndtr(lo)
     return float(big + np.log1p(-np.exp(small - big)))
+
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def log_factor(report: Report, true_time: float) -> float:
     """log of one report's likelihood given the true time."""
     if report.step == 0:
-        return float(stats.norm.logpdf(report.time, true_time, report.sd))
+        z = (report.time - true_time) / report.sd
+        return -0.5 * z * z - math.log(report.sd) - _LOG_SQRT_2PI
     lo = (report.time - report.step / 2 - true_time) / report.sd
     hi = (report.time + report.step / 2 - true_time) / report.sd
     return _log_p_between(lo, hi) - math.log(report.step)
