@@ -365,7 +365,7 @@ def log_likelihood_and_gradient(hm: HoleMap, burst, axis, rel_velocity, v0, phi0
 
     if not (v0 > 0 and sigma > 0 and scale > 0):  # no fragments fly (an unbounded prior's tail, e.g. an importance draw)
         return -math.inf, np.zeros(N_GRAD)
-    _, holes_sum, panel_sums = _kernels()
+    _, holes_sum, panel_sums, _ = _kernels()
     f = lambda x: np.ascontiguousarray(x, dtype=float)  # noqa: E731
     weapon = (f(burst), f(axis), f(rel_velocity), float(v0), float(phi0), float(sigma), float(v50), float(v_spread), float(entry))
     total, grad = 0.0, np.zeros(N_GRAD)
@@ -395,9 +395,10 @@ def _numba_kernel():  # noqa: ANN202
     """:func:`_log_intensity_and_gradient` point by point, compiled by numba (a PyTensor dependency):
     the same formulas, about ten times faster than the vectorised numpy.
 
-    Returns ``(kernel, holes_sum, panel_sums)``: ``kernel`` gives the per-point arrays of
-    :func:`_log_intensity_and_gradient`; the other two add the points' terms up as they go (the sums
-    :func:`log_likelihood_and_gradient` needs), without the (M, 12) arrays."""
+    Returns ``(kernel, holes_sum, panel_sums, values)``: ``kernel`` gives the per-point arrays of
+    :func:`_log_intensity_and_gradient`; ``holes_sum`` and ``panel_sums`` add the points' terms up as they go
+    (the sums :func:`log_likelihood_and_gradient` needs), without the (M, 12) arrays; ``values`` gives the
+    points' intensities alone (:func:`fast_hole_intensity`)."""
     import numba  # a dependency of PyTensor
 
     @numba.njit(cache=True, fastmath=False, error_model="numpy")
@@ -410,9 +411,9 @@ def _numba_kernel():  # noqa: ANN202
         return -0.5 * z - _SQRT2PI_LOG - math.log(-u) + math.log(series)
 
     @numba.njit(cache=True, error_model="numpy")
-    def branch(sg, om, diff, r, r2, c, dc, b, root, oa, axis, rel, va, v0, phi0, sigma, v50, w, cut, grad):  # noqa: ANN001, ANN202
-        """One speed branch s = b + sg root along omega: returns its g (-1 when no fragment flies on it,
-        0 beyond ``cut`` band widths) and writes its d log g into ``grad`` (12)."""
+    def branch(sg, om, diff, r, r2, c, dc, b, root, oa, axis, rel, va, v0, phi0, sigma, v50, w, cut, grad, want_grad):  # noqa: ANN001, ANN202
+        """One speed branch s = b + sg root along omega: returns its g (-1 when no fragment flies on it or it lies
+        beyond ``cut`` band widths) and, if ``want_grad``, writes its d log g into ``grad`` (12)."""
         s = b + sg * root
         if s <= 0.0:  # for |V| < v0, always so on the minus branch
             return -1.0
@@ -433,6 +434,8 @@ def _numba_kernel():  # noqa: ANN202
             mills = math.exp(-0.5 * u * u - _SQRT2PI_LOG - lp)
             g = math.exp(-0.5 * (dev / sigma) ** 2 + 2.0 * math.log(s) - math.log(v0) - math.log(root) + math.log(c)
                          - math.log(r2) + lp)
+        if not want_grad:
+            return g
         for k in range(3):
             db_db = -(rel[k] - b * om[k]) / r
             droot_db = b / root * db_db
@@ -453,9 +456,9 @@ def _numba_kernel():  # noqa: ANN202
         return g
 
     @numba.njit(cache=True, error_model="numpy")
-    def point(xs, ns, i, burst, axis, rel, vv, va, v0, phi0, sigma, v50, w, entry, grad, dc, cut, tmp):  # noqa: ANN001, ANN202
-        """Point ``xs[i]`` (normal ``ns[i]``): returns (g, c); writes d log g into ``grad`` (12; zeros where g is 0)
-        and dc/dB into ``dc`` (3); ``tmp`` (12) is scratch. Both speed branches (two when |V| > v0). A branch more
+    def point(xs, ns, i, burst, axis, rel, vv, va, v0, phi0, sigma, v50, w, entry, grad, dc, cut, tmp, want_grad=True):  # noqa: ANN001, ANN202
+        """Point ``xs[i]`` (normal ``ns[i]``): returns (g, c); writes d log g into ``grad`` (12; zeros where g is 0;
+        untouched unless ``want_grad``) and dc/dB into ``dc`` (3); ``tmp`` (12) is scratch. Both speed branches (two when |V| > v0). A branch more
         than ``cut`` band widths off the spray angle counts as 0 (``inf``: never)."""
         d0, d1, d2 = xs[i, 0] - burst[0], xs[i, 1] - burst[1], xs[i, 2] - burst[2]
         n0, n1, n2 = ns[i, 0], ns[i, 1], ns[i, 2]
@@ -475,21 +478,24 @@ def _numba_kernel():  # noqa: ANN202
             oa = o0 * axis[0] + o1 * axis[1] + o2 * axis[2]
             om = (o0, o1, o2)
             diff = (d0, d1, d2)
-            g1 = branch(1.0, om, diff, r, r2, c, dc, b, root, oa, axis, rel, va, v0, phi0, sigma, v50, w, cut, grad)
+            g1 = branch(1.0, om, diff, r, r2, c, dc, b, root, oa, axis, rel, va, v0, phi0, sigma, v50, w, cut, grad, want_grad)
             if b > root:  # |V| > v0: the slow branch s = b - root flies along omega too
-                g2 = branch(-1.0, om, diff, r, r2, c, dc, b, root, oa, axis, rel, va, v0, phi0, sigma, v50, w, cut, tmp)
+                g2 = branch(-1.0, om, diff, r, r2, c, dc, b, root, oa, axis, rel, va, v0, phi0, sigma, v50, w, cut, tmp, want_grad)
                 if g2 >= 0.0:
                     if g1 < 0.0:
                         g1 = g2
-                        for k in range(12):
-                            grad[k] = tmp[k]
-                    elif g1 + g2 > 0.0:
-                        for k in range(12):
-                            grad[k] = (g1 * grad[k] + g2 * tmp[k]) / (g1 + g2)
+                        if want_grad:
+                            for k in range(12):
+                                grad[k] = tmp[k]
+                    else:
+                        if want_grad and g1 + g2 > 0.0:
+                            for k in range(12):
+                                grad[k] = (g1 * grad[k] + g2 * tmp[k]) / (g1 + g2)
                         g1 += g2
         if g1 < 0.0:
-            for k in range(12):
-                grad[k] = 0.0
+            if want_grad:
+                for k in range(12):
+                    grad[k] = 0.0
             return 0.0, c
         return g1, c
 
@@ -570,7 +576,21 @@ def _numba_kernel():  # noqa: ANN202
                 grads[p, k] += wg * gp[k]
         return sums, grads
 
-    return kernel, holes_sum, panel_sums
+    @numba.njit(cache=True, error_model="numpy")
+    def values(points, normals, burst, axis, rel, v0, phi0, sigma, v50, w, entry):  # noqa: ANN001, ANN202
+        """g per point, without gradients (points more than ``BAND_HALF_WIDTH`` band widths off count as 0)."""
+        vv = rel[0] ** 2 + rel[1] ** 2 + rel[2] ** 2
+        va = rel[0] * axis[0] + rel[1] * axis[1] + rel[2] * axis[2]
+        gp = np.empty(12)
+        tp = np.empty(12)
+        dc = np.empty(3)
+        out = np.empty(points.shape[0])
+        for i in range(points.shape[0]):
+            out[i], _ = point(points, normals, i, burst, axis, rel, vv, va, v0, phi0, sigma, v50, w, entry, gp, dc,
+                              BAND_HALF_WIDTH, tp, False)
+        return out
+
+    return kernel, holes_sum, panel_sums, values
 
 
 _KERNEL: list = []
@@ -581,6 +601,18 @@ def _kernels() -> tuple:
     if not _KERNEL:
         _KERNEL.append(_numba_kernel())
     return _KERNEL[0]
+
+
+def fast_hole_intensity(points, normals, burst, axis, rel_velocity, v0, phi0, sigma, n_fragments, v50, v_spread, *,  # noqa: ANN001, ANN201
+                        entry: float = 1.0):
+    """:func:`hole_intensity` in numpy by the numba kernel, 2-3 times faster (for many draws: predictive checks);
+    points more than ``BAND_HALF_WIDTH`` band widths off the spray angle get 0, as in the model."""
+    if not (v0 > 0 and sigma > 0):
+        return np.zeros(len(points))
+    f = lambda x: np.ascontiguousarray(x, dtype=float)  # noqa: E731
+    g = _kernels()[3](f(points), f(normals), f(burst), f(axis), f(rel_velocity), float(v0), float(phi0), float(sigma),
+                      float(v50), float(v_spread), float(entry))
+    return n_fragments / band_normaliser(np, phi0, sigma) * g
 
 
 def _point_terms(points, normals, burst, axis, rel, v0, phi0, sigma, v50, v_spread, entry):  # noqa: ANN001, ANN202

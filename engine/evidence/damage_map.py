@@ -72,6 +72,7 @@ from engine.evidence.damage_geometry import (
     ROUND_LOG_ELONGATION,
     HoleMap,
     band_normaliser,
+    fast_hole_intensity,
     hole_intensity,
     log_likelihood_and_gradient,
     panel_quadrature,
@@ -510,8 +511,9 @@ class DamageMap(Family):
             axis = course_direction(np, [t["axis_x"], t["axis_y"], t["axis_z"]], t["course_heading"], t["course_climb"])
             rel = (1 - t["inside"]) * (t["weapon_speed"] * axis - np.array([obs.aircraft_speed, 0.0, 0.0]))
             burst = np.array([t["burst_x"], t["burst_y"], t["burst_z"]])
-            lam = hole_intensity(np, quad.points, quad.normals, burst, axis, rel, t["fragment_speed"], t["spray_angle"] * deg,
-                                 t["spray_width"] * deg, math.exp(t["log_fragments"]), t["v50"], t["v50_spread"], entry=1 - 2 * t["inside"])
+            lam = fast_hole_intensity(quad.points, quad.normals, burst, axis, rel, t["fragment_speed"], t["spray_angle"] * deg,
+                                      t["spray_width"] * deg, math.exp(t["log_fragments"]), t["v50"], t["v50_spread"],
+                                      entry=1 - 2 * t["inside"])
             w = quad.weights * (lam + t["stray_rate"])
             mu[i] = np.bincount(quad.panel, weights=w, minlength=quad.n_panels)
             wts[i] = w[mapped]
