@@ -137,13 +137,14 @@ def speed_branches(xp, omega, axis, rel_velocity, v0, phi0, sigma):  # noqa: ANN
     b = _dot(xp, omega, rel_velocity)
     big_d = b**2 - _dot(xp, rel_velocity, rel_velocity) + v0**2
     root = xp.sqrt(xp.maximum(big_d, 1e-12))
+    z = band_normaliser(xp, phi0, sigma)
     out = []
     for sg in (1.0, -1.0):
         s = b + sg * root
         d = (s[..., None] * omega - rel_velocity) / v0
         cos_phi = _clip(xp, _dot(xp, d, axis), -1.0 + 1e-12, 1.0 - 1e-12)
         phi = xp.arccos(cos_phi)
-        q = xp.exp(-((phi - phi0) ** 2) / (2 * sigma**2)) / band_normaliser(xp, phi0, sigma)
+        q = xp.exp(-((phi - phi0) ** 2) / (2 * sigma**2)) / z
         flies = (big_d > 1e-12) & (s > 0)
         out.append((xp.where(flies, q * s**2 / (v0 * root), 0.0), s))
     return out
@@ -364,12 +365,11 @@ def log_likelihood_and_gradient(hm: HoleMap, burst, axis, rel_velocity, v0, phi0
     if not (v0 > 0 and sigma > 0 and scale > 0):  # no fragments fly (an unbounded prior's tail, e.g. an importance draw)
         return -math.inf, np.zeros(N_GRAD)
     _, holes_sum, panel_sums, _ = _kernels()
-    f = lambda x: np.ascontiguousarray(x, dtype=float)  # noqa: E731
-    weapon = (f(burst), f(axis), f(rel_velocity), float(v0), float(phi0), float(sigma), float(v50), float(v_spread), float(entry))
+    weapon = (_contiguous(burst), _contiguous(axis), _contiguous(rel_velocity), float(v0), float(phi0), float(sigma), float(v50), float(v_spread), float(entry))
     total, grad = 0.0, np.zeros(N_GRAD)
     if len(hm.points):
-        loge = np.log(f(hm.elongation))  # NaN where not measured
-        total, grad = holes_sum(f(hm.points), f(hm.normals), loge, *weapon, float(scale), float(stray + floor),
+        loge = np.log(_contiguous(hm.elongation))  # NaN where not measured
+        total, grad = holes_sum(_contiguous(hm.points), _contiguous(hm.normals), loge, *weapon, float(scale), float(stray + floor),
                                 float(elongation_sd), ROUND_LOG_ELONGATION)
     for quad, counts in ((hm.quad_mapped, None), (hm.count_quad, hm.counts)):
         if quad is None:
@@ -414,20 +414,23 @@ def _kernels() -> tuple:
     return _KERNEL[0]
 
 
+def _contiguous(x):  # noqa: ANN001, ANN202
+    """A C-contiguous float array (what the numba kernels take)."""
+    return np.ascontiguousarray(x, dtype=float)
+
+
 def fast_hole_intensity(points, normals, burst, axis, rel_velocity, v0, phi0, sigma, n_fragments, v50, v_spread, *,  # noqa: ANN001, ANN201
                         entry: float = 1.0):
     """:func:`hole_intensity` in numpy by the numba kernel, 2-3 times faster (for many draws: predictive checks);
     points more than ``BAND_HALF_WIDTH`` band widths off the spray angle get 0, as in the model."""
     if not (v0 > 0 and sigma > 0):
         return np.zeros(len(points))
-    f = lambda x: np.ascontiguousarray(x, dtype=float)  # noqa: E731
-    g = _kernels()[3](f(points), f(normals), f(burst), f(axis), f(rel_velocity), float(v0), float(phi0), float(sigma),
+    g = _kernels()[3](_contiguous(points), _contiguous(normals), _contiguous(burst), _contiguous(axis), _contiguous(rel_velocity), float(v0), float(phi0), float(sigma),
                       float(v50), float(v_spread), float(entry), BAND_HALF_WIDTH)
     return n_fragments / band_normaliser(np, phi0, sigma) * g
 
 
 def _point_terms(points, normals, burst, axis, rel, v0, phi0, sigma, v50, v_spread, entry):  # noqa: ANN001, ANN202
     """:func:`_log_intensity_and_gradient` by the numba kernel (same values to rounding)."""
-    f = lambda x: np.ascontiguousarray(x, dtype=float)  # noqa: E731
-    return _kernels()[0](f(points), f(normals), f(burst), f(axis), f(rel), float(v0), float(phi0), float(sigma), float(v50),
+    return _kernels()[0](_contiguous(points), _contiguous(normals), _contiguous(burst), _contiguous(axis), _contiguous(rel), float(v0), float(phi0), float(sigma), float(v50),
                          float(v_spread), float(entry))
