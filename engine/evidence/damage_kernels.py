@@ -16,6 +16,9 @@ import numpy as np
 
 _SQRT2PI_LOG = 0.5 * math.log(2 * math.pi)
 _INV_SQRT2PI, _SQRT_HALF = 1 / math.sqrt(2 * math.pi), math.sqrt(0.5)
+# From here up, 0.5 * erfc(-u / sqrt 2) is exactly 1.0 in double precision (the smallest such u is 8.2924, found
+# by scanning; tests/evidence/test_damage_geometry.py checks the threshold): the perforation probit needs no erfc.
+PHI_ONE = 8.3
 
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
@@ -42,7 +45,10 @@ def branch(sg, om, diff, r, r2, c, dc, b, root, oa, axis, rel, va, v0, phi0, sig
         return -1.0
     de = -dev / sigma**2 * dphi
     u = (s * c - v50) / w
-    if u > -5.0:  # Phi(u) and the inverse Mills ratio directly (one erfc, two exp, no log)
+    if u >= PHI_ONE:  # Phi(u) rounds to exactly 1: the same numbers without the erfc (most points of a fast burst)
+        mills = math.exp(-0.5 * u * u) * _INV_SQRT2PI
+        g = math.exp(-0.5 * (dev / sigma) ** 2) * (s * s * c / (v0 * root * r2))
+    elif u > -5.0:  # Phi(u) and the inverse Mills ratio directly (one erfc, two exp, no log)
         cdf = 0.5 * math.erfc(-u * _SQRT_HALF)
         mills = math.exp(-0.5 * u * u) * _INV_SQRT2PI / cdf
         g = math.exp(-0.5 * (dev / sigma) ** 2) * cdf * (s * s * c / (v0 * root * r2))

@@ -202,3 +202,14 @@ def test_no_fragment_speed_band_width_or_count_means_no_likelihood():
         y[i] = bad
         value, grad = log_likelihood_and_gradient(hm, y[:3], y[3:6], y[6:9], *y[9:13], 300.0, 60.0)
         assert value == -np.inf and np.all(grad == 0), (i, bad, value)
+
+
+def test_the_probit_shortcut_threshold_is_where_phi_rounds_to_one():
+    """The kernel skips erfc where Phi(u) = 0.5 erfc(-u / sqrt 2) is exactly 1.0 in doubles: from PHI_ONE up it
+    is (checked on a fine grid out to 40), and just below the smallest such u (8.2924) it is not."""
+    import math
+
+    from engine.evidence.damage_kernels import PHI_ONE
+
+    assert all(0.5 * math.erfc(-u * math.sqrt(0.5)) == 1.0 for u in np.linspace(PHI_ONE, 40.0, 20001))
+    assert 0.5 * math.erfc(-8.29 * math.sqrt(0.5)) < 1.0
