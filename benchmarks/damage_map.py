@@ -27,6 +27,7 @@ family's starting points, a Laplace full mass matrix) and the script prints
     python benchmarks/damage_map.py --write-case tests/cases/damage-map-4h.yaml
     python benchmarks/damage_map.py --worked-case cases/damage-map-synthetic.yaml
     python benchmarks/damage_map.py --time                   # evaluation timing only
+    python benchmarks/damage_map.py --quadrature 400         # quadrature error by standoff and cell size, and cost
     python benchmarks/damage_map.py --diagnose 1,3,4 --tune 500 --draws 500   # long chains on chosen bursts
 """
 
@@ -439,6 +440,58 @@ def time_eval(n_holes_target: int = 500) -> None:
     print(f"one log-density-and-gradient evaluation: {(time.time() - t0) / n * 1000:.2f} ms")
 
 
+QUAD_CONFIGS = ((0.4, 4), (0.6, 4), (0.75, 4), (1.0, 4), (0.5, 3), (0.75, 5), (1.0, 5))  # (cell m, Gauss points per side)
+STANDOFF_BINS = ((1, 2), (2, 3), (3, 5), (5, 10))
+
+
+def quadrature_study(n: int) -> None:
+    """The per-panel quadrature error of the model's expected holes against 0.05 m cells (order 4), for ``n`` bursts
+    drawn as the benchmark draws them (the large-SAM prior, standoff 1-10 m, 100-1,000 expected holes), by standoff;
+    panels with at least 10 expected holes. And what one gradient evaluation costs per setting (the 492-hole case's
+    truth): the default 0.4 m cells are far finer than a burst a few metres off needs, but not finer than a close one."""
+    from engine.evidence.damage_geometry import BAND_HALF_WIDTH, band_normaliser, fast_hole_intensity, panel_quadrature
+    from engine.evidence.damage_kernels import panel_sums
+
+    quads = {c: panel_quadrature(BOX, cell=c[0], order=c[1]) for c in QUAD_CONFIGS}
+    ref = panel_quadrature(BOX, cell=0.05, order=4)
+
+    def weapon(t: dict) -> tuple:
+        axis = course(t["course_heading"], t["course_climb"])
+        return (np.array([t["burst_x"], t["burst_y"], t["burst_z"]]), axis, t["weapon_speed"] * axis - np.array([AIRCRAFT_SPEED, 0.0, 0.0]),
+                t["fragment_speed"], math.radians(t["spray_angle"]), math.radians(t["spray_width"]))
+
+    def holes_per_panel(q, t: dict) -> np.ndarray:  # noqa: ANN001
+        lam = fast_hole_intensity(q.points, q.normals, *weapon(t), math.exp(t["log_fragments"]), V50, V_SPREAD)
+        return np.bincount(q.panel, weights=q.weights * lam, minlength=q.n_panels)
+
+    rng = np.random.default_rng(20261203)
+    rows: list[tuple[float, dict]] = []
+    while len(rows) < n:
+        t = draw_truth(rng)
+        want = holes_per_panel(ref, t)
+        if not 100 <= want.sum() <= 1000:
+            continue
+        big = want >= 10
+        rows.append((standoff(weapon(t)[0]), {c: float(np.max(np.abs(holes_per_panel(q, t)[big] / want[big] - 1))) for c, q in quads.items()}))
+    print(f"quadrature error per panel (panels with >= 10 expected holes) against 0.05 m cells, {n} bursts; "
+          "max |relative error| per burst, then its median / 99th percentile / maximum over the bursts")
+    print(f"{'cell, order':12s} {'points':>6s} {'ms/eval':>8s}  " + "  ".join(f"{f'standoff {lo}-{hi} m':>26s}" for lo, hi in STANDOFF_BINS))
+    w = weapon(CASE_TRUTH)
+    for c, q in quads.items():
+        args = (q.points, q.normals, q.weights, q.panel, q.n_panels, *w, V50, V_SPREAD, 1.0, BAND_HALF_WIDTH)
+        panel_sums(*args)
+        t0 = time.perf_counter()
+        for _ in range(200):
+            panel_sums(*args)
+        ms = (time.perf_counter() - t0) / 200 * 1000
+        cells = []
+        for lo, hi in STANDOFF_BINS:
+            e = np.array([r[c] for s, r in rows if lo <= s < hi or (hi == 10 and s == 10)])
+            cells.append(f"{len(e):3d}: {np.median(e):.0e} {np.percentile(e, 99):.0e} {e.max():.0e}" if len(e) else "-")
+        print(f"{c[0]:4.2f} m, {c[1]}   {len(q.points):6d} {ms:8.3f}  " + "  ".join(f"{x:>26s}" for x in cells))
+    print(f"(the normaliser Z is common to all rows: {band_normaliser(np, w[4], w[5]):.4f} at the case's truth)")
+
+
 def full_run(draws: int | None, tune: int | None) -> None:
     """``incident run cases/damage-map-synthetic.yaml`` (4 hypotheses, a 492-hole map, 2 local workers) as a user runs
     it, timed from the command line, with its verdict, attribution and each estimator's log evidence."""
@@ -482,6 +535,7 @@ def main() -> None:
     ap.add_argument("--worked-case")
     ap.add_argument("--diagnose", help="comma-separated burst seeds: long chains on these bursts only (with --tune/--draws)")
     ap.add_argument("--time", action="store_true")
+    ap.add_argument("--quadrature", type=int, metavar="N", help="the quadrature's per-panel error by standoff and cell, over N bursts")
     ap.add_argument("--full-run", action="store_true", help="time `incident run` of the worked 4-hypothesis case (with --run-draws/--run-tune)")
     ap.add_argument("--run-draws", type=int, help="--draws of the full run (default: the engine's)")
     ap.add_argument("--run-tune", type=int, help="--tune of the full run (default: the engine's)")
@@ -500,6 +554,9 @@ def main() -> None:
         return
     if a.worked_case:
         write_worked_case(a.worked_case)
+        return
+    if a.quadrature:
+        quadrature_study(a.quadrature)
         return
     time_eval()
     if a.full_run:
