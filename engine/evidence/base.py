@@ -267,6 +267,13 @@ class Family:
         (``generic``, bound with the shared ones): by default ``simulate_observed`` of that theta."""
         return self.simulate_observed(items, theta, rng)
 
+    # ---------------------------------------------------------------- numerical checks at the posterior
+    def numerical_problems(self, items: tuple, theta: dict) -> list[str]:
+        """Where the family's own numerical approximation (a quadrature, a series) is not accurate at these
+        posterior draws (``theta``, leading axis = draws): one line each, naming the fix. The run's verdict warns
+        with them. Families without such an approximation have none."""
+        return []
+
     # ---------------------------------------------------------------- predictive checks (``replicable``)
     def simulate(self, items: tuple, theta: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Replicated data, one per draw of ``theta`` (leading axis)."""

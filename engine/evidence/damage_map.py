@@ -71,6 +71,7 @@ from engine.evidence.damage_geometry import (
     N_GRAD,
     ROUND_LOG_ELONGATION,
     HoleMap,
+    Quadrature,
     band_normaliser,
     fast_hole_intensity,
     hole_intensity,
@@ -82,6 +83,9 @@ from engine.evidence.damage_geometry import (
 MAX_PANELS = 500
 MAX_HOLES = 5000
 TOLERANCE_M = 0.02  # a hole may lie this far off its panel (measurement error)
+QUADRATURE_CHECK_DRAWS = 40  # posterior draws at which the quadrature is checked against half-size cells
+MIN_CELL = 0.02  # the finest cell the check tries (the observation's lower bound on ``cell``)
+QUADRATURE_TOLERANCE = 0.01  # the per-panel relative error above which a run warns (numerical_problems)
 CLOSE_CELLS = 2.5  # a burst prior's mean nearer the skin than this many quadrature cells is warned about (suspicious_params)
 Vector = tuple[Number, Number, Number]
 PanelId = str
@@ -223,6 +227,25 @@ def _log_prior_slope(d: Dist, x: float) -> float:
     if d.kind == "gamma":
         return (d.args[0] - 1) / max(x, 1e-300) - d.args[1]
     return 0.0
+
+
+def _point_weights(obs: DamageMapObs, quad: Quadrature, theta: dict) -> np.ndarray:
+    """Per draw of ``theta`` (n, leading axis), the expected holes at each quadrature point (n, M): weight x
+    (intensity + stray rate), by the numba kernel (``fast_hole_intensity``)."""
+    n = len(np.atleast_1d(theta["log_fragments"]))
+    col = {k: np.broadcast_to(np.asarray(v, dtype=float), (n,)) for k, v in theta.items() if k != "data"}
+    out = np.empty((n, len(quad.points)))
+    deg = math.pi / 180
+    for i in range(n):
+        t = {k: v[i] for k, v in col.items()}
+        axis = course_direction(np, [t["axis_x"], t["axis_y"], t["axis_z"]], t["course_heading"], t["course_climb"])
+        rel = (1 - t["inside"]) * (t["weapon_speed"] * axis - np.array([obs.aircraft_speed, 0.0, 0.0]))
+        burst = np.array([t["burst_x"], t["burst_y"], t["burst_z"]])
+        lam = fast_hole_intensity(quad.points, quad.normals, burst, axis, rel, t["fragment_speed"], t["spray_angle"] * deg,
+                                  t["spray_width"] * deg, math.exp(t["log_fragments"]), t["v50"], t["v50_spread"],
+                                  entry=1 - 2 * t["inside"])
+        out[i] = quad.weights * (lam + t["stray_rate"])
+    return out
 
 
 def _centroid(obs: DamageMapObs) -> np.ndarray:
@@ -502,24 +525,55 @@ class DamageMap(Family):
         counted = {c.panel for c in obs.counts}
         mapped = np.array([p.id not in counted for p in obs.panels])[quad.panel]
         dist = np.linalg.norm(quad.points - _centroid(obs), axis=1)
-        n = len(np.atleast_1d(theta["log_fragments"]))
-        col = {k: np.broadcast_to(np.asarray(v, dtype=float), (n,)) for k, v in theta.items() if k != "data"}
-        mu, wts = np.empty((n, quad.n_panels)), np.empty((n, int(mapped.sum())))
-        deg = math.pi / 180
-        for i in range(n):
-            t = {k: v[i] for k, v in col.items()}
-            axis = course_direction(np, [t["axis_x"], t["axis_y"], t["axis_z"]], t["course_heading"], t["course_climb"])
-            rel = (1 - t["inside"]) * (t["weapon_speed"] * axis - np.array([obs.aircraft_speed, 0.0, 0.0]))
-            burst = np.array([t["burst_x"], t["burst_y"], t["burst_z"]])
-            lam = fast_hole_intensity(quad.points, quad.normals, burst, axis, rel, t["fragment_speed"], t["spray_angle"] * deg,
-                                      t["spray_width"] * deg, math.exp(t["log_fragments"]), t["v50"], t["v50_spread"],
-                                      entry=1 - 2 * t["inside"])
-            w = quad.weights * (lam + t["stray_rate"])
-            mu[i] = np.bincount(quad.panel, weights=w, minlength=quad.n_panels)
-            wts[i] = w[mapped]
-        out = (mu, wts, dist[mapped], quad.points[mapped])
+        weights = _point_weights(obs, quad, theta)
+        mu = np.stack([np.bincount(quad.panel, weights=w, minlength=quad.n_panels) for w in weights])
+        out = (mu, weights[:, mapped], dist[mapped], quad.points[mapped])
         self._memo[:] = [key, out]
         return out
+
+    def numerical_problems(self, items, theta) -> list[str]:  # noqa: ANN001
+        """The per-panel quadrature checked at up to ``QUADRATURE_CHECK_DRAWS`` posterior draws against cells half
+        as large. Where a panel's expected holes (>= 5) differ by more than ``QUADRATURE_TOLERANCE``, the cell is too
+        coarse for where the posterior puts the burst (a burst close to the skin, or a narrow band: the error grows
+        with cell / distance and cell / band width on the skin; ``python benchmarks/damage_map.py --quadrature 400``),
+        and the cells are halved on until two successive sizes agree: the coarser of those is the advice, and the
+        error is stated against the finer (down to ``MIN_CELL`` m)."""
+        obs = items[0].observed
+        n = len(np.atleast_1d(theta["log_fragments"]))
+        pick = np.unique(np.linspace(0, n - 1, min(n, QUADRATURE_CHECK_DRAWS)).round().astype(int))
+        sub = {k: np.broadcast_to(np.asarray(v, dtype=float), (n,))[pick] for k, v in theta.items() if k != "data"}
+        panels = [_panel_tuple(p) for p in obs.panels]
+
+        def per_panel(cell: float) -> np.ndarray:
+            quad = panel_quadrature(panels, cell=cell)
+            return np.stack([np.bincount(quad.panel, weights=w, minlength=quad.n_panels) for w in _point_weights(obs, quad, sub)])
+
+        def off(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # a against b, on panels with >= 5 holes
+            return np.where(b >= 5.0, np.abs(a / np.maximum(b, 1e-300) - 1), 0.0)
+
+        cells, counts = [obs.cell], [per_panel(obs.cell)]
+        while True:
+            finer = cells[-1] / 2
+            if finer < MIN_CELL:
+                break
+            cells.append(finer)
+            counts.append(per_panel(finer))
+            if not off(counts[-2], counts[-1]).max(initial=0.0) > QUADRATURE_TOLERANCE:
+                break
+        first = off(counts[0], counts[1]) if len(counts) > 1 else np.zeros((len(pick), len(panels)))
+        if not first.max(initial=0.0) > QUADRATURE_TOLERANCE:
+            return []
+        converged = not off(counts[-2], counts[-1]).max(initial=0.0) > QUADRATURE_TOLERANCE
+        rel = off(counts[0], counts[-1])
+        d, p = np.unravel_index(np.argmax(rel), rel.shape)
+        share = float(np.mean(first.max(axis=1) > QUADRATURE_TOLERANCE))
+        advice = (f"give `cell: {cells[-2]:g}` in the damage map's observed (it agrees with {cells[-1]:g} m cells within "
+                  f"{QUADRATURE_TOLERANCE:.0%})" if converged else
+                  f"cells of {cells[-1]:g} m still do not settle it: give `cell: {cells[-1]:g}` or finer in the damage map's observed")
+        return [f"damage map {items[0].id}: the expected holes on panel {obs.panels[p].id} at the quadrature's {obs.cell:g} m cells are "
+                f"off by {rel[d, p]:.1%} ({counts[-1][d, p]:.0f} holes at {cells[-1]:g} m cells; {share:.0%} of {len(pick)} posterior "
+                f"draws off by more than {QUADRATURE_TOLERANCE:.0%}): the burst sits too close to the skin, or its band is too narrow, "
+                f"for these cells; {advice}"]
 
     def observed(self, items) -> dict[str, np.ndarray]:  # noqa: ANN001
         """Holes per panel (1, P) and the mapped holes' mean distance from the panels' centroid (1,) with their number (1,)."""

@@ -107,6 +107,22 @@ def predictive_checks(case, posteriors: dict, *, seeds) -> tuple[dict, list[str]
     return out, unexplained
 
 
+def numerical_problems(case, posteriors: dict) -> dict[str, list[str]]:  # noqa: ANN001
+    """Per hypothesis, where a family's own numerical approximation is not accurate at its posterior draws
+    (``Family.numerical_problems``: a damage map's quadrature, say)."""
+    from engine.evidence import family_of
+    from engine.evidence.base import Family
+
+    out: dict[str, list[str]] = {hid: [] for hid in case.hypotheses}
+    for _, items in case.units():
+        fam = family_of(items)
+        if type(fam).numerical_problems is Family.numerical_problems:
+            continue
+        for hid in case.hypotheses:
+            out[hid] += fam.numerical_problems(items, unit_theta(case, hid, items, posteriors[hid].posterior))
+    return out
+
+
 def _users(case) -> dict[str, int]:  # noqa: ANN001
     """How many units each source reliability and shared parameter enters (by name)."""
     from engine.evidence import family_of, shared_parameters, unit_sources

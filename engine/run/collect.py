@@ -90,7 +90,7 @@ def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder |
     of the base run (per hypothesis: draws, diagnostics, log evidences) across the variants of one run.
     """
     from engine.inference.estimate import attribute, combine
-    from engine.results.diagnostics import contributions, nuts_diagnostics, predictive_checks, verdict
+    from engine.results.diagnostics import contributions, numerical_problems, nuts_diagnostics, predictive_checks, verdict
     from engine.run.seeds import predictive_seed, resample_seed
 
     hids = list(case.hypotheses)
@@ -135,6 +135,8 @@ def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder |
     leader, runner_up = hids[order[0]], hids[order[1]]
 
     predictive, unexplained = predictive_checks(case, posteriors, seeds=lambda k, j: predictive_seed(settings.seed, k, j))
+    for hid, problems in numerical_problems(case, posteriors).items():
+        diag[hid]["problems"] += problems
     contrib = contributions(case, posteriors, leader, runner_up)
     mcse_by = {h: float(mcse[i]) for i, h in enumerate(hids)}
     status, fail, warn = verdict(diag, mcse_by, unexplained)
