@@ -229,6 +229,12 @@ def _log_prior_slope(d: Dist, x: float) -> float:
     return 0.0
 
 
+def _weapon_motion(obs: DamageMapObs, t: dict) -> tuple[np.ndarray, np.ndarray]:
+    """One draw's weapon axis and velocity relative to the aircraft (zero for a burst inside)."""
+    axis = course_direction(np, [t["axis_x"], t["axis_y"], t["axis_z"]], t["course_heading"], t["course_climb"])
+    return axis, (1 - t["inside"]) * (t["weapon_speed"] * axis - np.array([obs.aircraft_speed, 0.0, 0.0]))
+
+
 def _point_weights(obs: DamageMapObs, quad: Quadrature, theta: dict) -> np.ndarray:
     """Per draw of ``theta`` (n, leading axis), the expected holes at each quadrature point (n, M): weight x
     (intensity + stray rate), by the numba kernel (``fast_hole_intensity``)."""
@@ -238,8 +244,7 @@ def _point_weights(obs: DamageMapObs, quad: Quadrature, theta: dict) -> np.ndarr
     deg = math.pi / 180
     for i in range(n):
         t = {k: v[i] for k, v in col.items()}
-        axis = course_direction(np, [t["axis_x"], t["axis_y"], t["axis_z"]], t["course_heading"], t["course_climb"])
-        rel = (1 - t["inside"]) * (t["weapon_speed"] * axis - np.array([obs.aircraft_speed, 0.0, 0.0]))
+        axis, rel = _weapon_motion(obs, t)
         burst = np.array([t["burst_x"], t["burst_y"], t["burst_z"]])
         lam = fast_hole_intensity(quad.points, quad.normals, burst, axis, rel, t["fragment_speed"], t["spray_angle"] * deg,
                                   t["spray_width"] * deg, math.exp(t["log_fragments"]), t["v50"], t["v50_spread"],
@@ -567,13 +572,18 @@ class DamageMap(Family):
         rel = off(counts[0], counts[-1])
         d, p = np.unravel_index(np.argmax(rel), rel.shape)
         share = float(np.mean(first.max(axis=1) > QUADRATURE_TOLERANCE))
+        slow = np.mean([np.linalg.norm(_weapon_motion(obs, {k: v[i] for k, v in sub.items()})[1]) > sub["fragment_speed"][i]
+                        for i in range(len(pick))])
+        cause = ("the burst sits too close to the skin, or its band is too narrow, for these cells" if not slow else
+                 f"in {slow:.0%} of these draws the fragments are slower than the weapon relative to the aircraft, so they fly "
+                 "inside a cone whose edge, where the density is infinite, the quadrature resolves slowly (or the burst sits "
+                 "too close to the skin, or its band is too narrow)")
         advice = (f"give `cell: {cells[-2]:g}` in the damage map's observed (it agrees with {cells[-1]:g} m cells within "
                   f"{QUADRATURE_TOLERANCE:.0%})" if converged else
                   f"cells of {cells[-1]:g} m still do not settle it: give `cell: {cells[-1]:g}` or finer in the damage map's observed")
         return [f"damage map {items[0].id}: the expected holes on panel {obs.panels[p].id} at the quadrature's {obs.cell:g} m cells are "
                 f"off by {rel[d, p]:.1%} ({counts[-1][d, p]:.0f} holes at {cells[-1]:g} m cells; {share:.0%} of {len(pick)} posterior "
-                f"draws off by more than {QUADRATURE_TOLERANCE:.0%}): the burst sits too close to the skin, or its band is too narrow, "
-                f"for these cells; {advice}"]
+                f"draws off by more than {QUADRATURE_TOLERANCE:.0%}): {cause}; {advice}"]
 
     def observed(self, items) -> dict[str, np.ndarray]:  # noqa: ANN001
         """Holes per panel (1, P) and the mapped holes' mean distance from the panels' centroid (1,) with their number (1,)."""

@@ -441,7 +441,8 @@ def test_the_run_warns_where_the_posterior_puts_the_burst_too_close_for_the_quad
     """``numerical_problems`` checks the per-panel quadrature at posterior draws against half-size cells. A burst
     0.3 m above the top face with a 3-degree band, where 0.4 m cells really are off (against 0.03 m cells by the
     generic numpy formula, not the numba kernel the check uses), gets a warning naming the face, stating that error,
-    and advising a cell that is accurate; the simulated map's own burst, 1-2 m off the box, gets none."""
+    and advising a cell that is accurate; the simulated map's own burst, 1-2 m off the box, gets none. Fragments slower than
+    the weapon relative to the aircraft get a warning that names the cone's edge."""
     import re
 
     from engine.evidence.damage_geometry import expected_counts, panel_quadrature
@@ -467,3 +468,10 @@ def test_the_run_warns_where_the_posterior_puts_the_burst_too_close_for_the_quad
     err = {c: abs(expected_counts(np, panel_quadrature(BOX, cell=c), *args)[0] / ref[0] - 1) for c in (0.4, advised)}
     assert err[0.4] > 0.01 > err[advised], err
     assert stated == pytest.approx(err[0.4], rel=0.05)  # the stated error is the real one
+    assert "slower than the weapon" not in problem
+    # fragments slower than the weapon relative to the aircraft (|V| = 870 m/s, v0 = 600 m/s), thrown 150 degrees back:
+    # the cone's edge (the caustic) crosses the left face, and the warning says so
+    slow = {**at_truth, "fragment_speed": np.full(n, 600.0), "weapon_speed": np.full(n, 1100.0), "spray_angle": np.full(n, 150.0),
+            "spray_width": np.full(n, 10.0), "course_heading": np.full(n, 0.0), "course_climb": np.full(n, 0.0), "log_fragments": np.full(n, 10.0)}
+    (problem,) = fam.numerical_problems(case.items, slow)
+    assert "in 100% of these draws the fragments are slower than the weapon" in problem, problem
