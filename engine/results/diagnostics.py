@@ -214,6 +214,7 @@ def verdict(per_hypothesis: dict, posterior_mcse: dict, unexplained: list[str]) 
             warn.append(f"{hid}: the independent estimate's importance weights have Pareto k {k:.2f} > {PARETO_K_MAX} "
                         "(heavy-tailed: that estimate is unreliable; bridge sampling's value leads)")
         warn += [f"{hid}: {p}" for p in d["problems"]]
+        warn += [f"{hid}: {p}" for p in d.get("numerical", [])]  # a family's approximation inaccurate at the posterior
     for hid, e in posterior_mcse.items():
         if e > 0.05:
             fail.append(f"{hid}: Monte Carlo error of the posterior probability is {e:.3f} (> 0.05)")

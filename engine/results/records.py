@@ -138,6 +138,7 @@ class HypothesisDiagnostics(Part):
     n_chains: int
     n_draws: int
     problems: list[str]
+    numerical: list[str] = []  # where a family's own approximation is inaccurate at the posterior (Family.numerical_problems)
     exact: bool = False  # no free parameter: nothing sampled, the evidence is exact
     estimators: EstimatorAgreement | None = None
     reweighted: Reweighted | None = None

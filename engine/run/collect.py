@@ -135,8 +135,8 @@ def collect(case: Case, folder: RunFolder, settings: Settings, base: RunFolder |
     leader, runner_up = hids[order[0]], hids[order[1]]
 
     predictive, unexplained = predictive_checks(case, posteriors, seeds=lambda k, j: predictive_seed(settings.seed, k, j))
-    for hid, problems in numerical_problems(case, posteriors).items():
-        diag[hid]["problems"] += problems
+    for hid, problems in numerical_problems(case, posteriors).items():  # kept apart from convergence's "problems"
+        diag[hid]["numerical"] = problems
     contrib = contributions(case, posteriors, leader, runner_up)
     mcse_by = {h: float(mcse[i]) for i, h in enumerate(hids)}
     status, fail, warn = verdict(diag, mcse_by, unexplained)

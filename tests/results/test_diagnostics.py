@@ -126,3 +126,20 @@ def test_estimator_disagreement_is_a_warning_and_fails_only_through_the_posterio
     status, fail, _ = verdict({"a": split, "b": good}, {"a": 0.12, "b": 0.12}, [])
     assert status == "fail" and fail == ["a: Monte Carlo error of the posterior probability is 0.120 (> 0.05)",
                                          "b: Monte Carlo error of the posterior probability is 0.120 (> 0.05)"]
+
+
+def test_a_familys_numerical_problem_at_the_posterior_is_a_warning_with_its_hypothesis():
+    """Family.numerical_problems (a damage map's quadrature off where the posterior puts the burst), kept under
+    "numerical" apart from convergence's "problems", makes the verdict warn, naming the hypothesis."""
+    from engine.results.diagnostics import verdict
+    from engine.results.records import HypothesisDiagnostics
+
+    good = {"n_chains": 4, "n_draws": 1000, "rhat_max": 1.0, "ess_bulk_min": 900.0, "divergences": 0, "problems": [],
+            "estimators": {"agree": True, "spread": 0.05}}
+    assert verdict({"a": good}, {"a": 0.01}, [])[0] == "pass"
+    status, fail, warn = verdict({"a": {**good, "numerical": ["damage map m: off by 4.2%"]}}, {"a": 0.01}, [])
+    assert (status, fail, warn) == ("warn", [], ["a: damage map m: off by 4.2%"])
+    record = {"rhat_max": 1.0, "ess_bulk_min": 900.0, "ess_tail_min": 900.0, "divergences": 0, "bfmi_min": 1.0, "n_chains": 4,
+              "n_draws": 1000, "problems": []}
+    assert HypothesisDiagnostics.model_validate({**record, "numerical": ["x"]}).numerical == ["x"]
+    assert HypothesisDiagnostics.model_validate(record).numerical == []  # diagnostics.json written before it had the key
