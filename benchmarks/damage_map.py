@@ -84,13 +84,16 @@ def standoff(burst: np.ndarray) -> float:
     return float(np.linalg.norm(np.maximum(0.0, np.maximum(lo - burst, burst - hi))))
 
 
+def weapon(t: dict) -> tuple:
+    """Parameters ``t`` as (burst, axis, velocity relative to the aircraft, fragment speed, spray angle and width in rad)."""
+    axis = course(t["course_heading"], t["course_climb"])
+    return (np.array([t["burst_x"], t["burst_y"], t["burst_z"]]), axis, t["weapon_speed"] * axis - np.array([AIRCRAFT_SPEED, 0.0, 0.0]),
+            t["fragment_speed"], math.radians(t["spray_angle"]), math.radians(t["spray_width"]))
+
+
 def simulate_map(rng: np.random.Generator, t: dict) -> dict:
     """The reference simulator's map for parameters ``t`` (a damage_map observation)."""
-    axis = course(t["course_heading"], t["course_climb"])
-    burst = np.array([t["burst_x"], t["burst_y"], t["burst_z"]])
-    rel = t["weapon_speed"] * axis - np.array([AIRCRAFT_SPEED, 0.0, 0.0])
-    pan, pts, cos = holes(rng, int(round(math.exp(t["log_fragments"]))), BOX, burst, axis, rel, t["fragment_speed"],
-                          math.radians(t["spray_angle"]), math.radians(t["spray_width"]), V50, V_SPREAD, with_cosine=True)
+    pan, pts, cos = holes(rng, int(round(math.exp(t["log_fragments"]))), BOX, *weapon(t), V50, V_SPREAD, with_cosine=True)
     elong = np.exp(-np.log(cos) + ELONGATION_SD * rng.standard_normal(len(cos)))
     bend = np.where(rng.uniform(size=len(cos)) < 1 - MISREAD, "in", "out")
     return {"aircraft_speed": AIRCRAFT_SPEED,
@@ -454,11 +457,6 @@ def quadrature_study(n: int) -> None:
 
     quads = {c: panel_quadrature(BOX, cell=c[0], order=c[1]) for c in QUAD_CONFIGS}
     ref = panel_quadrature(BOX, cell=0.05, order=4)
-
-    def weapon(t: dict) -> tuple:
-        axis = course(t["course_heading"], t["course_climb"])
-        return (np.array([t["burst_x"], t["burst_y"], t["burst_z"]]), axis, t["weapon_speed"] * axis - np.array([AIRCRAFT_SPEED, 0.0, 0.0]),
-                t["fragment_speed"], math.radians(t["spray_angle"]), math.radians(t["spray_width"]))
 
     def holes_per_panel(q, t: dict) -> np.ndarray:  # noqa: ANN001
         lam = fast_hole_intensity(q.points, q.normals, *weapon(t), math.exp(t["log_fragments"]), V50, V_SPREAD)

@@ -364,17 +364,17 @@ def log_likelihood_and_gradient(hm: HoleMap, burst, axis, rel_velocity, v0, phi0
 
     if not (v0 > 0 and sigma > 0 and scale > 0):  # no fragments fly (an unbounded prior's tail, e.g. an importance draw)
         return -math.inf, np.zeros(N_GRAD)
-    _, holes_sum, panel_sums, _ = _kernels()
+    k = _kernels()
     weapon = (_contiguous(burst), _contiguous(axis), _contiguous(rel_velocity), float(v0), float(phi0), float(sigma), float(v50), float(v_spread), float(entry))
     total, grad = 0.0, np.zeros(N_GRAD)
     if len(hm.points):
         loge = np.log(_contiguous(hm.elongation))  # NaN where not measured
-        total, grad = holes_sum(_contiguous(hm.points), _contiguous(hm.normals), loge, *weapon, float(scale), float(stray + floor),
+        total, grad = k.holes_sum(_contiguous(hm.points), _contiguous(hm.normals), loge, *weapon, float(scale), float(stray + floor),
                                 float(elongation_sd), ROUND_LOG_ELONGATION)
     for quad, counts in ((hm.quad_mapped, None), (hm.count_quad, hm.counts)):
         if quad is None:
             continue
-        per_panel, dlog = panel_sums(quad.points, quad.normals, quad.weights, quad.panel, quad.n_panels, *weapon, BAND_HALF_WIDTH)  # / K
+        per_panel, dlog = k.panel_sums(quad.points, quad.normals, quad.weights, quad.panel, quad.n_panels, *weapon, BAND_HALF_WIDTH)  # / K
         mu = scale * per_panel + stray * quad.panel_areas
         if counts is None:
             factor = np.full(quad.n_panels, -1.0)
@@ -389,29 +389,17 @@ def log_likelihood_and_gradient(hm: HoleMap, burst, axis, rel_velocity, v0, phi0
 
 
 
-def _numba_kernel():  # noqa: ANN202
-    """:func:`_log_intensity_and_gradient` point by point, compiled by numba (``engine.evidence.damage_kernels``):
-    the same formulas, about ten times faster than the vectorised numpy.
+def _kernels():  # noqa: ANN202
+    """The numba kernels, ``engine.evidence.damage_kernels`` (imported on first use: a process that never evaluates a
+    map never loads numba's cache; Python keeps the module): :func:`_log_intensity_and_gradient` point by point, the
+    same formulas, about ten times faster than the vectorised numpy. ``kernel`` gives its per-point arrays;
+    ``holes_sum`` and ``panel_sums`` add the points' terms up as they go (the sums :func:`log_likelihood_and_gradient`
+    needs), without the (M, 12) arrays; ``values`` gives the points' intensities alone (:func:`fast_hole_intensity`).
+    ``panel_sums`` and ``values`` skip points more than ``BAND_HALF_WIDTH`` band widths off the spray angle, as the band
+    normaliser leaves them out (their share of the band is < 1e-14): most of the skin, for a narrow band."""
+    from engine.evidence import damage_kernels
 
-    Returns ``(kernel, holes_sum, panel_sums, values)``: ``kernel`` gives the per-point arrays of
-    :func:`_log_intensity_and_gradient`; ``holes_sum`` and ``panel_sums`` add the points' terms up as they go
-    (the sums :func:`log_likelihood_and_gradient` needs), without the (M, 12) arrays; ``values`` gives the
-    points' intensities alone (:func:`fast_hole_intensity`). ``panel_sums`` and ``values`` skip points more than
-    ``BAND_HALF_WIDTH`` band widths off the spray angle, as the band normaliser leaves them out (their share of the
-    band is < 1e-14): most of the skin, for a narrow band."""
-    from engine.evidence import damage_kernels as k
-
-    return k.kernel, k.holes_sum, k.panel_sums, k.values
-
-
-_KERNEL: list = []
-
-
-def _kernels() -> tuple:
-    """The numba kernels (compiled, or loaded from numba's cache, on first use in a process)."""
-    if not _KERNEL:
-        _KERNEL.append(_numba_kernel())
-    return _KERNEL[0]
+    return damage_kernels
 
 
 def _contiguous(x):  # noqa: ANN001, ANN202
@@ -425,12 +413,12 @@ def fast_hole_intensity(points, normals, burst, axis, rel_velocity, v0, phi0, si
     points more than ``BAND_HALF_WIDTH`` band widths off the spray angle get 0, as in the model."""
     if not (v0 > 0 and sigma > 0):
         return np.zeros(len(points))
-    g = _kernels()[3](_contiguous(points), _contiguous(normals), _contiguous(burst), _contiguous(axis), _contiguous(rel_velocity), float(v0), float(phi0), float(sigma),
+    g = _kernels().values(_contiguous(points), _contiguous(normals), _contiguous(burst), _contiguous(axis), _contiguous(rel_velocity), float(v0), float(phi0), float(sigma),
                       float(v50), float(v_spread), float(entry), BAND_HALF_WIDTH)
     return n_fragments / band_normaliser(np, phi0, sigma) * g
 
 
 def _point_terms(points, normals, burst, axis, rel, v0, phi0, sigma, v50, v_spread, entry):  # noqa: ANN001, ANN202
     """:func:`_log_intensity_and_gradient` by the numba kernel (same values to rounding)."""
-    return _kernels()[0](_contiguous(points), _contiguous(normals), _contiguous(burst), _contiguous(axis), _contiguous(rel), float(v0), float(phi0), float(sigma), float(v50),
+    return _kernels().kernel(_contiguous(points), _contiguous(normals), _contiguous(burst), _contiguous(axis), _contiguous(rel), float(v0), float(phi0), float(sigma), float(v50),
                          float(v_spread), float(entry))

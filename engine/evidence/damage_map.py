@@ -253,6 +253,11 @@ def _point_weights(obs: DamageMapObs, quad: Quadrature, theta: dict) -> np.ndarr
     return out
 
 
+def _per_panel(quad: Quadrature, weights: np.ndarray) -> np.ndarray:
+    """Expected holes per panel (n, P) from the points' expected holes (n, M)."""
+    return np.stack([np.bincount(quad.panel, weights=w, minlength=quad.n_panels) for w in weights])
+
+
 def _centroid(obs: DamageMapObs) -> np.ndarray:
     """The inspected panels' area-weighted centroid."""
     c = np.array([np.add(p.corner, np.add(p.edge1, p.edge2) / 2) for p in obs.panels], dtype=float)
@@ -531,8 +536,7 @@ class DamageMap(Family):
         mapped = np.array([p.id not in counted for p in obs.panels])[quad.panel]
         dist = np.linalg.norm(quad.points - _centroid(obs), axis=1)
         weights = _point_weights(obs, quad, theta)
-        mu = np.stack([np.bincount(quad.panel, weights=w, minlength=quad.n_panels) for w in weights])
-        out = (mu, weights[:, mapped], dist[mapped], quad.points[mapped])
+        out = (_per_panel(quad, weights), weights[:, mapped], dist[mapped], quad.points[mapped])
         self._memo[:] = [key, out]
         return out
 
@@ -551,12 +555,12 @@ class DamageMap(Family):
 
         def per_panel(cell: float) -> np.ndarray:
             quad = panel_quadrature(panels, cell=cell)
-            return np.stack([np.bincount(quad.panel, weights=w, minlength=quad.n_panels) for w in _point_weights(obs, quad, sub)])
+            return _per_panel(quad, _point_weights(obs, quad, sub))
 
         def off(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # a against b, on panels with >= 5 holes
             return np.where(b >= 5.0, np.abs(a / np.maximum(b, 1e-300) - 1), 0.0)
 
-        cells, counts = [obs.cell], [per_panel(obs.cell)]
+        cells, counts = [obs.cell], [per_panel(obs.cell)]  # (not _predictive's memo: it holds one theta, and all its draws)
         while True:
             finer = cells[-1] / 2
             if finer < MIN_CELL:
