@@ -304,6 +304,7 @@ def read_back(args: tuple) -> list[dict]:
 
 def _read_one(seed: int, draws: int, tune: int, compiled: dict) -> dict:
     """One burst: simulate, the four Laplace fits, one NUTS chain of the large SAM's model."""
+    from engine.evidence import REGISTRY
     from engine.evidence.damage_map import DamageMapObs, hole_map
     from engine.model.build import structure_key
     from engine.run.compiled import Compiled
@@ -311,7 +312,7 @@ def _read_one(seed: int, draws: int, tune: int, compiled: dict) -> dict:
     rng, truth, obs = kept_burst(seed)
     case = _case(obs)
     recovered = recovered_fragments(rng, case.items[0].params["large-sam"])
-    hm = hole_map(DamageMapObs.model_validate(obs))
+    hm = hole_map(DamageMapObs.model_validate(obs), REGISTRY["damage_map"].cells(case.items))  # the cells a run of this case uses
     cms = {}
     for h in HYPOTHESES:
         key = structure_key(case, h)
@@ -395,6 +396,7 @@ def diagnose(seeds: list[int], draws: int, tune: int, chains: int = 2) -> None:
     import arviz as az
 
     warnings.filterwarnings("ignore")
+    from engine.evidence import REGISTRY
     from engine.evidence.damage_map import DamageMapObs, hole_map
     from engine.run.compiled import Compiled, quiet
 
@@ -405,7 +407,7 @@ def diagnose(seeds: list[int], draws: int, tune: int, chains: int = 2) -> None:
         case = _case(obs)
         cm = cm or Compiled(case, "large-sam")
         for op in _map_ops(cm):
-            op.hole_map = hole_map(DamageMapObs.model_validate(obs))
+            op.hole_map = hole_map(DamageMapObs.model_validate(obs), REGISTRY["damage_map"].cells(case.items))
         cm._starts.clear()
         cm.use(case, "large-sam", observed=case)
         t0 = time.time()

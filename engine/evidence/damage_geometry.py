@@ -59,6 +59,7 @@ from functools import cached_property
 import numpy as np
 
 _GL_BAND = np.polynomial.legendre.leggauss(48)  # nodes and weights on [-1, 1] for the band normaliser
+ADAPT_CHUNK_POINTS = 20_000  # quadrature points per intensity call while cells are adapted (memory, not results)
 BAND_HALF_WIDTH = 8.0  # the normaliser integrates phi0 +- 8 sigma (clipped to [0, pi]); the rest is < 1e-14
 
 
@@ -89,27 +90,114 @@ def rectangle_normal(e1: np.ndarray, e2: np.ndarray) -> np.ndarray:
     return n / np.linalg.norm(n)
 
 
+@dataclass(frozen=True)
+class Cells:
+    """Rectangular quadrature cells on the panels: cell k spans ``origin[k] + [0, 1] e1[k] + [0, 1] e2[k]`` on
+    panel ``panel[k]``, whose outward normal is ``normals[panel[k]]``."""
+
+    origin: np.ndarray  # (K, 3)
+    e1: np.ndarray  # (K, 3)
+    e2: np.ndarray  # (K, 3)
+    panel: np.ndarray  # (K,)
+    normals: np.ndarray  # (P, 3)
+
+    @property
+    def areas(self) -> np.ndarray:
+        return np.linalg.norm(np.cross(self.e1, self.e2), axis=1)
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """(K,) each cell's longer edge, m."""
+        return np.maximum(np.linalg.norm(self.e1, axis=1), np.linalg.norm(self.e2, axis=1))
+
+    def split(self, times: int = 1) -> Cells:
+        """Each cell cut into 2 x 2 halves, ``times`` times; a cell's children follow one another (child j of
+        level k comes from cell j // 4 of level k - 1)."""
+        out = self
+        for _ in range(times):
+            e1, e2 = out.e1 / 2, out.e2 / 2
+            shifts = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], dtype=float)
+            origin = out.origin[:, None, :] + shifts[None, :, :1] * e1[:, None, :] + shifts[None, :, 1:] * e2[:, None, :]
+            out = Cells(origin.reshape(-1, 3), np.repeat(e1, 4, axis=0), np.repeat(e2, 4, axis=0), np.repeat(out.panel, 4),
+                        out.normals)
+        return out
+
+    def quadrature(self, order: int = 4) -> Quadrature:
+        """``order`` x ``order`` Gauss-Legendre points per cell, cell by cell."""
+        nodes, w = np.polynomial.legendre.leggauss(order)
+        t, wt = (nodes + 1) / 2, w / 2
+        uu, vv = (a.ravel() for a in np.meshgrid(t, t, indexing="ij"))
+        pts = self.origin[:, None, :] + uu[None, :, None] * self.e1[:, None, :] + vv[None, :, None] * self.e2[:, None, :]
+        wts = np.outer(self.areas, np.outer(wt, wt).ravel())
+        panel = np.repeat(self.panel, order * order)
+        return Quadrature(pts.reshape(-1, 3), self.normals[panel], wts.ravel(), panel, len(self.normals))
+
+
+def panel_cells(panels: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cell: float) -> Cells:
+    """Each rectangular panel ``(corner, edge1, edge2)`` (normal ``edge1 x edge2``) cut into equal cells of at most
+    ``cell`` metres a side."""
+    origin, e1s, e2s, idx, normals = [], [], [], [], []
+    for p, (corner, e1, e2) in enumerate(panels):
+        corner, e1, e2 = (np.asarray(v, dtype=float) for v in (corner, e1, e2))
+        m1 = max(1, math.ceil(np.linalg.norm(e1) / cell - 1e-9))
+        m2 = max(1, math.ceil(np.linalg.norm(e2) / cell - 1e-9))
+        i, j = (a.ravel() for a in np.meshgrid(np.arange(m1), np.arange(m2), indexing="ij"))
+        origin.append(corner + (i / m1)[:, None] * e1 + (j / m2)[:, None] * e2)
+        e1s.append(np.broadcast_to(e1 / m1, (i.size, 3)))
+        e2s.append(np.broadcast_to(e2 / m2, (i.size, 3)))
+        idx.append(np.full(i.size, p))
+        normals.append(rectangle_normal(e1, e2))
+    return Cells(np.concatenate(origin), np.concatenate(e1s), np.concatenate(e2s), np.concatenate(idx), np.array(normals))
+
+
 def panel_quadrature(panels: list[tuple[np.ndarray, np.ndarray, np.ndarray]], *, cell: float = 0.1, order: int = 4) -> Quadrature:
     """Gauss-Legendre points on rectangular panels ``(corner, edge1, edge2)``, normal ``edge1 x edge2``.
 
     Each panel is cut into cells of at most ``cell`` metres a side with ``order`` x ``order`` points per cell.
     """
-    nodes, w = np.polynomial.legendre.leggauss(order)
-    t, wt = (nodes + 1) / 2, w / 2
-    pts, nrm, wts, idx = [], [], [], []
-    for p, (corner, e1, e2) in enumerate(panels):
-        corner, e1, e2 = (np.asarray(v, dtype=float) for v in (corner, e1, e2))
-        l1, l2 = np.linalg.norm(e1), np.linalg.norm(e2)
-        m1, m2 = max(1, math.ceil(l1 / cell - 1e-9)), max(1, math.ceil(l2 / cell - 1e-9))
-        u = ((np.arange(m1)[:, None] + t[None, :]) / m1).ravel()
-        v = ((np.arange(m2)[:, None] + t[None, :]) / m2).ravel()
-        wu, wv = np.tile(wt, m1) / m1, np.tile(wt, m2) / m2
-        uu, vv = np.meshgrid(u, v, indexing="ij")
-        pts.append(corner + uu.ravel()[:, None] * e1 + vv.ravel()[:, None] * e2)
-        wts.append(np.outer(wu, wv).ravel() * l1 * l2)
-        nrm.append(np.broadcast_to(rectangle_normal(e1, e2), (uu.size, 3)))
-        idx.append(np.full(uu.size, p))
-    return Quadrature(np.concatenate(pts), np.concatenate(nrm), np.concatenate(wts), np.concatenate(idx), len(panels))
+    return panel_cells(panels, cell).quadrature(order)
+
+
+def adaptive_cells(panels: list[tuple[np.ndarray, np.ndarray, np.ndarray]], intensities, *, tol: float,  # noqa: ANN001
+                   top: float = 1.6, depth: int = 5, order: int = 4) -> Cells:
+    r"""Cells of a quadtree over the panels, cut where it matters, whose integrals agree with the finest level's.
+
+    The panels are cut into cells of at most ``top`` m, and each cell into 2 x 2 halves, ``depth`` times. For
+    each parameter set, ``intensities(points, normals)`` gives the intensity at the points, one row per set (T, M).
+    A cell's error is the largest, over the sets, difference between its ``order`` x ``order`` Gauss-Legendre integral
+    and the sum of its finest descendants' (zero on the finest level). Starting from the coarsest cells, the cell with
+    the largest error is cut in four until the errors add up to at most ``tol``: so at every set the quadrature is
+    within ``tol`` of the finest level's (cells of ``top`` / 2^``depth``, which stands in for the exact integral), in
+    total and on each panel, with about the fewest cells that greedy cutting finds.
+    """
+    import heapq
+
+    root = panel_cells(panels, top)
+    levels = [root.split(k) for k in range(depth + 1)]
+    sums = []
+    chunk = max(1, ADAPT_CHUNK_POINTS // (order * order))  # cells per call: (T, points) intensities stay a few MB
+    for cells in levels:  # per level: (T, cells) integrals
+        parts = []
+        for lo in range(0, len(cells.panel), chunk):
+            part = Cells(*(getattr(cells, f)[lo:lo + chunk] for f in ("origin", "e1", "e2", "panel")), cells.normals)
+            q = part.quadrature(order)
+            lam = np.asarray(intensities(q.points, q.normals))
+            parts.append((lam * q.weights).reshape(len(lam), len(part.panel), order * order).sum(axis=2))
+        sums.append(np.concatenate(parts, axis=1))
+    finest = sums[-1]
+    err = [np.max(np.abs(sums[k] - finest.reshape(len(finest), len(c.panel), -1).sum(axis=2)), axis=0) for k, c in enumerate(levels)]
+    heap = [(-float(err[0][i]), 0, int(i)) for i in range(len(root.panel))]
+    heapq.heapify(heap)
+    total = float(err[0].sum())
+    while heap and total > tol and heap[0][0] < 0 and heap[0][1] < depth:
+        e, k, i = heapq.heappop(heap)
+        total += e
+        for j in range(4 * i, 4 * i + 4):
+            total += float(err[k + 1][j])
+            heapq.heappush(heap, (-float(err[k + 1][j]), k + 1, j))
+    pick = sorted((k, i) for _, k, i in heap)
+    fields = [np.concatenate([getattr(levels[k], f)[[i]] for k, i in pick]) for f in ("origin", "e1", "e2", "panel")]
+    return Cells(*fields, root.normals)
 
 
 def band_normaliser(xp, phi0, sigma):  # noqa: ANN001, ANN201

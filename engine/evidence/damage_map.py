@@ -70,12 +70,15 @@ from engine.evidence.base import Family, NonNegativeInt, Number, Strict
 from engine.evidence.damage_geometry import (
     N_GRAD,
     ROUND_LOG_ELONGATION,
+    Cells,
     HoleMap,
     Quadrature,
+    adaptive_cells,
     band_normaliser,
     fast_hole_intensity,
     hole_intensity,
     log_likelihood_and_gradient,
+    panel_cells,
     panel_quadrature,
     rectangle_normal,
 )
@@ -86,6 +89,15 @@ TOLERANCE_M = 0.02  # a hole may lie this far off its panel (measurement error)
 QUADRATURE_CHECK_DRAWS = 40  # posterior draws at which the quadrature is checked against half-size cells
 MIN_CELL = 0.02  # the finest cell the check tries (the observation's lower bound on ``cell``)
 QUADRATURE_TOLERANCE = 0.01  # the per-panel relative error above which a run warns (numerical_problems)
+DEFAULT_CELL = 0.4  # m: the uniform cells of a map whose quadrature is not adapted to a case (starting points, the reach check)
+# Without a `cell`, the quadrature is adapted to the case (``DamageMap.cells``): a quadtree from ADAPT_TOP m cells down to
+# ADAPT_TOP / 2**ADAPT_DEPTH m, cut only where needed to agree with its finest level within ADAPT_TOL expected holes over
+# the whole map (so within ADAPT_TOL nats of log likelihood) at each hypothesis's best fits (``adaptive_cells``).
+ADAPT_TOP, ADAPT_DEPTH = 1.6, 5
+CLIMB_CELL = 0.8  # m: the uniform cells the starting points climb on (the sampler's own climb then uses the model's cells)
+ADAPT_TOL = 0.01
+ADAPT_FITS = 3  # the best climbed fits per hypothesis the cells are adapted at, and the best moved by ADAPT_MOVE m along each axis
+ADAPT_MOVE = 0.3
 CLOSE_CELLS = 2.5  # a burst prior's mean nearer the skin than this many quadrature cells is warned about (suspicious_params)
 Vector = tuple[Number, Number, Number]
 PanelId = str
@@ -141,7 +153,7 @@ class DamageMapObs(Strict):
     counts: tuple[PanelCount, ...] = ()
     recovered: tuple[Recovered, ...] = Field(default=(), max_length=MAX_RECOVERED)
     aircraft_speed: float = Field(default=230.0, ge=0.0, le=400.0)  # m/s along the body x axis
-    cell: float = Field(default=0.4, ge=0.02, le=5.0)  # quadrature cell, m
+    cell: float | None = Field(default=None, ge=0.02, le=5.0)  # uniform quadrature cells, m (None: adapted to the case)
 
     @model_validator(mode="before")
     @classmethod
@@ -194,19 +206,32 @@ def _panel_tuple(p: Panel):  # noqa: ANN202
     return tuple(np.asarray(v, dtype=float) for v in (p.corner, p.edge1, p.edge2))
 
 
-def hole_map(obs: DamageMapObs) -> HoleMap:
-    """The observation in numbers (quadrature points on mapped and counted panels)."""
+def _subset(cells: Cells, keep: np.ndarray) -> Cells | None:
+    """The cells on the panels ``keep`` (a mask over the panels), the panels renumbered in order; None if none."""
+    if not keep.any():
+        return None
+    new = np.cumsum(keep) - 1
+    on = keep[cells.panel]
+    return Cells(cells.origin[on], cells.e1[on], cells.e2[on], new[cells.panel[on]], cells.normals[keep])
+
+
+def hole_map(obs: DamageMapObs, cells: Cells | None = None) -> HoleMap:
+    """The observation in numbers (quadrature points on mapped and counted panels): on ``cells`` over all the
+    panels, by default the observation's uniform ``cell`` (``DEFAULT_CELL`` if it gives none)."""
     counted = {c.panel: c.holes for c in obs.counts}
-    mapped = [p for p in obs.panels if p.id not in counted]
     counts = [p for p in obs.panels if p.id in counted]
     normal = {p.id: rectangle_normal(np.asarray(p.edge1, float), np.asarray(p.edge2, float)) for p in obs.panels}
+    if cells is None:
+        cells = panel_cells([_panel_tuple(p) for p in obs.panels], obs.cell or DEFAULT_CELL)
+    on_counted = np.array([p.id in counted for p in obs.panels])
+    mapped_cells, counted_cells = _subset(cells, ~on_counted), _subset(cells, on_counted)
     return HoleMap(
-        quad_mapped=panel_quadrature([_panel_tuple(p) for p in mapped], cell=obs.cell) if mapped else None,
+        quad_mapped=None if mapped_cells is None else mapped_cells.quadrature(),
         points=np.array([h.at for h in obs.holes], dtype=float).reshape(-1, 3),
         normals=np.array([normal[h.panel] for h in obs.holes], dtype=float).reshape(-1, 3),
         elongation=np.array([np.nan if h.elongation is None else h.elongation for h in obs.holes], dtype=float),
         bent_in=np.array([-1 if h.bend is None else int(h.bend == "in") for h in obs.holes], dtype=int),
-        count_quad=panel_quadrature([_panel_tuple(p) for p in counts], cell=obs.cell) if counts else None,
+        count_quad=None if counted_cells is None else counted_cells.quadrature(),
         counts=np.array([counted[p.id] for p in counts], dtype=float) if counts else None,
     )
 
@@ -241,16 +266,19 @@ def _point_weights(obs: DamageMapObs, quad: Quadrature, theta: dict) -> np.ndarr
     n = len(np.atleast_1d(theta["log_fragments"]))
     col = {k: np.broadcast_to(np.asarray(v, dtype=float), (n,)) for k, v in theta.items() if k != "data"}
     out = np.empty((n, len(quad.points)))
-    deg = math.pi / 180
     for i in range(n):
         t = {k: v[i] for k, v in col.items()}
-        axis, rel = _weapon_motion(obs, t)
-        burst = np.array([t["burst_x"], t["burst_y"], t["burst_z"]])
-        lam = fast_hole_intensity(quad.points, quad.normals, burst, axis, rel, t["fragment_speed"], t["spray_angle"] * deg,
-                                  t["spray_width"] * deg, math.exp(t["log_fragments"]), t["v50"], t["v50_spread"],
-                                  entry=1 - 2 * t["inside"])
-        out[i] = quad.weights * (lam + t["stray_rate"])
+        out[i] = quad.weights * (_intensity(obs, quad.points, quad.normals, t) + t["stray_rate"])
     return out
+
+
+def _intensity(obs: DamageMapObs, points: np.ndarray, normals: np.ndarray, t: dict) -> np.ndarray:
+    """The burst's holes per m^2 at ``points`` for parameters ``t`` (no stray holes), by the numba kernel."""
+    axis, rel = _weapon_motion(obs, t)
+    deg = math.pi / 180
+    return fast_hole_intensity(points, normals, np.array([t["burst_x"], t["burst_y"], t["burst_z"]]), axis, rel, t["fragment_speed"],
+                               t["spray_angle"] * deg, t["spray_width"] * deg, math.exp(t["log_fragments"]), t["v50"], t["v50_spread"],
+                               entry=1 - 2 * t["inside"])
 
 
 def _per_panel(quad: Quadrature, weights: np.ndarray) -> np.ndarray:
@@ -269,6 +297,8 @@ class DamageMap(Family):
     name = "damage_map"
     Obs = DamageMapObs
     _memo: list = []  # noqa: RUF012 - the last predictive computation (``_predictive``)
+    _climbs: dict = {}  # noqa: RUF012 - climbed fits per map and spec (``_climbed``)
+    _cells: dict = {}  # noqa: RUF012 - adapted quadrature cells per case (``cells``)
     params = {
         **{f"burst_{c}": _NORMAL for c in "xyz"},
         **{f"axis_{c}": _NORMAL for c in "xyz"},
@@ -328,11 +358,13 @@ class DamageMap(Family):
             return []
         mean = [float(spec[f"burst_{c}"].mean()) for c in "xyz"]
         d = min(_offset(p, mean) for p in obs.panels)
-        if d >= CLOSE_CELLS * obs.cell:
+        finest = obs.cell or ADAPT_TOP / 2**ADAPT_DEPTH
+        if d >= CLOSE_CELLS * finest:
             return []
         cell = max(0.02, math.floor(d / 4 * 100) / 100)
+        cells = f"{obs.cell} m cells" if obs.cell else f"the adapted quadrature's finest cells ({finest:g} m)"
         return [("cell", f"the burst prior's mean {np.round(mean, 2).tolist()} lies {d:.2f} m from the nearest inspected panel, "
-                 f"within {CLOSE_CELLS} cells of {obs.cell} m: the expected holes per panel can be off by tens of percent for a "
+                 f"within {CLOSE_CELLS} cells of {cells}: the expected holes per panel can be off by tens of percent for a "
                  f"burst that close; give `cell: {cell}` (a quarter of that distance) in the damage map's observed")]
 
     def group_conflict(self, group, first, other) -> str | None:  # noqa: ANN001
@@ -352,9 +384,9 @@ class DamageMap(Family):
         deg = math.pi / 180
         phi0, sigma = theta["spray_angle"] * deg, theta["spray_width"] * deg
         scale = pt.exp(theta["log_fragments"]) / band_normaliser(pt, phi0, sigma)
-        hm = hole_map(obs)
-        op = _MapLogLik(_digest(obs))
-        op.hole_map = hm
+        cells = self.cells(items)
+        op = _MapLogLik(f"{_digest(obs)}-{_cells_digest(cells)}")
+        op.hole_map = hole_map(obs, cells)
         params = pt.concatenate([burst, axis, rel, pt.stack([theta["fragment_speed"], phi0, sigma, scale])])
         fixed = pt.stack([pt.as_tensor(theta[k], dtype="float64") for k in ("v50", "v50_spread", "inside", "elongation_sd", "misread", "stray_rate")])
         out = op(params, fixed)[0]
@@ -395,7 +427,31 @@ class DamageMap(Family):
         climbed and come first, each from another place (a second mode is kept, not crowded out).
         """
         obs = items[0].observed
-        hm = hole_map(obs)
+        free = {k for k in self.sampled if k in spec and spec[k].kind != "fixed"}
+        climbed = self._climbed(items, spec)
+        starts = [{k: v for k, v in c.items() if k in free} for c in climbed]
+        if "weapon_speed" in free and spec["weapon_speed"].kind == "normal":  # sampled as the apparent angle (sample_as)
+            for c, full in zip(starts, climbed, strict=True):
+                axis = course_direction(np, [full["axis_x"], full["axis_y"], full["axis_z"]], full["course_heading"], full["course_climb"])
+                c["spray_angle_apparent"] = float(apparent_angle(np, full["weapon_speed"], full["fragment_speed"], full["spray_angle"],
+                                                                 obs.aircraft_speed * axis[0]))
+        return starts
+
+    def _climbed(self, items: tuple, spec: dict) -> list[dict[str, float]]:
+        """:meth:`initial_values`' candidates climbed, best first, each with every parameter (the prior means of those
+        not climbed). Memoised in this process per map and spec: the sampler's starting points and the adapted
+        quadrature (:meth:`cells`) both need them."""
+        import hashlib
+
+        obs = items[0].observed
+        key = hashlib.sha256((_digest(obs) + repr(sorted(spec.items()))).encode()).hexdigest()
+        if key not in self._climbs:
+            _bounded(self._climbs)
+            self._climbs[key] = self._climb(obs, spec)
+        return self._climbs[key]
+
+    def _climb(self, obs: DamageMapObs, spec: dict) -> list[dict[str, float]]:
+        hm = hole_map(obs, panel_cells([_panel_tuple(p) for p in obs.panels], obs.cell or CLIMB_CELL))
         located = hm.points if len(hm.points) else hm.count_quad.points
         normals = hm.normals if len(hm.points) else hm.count_quad.normals
         centroid = located.mean(axis=0)
@@ -430,14 +486,40 @@ class DamageMap(Family):
                 if "log_fragments" in free:  # as many fragments as make the holes found
                     cand["log_fragments"] = self._matching_log_fragments(obs, quads, cand, n_holes, spec["log_fragments"])
                 out.append(cand)
-        climbed = self._refined(hm, obs, spec, out, sorted(free))
-        starts = [{k: v for k, v in c.items() if k in free} for c in climbed]
-        if "weapon_speed" in free and spec["weapon_speed"].kind == "normal":  # sampled as the apparent angle (sample_as)
-            for c, full in zip(starts, climbed, strict=True):
-                axis = course_direction(np, [full["axis_x"], full["axis_y"], full["axis_z"]], full["course_heading"], full["course_climb"])
-                c["spray_angle_apparent"] = float(apparent_angle(np, full["weapon_speed"], full["fragment_speed"], full["spray_angle"],
-                                                                 obs.aircraft_speed * axis[0]))
-        return starts
+        return self._refined(hm, obs, spec, out, sorted(free))
+
+    def cells(self, items: tuple) -> Cells:
+        """The quadrature cells of the map's panels for this case: the observation's uniform ``cell`` if it gives
+        one, else adapted (:func:`adaptive_cells`) at the ``ADAPT_FITS`` best climbed fits of every hypothesis
+        (:meth:`_climbed`), at the best moved ``ADAPT_MOVE`` m either way along each axis, and at the best with a band
+        0.8 times as wide: coarse where the intensity is smooth, fine on the band's stripe and the burst's foot. A
+        function of the case alone (its map and every hypothesis's parameters), so every process of a run finds the
+        same cells. Memoised in this process."""
+        import hashlib
+
+        obs = items[0].observed
+        panels = [_panel_tuple(p) for p in obs.panels]
+        if obs.cell is not None:
+            return panel_cells(panels, obs.cell)
+        specs = items[0].params
+        key = hashlib.sha256((_digest(obs) + repr(sorted((h, sorted(sp.items())) for h, sp in specs.items()))).encode()).hexdigest()
+        if key not in self._cells:
+            sets = []
+            for spec in specs.values():
+                fits = self._climbed(items, spec)[:ADAPT_FITS]
+                sets += fits
+                if fits:
+                    best = fits[0]
+                    sets += [{**best, f"burst_{c}": best[f"burst_{c}"] + sign * ADAPT_MOVE} for c in "xyz" for sign in (-1, 1)]
+                    sets.append({**best, "spray_width": 0.8 * best["spray_width"]})
+
+            def intensities(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+                return np.stack([_intensity(obs, points, normals, t) for t in sets]) if sets else np.zeros((1, len(points)))
+
+            _bounded(self._cells)
+            self._cells[key] = adaptive_cells(panels, intensities, tol=ADAPT_TOL, top=ADAPT_TOP,
+                                              depth=ADAPT_DEPTH)
+        return self._cells[key]
 
     def _refined(self, hm, obs, spec, cands: list[dict], free: list[str], keep: int = 8, maxiter: int = 60,  # noqa: ANN001
                  apart: float = 1.5) -> list[dict]:
@@ -508,13 +590,9 @@ class DamageMap(Family):
     @staticmethod
     def _matching_log_fragments(obs, quads, t, n_holes, prior) -> float:  # noqa: ANN001
         """ln N for which parameters ``t`` predict ``n_holes`` holes, within 3 s.d. of the prior."""
-        axis = course_direction(np, [t["axis_x"], t["axis_y"], t["axis_z"]], t["course_heading"], t["course_climb"])
-        rel = (1 - t["inside"]) * (t["weapon_speed"] * axis - np.array([obs.aircraft_speed, 0.0, 0.0]))
-        deg = math.pi / 180
+        one = {**t, "fragment_speed": abs(t["fragment_speed"]) + 1.0, "log_fragments": 0.0}
         with np.errstate(all="ignore"):
-            per_fragment = sum(float(np.sum(q.weights * hole_intensity(
-                np, q.points, q.normals, np.array([t["burst_x"], t["burst_y"], t["burst_z"]]), axis, rel, abs(t["fragment_speed"]) + 1.0,
-                t["spray_angle"] * deg, t["spray_width"] * deg, 1.0, t["v50"], t["v50_spread"], entry=1 - 2 * t["inside"]))) for q in quads)
+            per_fragment = sum(float(np.sum(q.weights * _intensity(obs, q.points, q.normals, one))) for q in quads)
         mu, sd = float(prior.mean()), (float(prior.args[1]) if prior.kind == "normal" else 1.0)
         guess = math.log(max(n_holes, 1.0) / per_fragment) if per_fragment > 0 and np.isfinite(per_fragment) else mu
         return float(np.clip(guess, mu - 3 * sd, mu + 3 * sd))
@@ -527,11 +605,12 @@ class DamageMap(Family):
         import hashlib
 
         obs = items[0].observed
+        cells = self.cells(items)
         key = hashlib.sha256(repr(sorted((k, np.asarray(v).tobytes()) for k, v in theta.items() if k != "data")).encode()
-                             + _digest(obs).encode()).hexdigest()
+                             + _digest(obs).encode() + _cells_digest(cells).encode()).hexdigest()
         if self._memo and self._memo[0] == key:
             return self._memo[1]
-        quad = panel_quadrature([_panel_tuple(p) for p in obs.panels], cell=obs.cell)
+        quad = cells.quadrature()
         counted = {c.panel for c in obs.counts}
         mapped = np.array([p.id not in counted for p in obs.panels])[quad.panel]
         dist = np.linalg.norm(quad.points - _centroid(obs), axis=1)
@@ -541,39 +620,46 @@ class DamageMap(Family):
         return out
 
     def numerical_problems(self, items, theta) -> list[str]:  # noqa: ANN001
-        """The per-panel quadrature checked at up to ``QUADRATURE_CHECK_DRAWS`` posterior draws against cells half
-        as large. Where a panel's expected holes (>= 5) differ by more than ``QUADRATURE_TOLERANCE``, the cell is too
-        coarse for where the posterior puts the burst (a burst close to the skin, or a narrow band: the error grows
-        with cell / distance and cell / band width on the skin; ``python benchmarks/damage_map.py --quadrature 400``),
-        and the cells are halved on until two successive sizes agree: the coarser of those is the advice, and the
-        error is stated against the finer (down to ``MIN_CELL`` m)."""
+        """The per-panel quadrature (:meth:`cells`) checked at up to ``QUADRATURE_CHECK_DRAWS`` posterior draws against
+        its cells cut in half, and, for cells adapted to the case, against uniform ``DEFAULT_CELL`` / 2 m cells (adapted
+        cells are coarse where the case's fits put few holes, and a narrow feature there can slip between both). Where a
+        panel's expected holes (>= 5) differ by more than ``QUADRATURE_TOLERANCE``, the cells are too coarse for where the
+        posterior puts the burst (a burst close to the skin, or a narrow band: the error grows with cell / distance and
+        cell / band width on the skin; ``python benchmarks/damage_map.py --quadrature 400``). Uniform cells are then
+        halved until two successive sizes agree: the coarser of those is the advice, and the error is stated against
+        the finer (down to ``MIN_CELL`` m)."""
         obs = items[0].observed
         n = len(np.atleast_1d(theta["log_fragments"]))
         pick = np.unique(np.linspace(0, n - 1, min(n, QUADRATURE_CHECK_DRAWS)).round().astype(int))
         sub = {k: np.broadcast_to(np.asarray(v, dtype=float), (n,))[pick] for k, v in theta.items() if k != "data"}
+        base = self.cells(items)
         panels = [_panel_tuple(p) for p in obs.panels]
 
-        def per_panel(cell: float) -> np.ndarray:
-            quad = panel_quadrature(panels, cell=cell)
+        def per_panel(cells: Cells) -> np.ndarray:  # (not _predictive's memo: it holds one theta, and all its draws)
+            quad = cells.quadrature()
             return _per_panel(quad, _point_weights(obs, quad, sub))
 
         def off(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # a against b, on panels with >= 5 holes
             return np.where(b >= 5.0, np.abs(a / np.maximum(b, 1e-300) - 1), 0.0)
 
-        cells, counts = [obs.cell], [per_panel(obs.cell)]  # (not _predictive's memo: it holds one theta, and all its draws)
-        while True:
-            finer = cells[-1] / 2
-            if finer < MIN_CELL:
-                break
-            cells.append(finer)
-            counts.append(per_panel(finer))
-            if not off(counts[-2], counts[-1]).max(initial=0.0) > QUADRATURE_TOLERANCE:
-                break
-        first = off(counts[0], counts[1]) if len(counts) > 1 else np.zeros((len(pick), len(panels)))
+        model = per_panel(base)
+        # against the cells cut in half and (adapted cells can be coarse where the fits put little) uniform DEFAULT_CELL / 2
+        first = off(model, per_panel(base.split()))
+        if obs.cell is None:
+            first = np.maximum(first, off(model, per_panel(panel_cells(panels, DEFAULT_CELL / 2))))
         if not first.max(initial=0.0) > QUADRATURE_TOLERANCE:
             return []
-        converged = not off(counts[-2], counts[-1]).max(initial=0.0) > QUADRATURE_TOLERANCE
-        rel = off(counts[0], counts[-1])
+        # uniform cells, halved until two sizes agree: the model's own (when uniform) and down from there, else from DEFAULT_CELL
+        sizes, counts = ([obs.cell], [model]) if obs.cell else ([], [])
+        size = obs.cell / 2 if obs.cell else DEFAULT_CELL
+        while size >= MIN_CELL:
+            sizes.append(size)
+            counts.append(per_panel(panel_cells(panels, size)))
+            if len(counts) > 1 and not off(counts[-2], counts[-1]).max(initial=0.0) > QUADRATURE_TOLERANCE:
+                break
+            size /= 2
+        converged = len(counts) > 1 and not off(counts[-2], counts[-1]).max(initial=0.0) > QUADRATURE_TOLERANCE
+        rel = off(model, counts[-1])
         d, p = np.unravel_index(np.argmax(rel), rel.shape)
         share = float(np.mean(first.max(axis=1) > QUADRATURE_TOLERANCE))
         slow = np.mean([np.linalg.norm(_weapon_motion(obs, {k: v[i] for k, v in sub.items()})[1]) > sub["fragment_speed"][i]
@@ -582,12 +668,15 @@ class DamageMap(Family):
                  f"in {slow:.0%} of these draws the fragments are slower than the weapon relative to the aircraft, so they fly "
                  "inside a cone whose edge, where the density is infinite, the quadrature resolves slowly (or the burst sits "
                  "too close to the skin, or its band is too narrow)")
-        advice = (f"give `cell: {cells[-2]:g}` in the damage map's observed (it agrees with {cells[-1]:g} m cells within "
+        advice = (f"give `cell: {sizes[-2]:g}` in the damage map's observed (it agrees with {sizes[-1]:g} m cells within "
                   f"{QUADRATURE_TOLERANCE:.0%})" if converged else
-                  f"cells of {cells[-1]:g} m still do not settle it: give `cell: {cells[-1]:g}` or finer in the damage map's observed")
-        return [f"damage map {items[0].id}: the expected holes on panel {obs.panels[p].id} at the quadrature's {obs.cell:g} m cells are "
-                f"off by {rel[d, p]:.1%} ({counts[-1][d, p]:.0f} holes at {cells[-1]:g} m cells; {share:.0%} of {len(pick)} posterior "
-                f"draws off by more than {QUADRATURE_TOLERANCE:.0%}): {cause}; {advice}"]
+                  f"cells of {sizes[-1]:g} m still do not settle it: give `cell: {sizes[-1]:g}` or finer in the damage map's observed")
+        which = (f"the quadrature's {obs.cell:g} m cells" if obs.cell else
+                 f"the quadrature's cells ({float(base.sizes.min()):.2g}-{float(base.sizes.max()):.2g} m, adapted where the case's fits "
+                 "put the burst)")
+        return [f"damage map {items[0].id}: the expected holes on panel {obs.panels[p].id} at {which} are "
+                f"off by {rel[d, p]:.1%} ({counts[-1][d, p]:.0f} holes at {sizes[-1]:g} m cells; {share:.0%} of {len(pick)} posterior "
+                f"draws off by more than {QUADRATURE_TOLERANCE:.0%} against finer cells): {cause}; {advice}"]
 
     def observed(self, items) -> dict[str, np.ndarray]:  # noqa: ANN001
         """Holes per panel (1, P) and the mapped holes' mean distance from the panels' centroid (1,) with their number (1,)."""
@@ -689,7 +778,7 @@ def burst_prior_problem(obs: DamageMapObs, spec: dict[str, Dist]) -> str | None:
     t = {k: float(spec[k].mean()) for k in needed}
     if t["fragment_speed"] <= 0 or t["spray_width"] <= 0:
         return None
-    quad = panel_quadrature([_panel_tuple(p) for p in obs.panels], cell=obs.cell)
+    quad = panel_quadrature([_panel_tuple(p) for p in obs.panels], cell=obs.cell or DEFAULT_CELL)
     axis = course_direction(np, [t["axis_x"], t["axis_y"], t["axis_z"]], t["course_heading"], t["course_climb"])
     rel = (1 - t["inside"]) * (t["weapon_speed"] * axis - np.array([obs.aircraft_speed, 0.0, 0.0]))
     mean = np.array([t[k] for k in names])
@@ -801,6 +890,18 @@ def _digest(obs: DamageMapObs) -> str:
     import hashlib
 
     return hashlib.sha256(obs.model_dump_json().encode()).hexdigest()[:16]
+
+
+def _bounded(memo: dict, size: int = 32) -> None:
+    """Make room for one more entry in ``memo``, dropping the oldest (a calibration meets many simulated maps)."""
+    while len(memo) >= size:
+        memo.pop(next(iter(memo)))
+
+
+def _cells_digest(cells: Cells) -> str:
+    import hashlib
+
+    return hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in (cells.origin, cells.e1, cells.e2, cells.panel))).hexdigest()[:16]
 
 
 def _map_op_class():  # noqa: ANN202

@@ -19,7 +19,7 @@ from test_damage_geometry import AIRCRAFT, BOX
 
 from engine.errors import CaseErrors
 from engine.evidence import REGISTRY
-from engine.evidence.damage_geometry import log_likelihood
+from engine.evidence.damage_geometry import log_likelihood, panel_cells
 from engine.evidence.damage_map import hole_map
 from engine.spec.case import load_case
 
@@ -103,11 +103,18 @@ def test_the_model_term_equals_the_geometry_at_a_parameter_point(tmp_path, obser
         "log_fragments": math.log(3000), "spray_angle": 85.0, "spray_width": 5.0, "fragment_speed": 2000.0, "v50": 300.0,
         "v50_spread": 60.0, "inside": 0.0, "elongation_sd": 0.1, "misread": 0.05, "course_heading": 0.0, "course_climb": 0.0,
         "stray_rate": 0.0}.items()}
-    got = REGISTRY["damage_map"].loglik(items, theta).eval()
+    fam = REGISTRY["damage_map"]
+    got = fam.loglik(items, theta).eval()
     a = TRUTH["axis"] / np.linalg.norm(TRUTH["axis"])
-    want = log_likelihood(np, hole_map(items[0].observed), TRUTH["burst"], a, 800.0 * a - AIRCRAFT, 2000.0, math.radians(85),
-                          math.radians(5), 3000.0, 300.0, 60.0)
-    assert got == pytest.approx(want, rel=1e-9)
+
+    def geometry(cells):  # noqa: ANN001, ANN202
+        return log_likelihood(np, hole_map(items[0].observed, cells), TRUTH["burst"], a, 800.0 * a - AIRCRAFT, 2000.0, math.radians(85),
+                              math.radians(5), 3000.0, 300.0, 60.0)
+
+    assert got == pytest.approx(geometry(fam.cells(items)), rel=1e-9)  # the cells adapted to the case (no `cell` given)
+    # and those cells are accurate: within their 0.01 tolerance of 0.025 m cells (uniform 0.4 m cells are 0.02 off here)
+    panels = [tuple(np.asarray(v, float) for v in (p.corner, p.edge1, p.edge2)) for p in items[0].observed.panels]
+    assert abs(got - geometry(panel_cells(panels, 0.025))) < 0.01
 
 
 def test_the_background_is_uniform_holes_at_a_gamma_rate_integrated_numerically(tmp_path):
@@ -191,7 +198,7 @@ def test_the_model_term_and_its_gradient_by_angles_equal_the_generic_formula(tmp
     theta = {k: (x[free.index(k)] if k in free else pt.as_tensor(float(v))) for k, v in point.items()}
     ll = REGISTRY["damage_map"].loglik(items, theta)
     f = pytensor.function([x], [ll, pt.grad(ll, x)], mode=python_mode())
-    hm = hole_map(items[0].observed)
+    hm = hole_map(items[0].observed, REGISTRY["damage_map"].cells(items))
 
     def ref(v):  # noqa: ANN001, ANN202
         t = {**point, **dict(zip(free, v, strict=True))}
@@ -347,7 +354,7 @@ def test_a_hole_recorded_round_is_censored_at_elongation_1():
 
 
 def test_a_burst_prior_close_to_the_skin_warns_that_the_cells_are_coarse_and_the_advice_is_accurate(tmp_path, observed):
-    """The warning fires for a burst prior 0.5 m off a panel at the default 0.4 m cells, not at 1.5 m; and the cell it
+    """The warning fires for a burst prior 0.5 m off a panel at uniform 0.4 m cells, not at 1.5 m; and the cell it
     advises does what it says: expected holes per panel within 2 % of a 0.03 m reference, where 0.4 m cells miss by more."""
     import re
 
@@ -356,7 +363,7 @@ def test_a_burst_prior_close_to_the_skin_warns_that_the_cells_are_coarse_and_the
 
     # the top face is z = 1 (BOX): a burst 0.5 m above it, its spray band across the face below
     near = {**SAM, "burst_x": {"normal": [3.0, 0.2]}, "burst_y": {"normal": [0.0, 0.2]}, "burst_z": {"normal": [1.5, 0.2]}}
-    doc = case_doc(observed)
+    doc = case_doc({**observed, "cell": 0.4})
     doc["evidence"][0]["under"] = {"sam": near, "bomb": BOMB}
     warnings = [w for w in case_warnings(load_case(write_case(tmp_path, doc))) if w.path.endswith("observed.cell")]
     assert len(warnings) == 1 and "under sam" in warnings[0].message, [str(w) for w in warnings]
@@ -437,18 +444,20 @@ def test_a_model_with_the_apparent_angle_survives_the_structure_stores_pickle(tm
     assert float(out.stdout.strip()) == pytest.approx(float(want), rel=1e-12)
 
 
-def test_the_run_warns_where_the_posterior_puts_the_burst_too_close_for_the_quadrature(tmp_path, observed):
-    """``numerical_problems`` checks the per-panel quadrature at posterior draws against half-size cells. A burst
-    0.3 m above the top face with a 3-degree band, where 0.4 m cells really are off (against 0.03 m cells by the
-    generic numpy formula, not the numba kernel the check uses), gets a warning naming the face, stating that error,
-    and advising a cell that is accurate; the simulated map's own burst, 1-2 m off the box, gets none. Fragments slower than
-    the weapon relative to the aircraft get a warning that names the cone's edge."""
+@pytest.mark.parametrize("cell", [0.4, None], ids=["uniform-0.4", "adapted"])
+def test_the_run_warns_where_the_posterior_puts_the_burst_too_close_for_the_quadrature(tmp_path, observed, cell):
+    """``numerical_problems`` checks the per-panel quadrature at posterior draws against its cells cut in half. A burst
+    0.3 m above the top face with a 3-degree band, where the model's cells (uniform 0.4 m, or adapted to the case's fits
+    1-2 m off the box) really are off (against 0.03 m cells by the generic numpy formula, not the numba kernel the check
+    uses), gets a warning naming the face, stating that error, and advising a cell that is accurate; the simulated map's
+    own burst gets none. Fragments slower than the weapon relative to the aircraft get a warning that names the cone's edge."""
     import re
 
     from engine.evidence.damage_geometry import expected_counts, panel_quadrature
 
-    case = load_case(write_case(tmp_path, case_doc(observed)))
+    case = load_case(write_case(tmp_path, case_doc({**observed, **({"cell": cell} if cell else {})})))
     fam = REGISTRY["damage_map"]
+    model = fam.cells(case.items).quadrature()
     n = 8
     at_truth = {k: np.full(n, v) for k, v in _theta_point().items()}
     assert fam.numerical_problems(case.items, at_truth) == []
@@ -465,9 +474,10 @@ def test_the_run_warns_where_the_posterior_puts_the_burst_too_close_for_the_quad
     args = (np.array([3.0, 0.1, 1.3]), axis, t["weapon_speed"] * axis - AIRCRAFT, t["fragment_speed"], phi0, sigma,
             math.exp(t["log_fragments"]), t["v50"], t["v50_spread"])
     ref = expected_counts(np, panel_quadrature(BOX, cell=0.03), *args)
-    err = {c: abs(expected_counts(np, panel_quadrature(BOX, cell=c), *args)[0] / ref[0] - 1) for c in (0.4, advised)}
-    assert err[0.4] > 0.01 > err[advised], err
-    assert stated == pytest.approx(err[0.4], rel=0.05)  # the stated error is the real one
+    err = {c: abs(expected_counts(np, panel_quadrature(BOX, cell=c), *args)[0] / ref[0] - 1) for c in (advised,)}
+    err["model"] = abs(expected_counts(np, model, *args)[0] / ref[0] - 1)
+    assert err["model"] > 0.01 > err[advised], err
+    assert stated == pytest.approx(err["model"], rel=0.05)  # the stated error is the real one
     assert "slower than the weapon" not in problem
     # fragments slower than the weapon relative to the aircraft (|V| = 870 m/s, v0 = 600 m/s), thrown 150 degrees back:
     # the cone's edge (the caustic) crosses the left face, and the warning says so
@@ -475,3 +485,18 @@ def test_the_run_warns_where_the_posterior_puts_the_burst_too_close_for_the_quad
             "spray_width": np.full(n, 10.0), "course_heading": np.full(n, 0.0), "course_climb": np.full(n, 0.0), "log_fragments": np.full(n, 10.0)}
     (problem,) = fam.numerical_problems(case.items, slow)
     assert "in 100% of these draws the fragments are slower than the weapon" in problem, problem
+
+
+def test_the_adapted_cells_are_the_same_in_another_process(tmp_path, observed):
+    """The cells adapted to a case are a function of the case alone: every worker of a run builds the same model. A
+    fresh process reading the same case file finds the same cells, bit for bit."""
+    from engine.evidence.damage_map import _cells_digest
+
+    path = write_case(tmp_path, case_doc(observed))
+    here = _cells_digest(REGISTRY["damage_map"].cells(load_case(path).items))
+    code = ("import sys; from engine.spec.case import load_case; from engine.evidence import REGISTRY; "
+            "from engine.evidence.damage_map import _cells_digest; "
+            "print(_cells_digest(REGISTRY['damage_map'].cells(load_case(sys.argv[1]).items)))")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == here
