@@ -94,9 +94,8 @@ DEFAULT_CELL = 0.4  # m: the uniform cells of a map whose quadrature is not adap
 # ADAPT_TOP / 2**ADAPT_DEPTH m, cut only where needed to agree with its finest level within ADAPT_TOL expected holes over
 # the whole map (so within ADAPT_TOL nats of log likelihood) at each hypothesis's best fits (``adaptive_cells``).
 ADAPT_TOP, ADAPT_DEPTH = 1.6, 5
-CLIMB_CELL = 0.8  # m: the uniform cells the starting points climb on (the sampler's own climb then uses the model's cells)
 ADAPT_TOL = 0.01
-ADAPT_FITS = 3  # the best climbed fits per hypothesis the cells are adapted at, and the best moved by ADAPT_MOVE m along each axis
+ADAPT_FITS = 8  # the climbed fits per hypothesis (all) the cells are adapted at, and the best moved by ADAPT_MOVE m along each axis
 ADAPT_MOVE = 0.3
 CLOSE_CELLS = 2.5  # a burst prior's mean nearer the skin than this many quadrature cells is warned about (suspicious_params)
 Vector = tuple[Number, Number, Number]
@@ -451,7 +450,7 @@ class DamageMap(Family):
         return self._climbs[key]
 
     def _climb(self, obs: DamageMapObs, spec: dict) -> list[dict[str, float]]:
-        hm = hole_map(obs, panel_cells([_panel_tuple(p) for p in obs.panels], obs.cell or CLIMB_CELL))
+        hm = hole_map(obs)  # uniform cells: the climbs find the cells' fits, so they cannot use them
         located = hm.points if len(hm.points) else hm.count_quad.points
         normals = hm.normals if len(hm.points) else hm.count_quad.normals
         centroid = located.mean(axis=0)
@@ -538,8 +537,9 @@ class DamageMap(Family):
             axis = course_direction(np, [t["axis_x"], t["axis_y"], t["axis_z"]], t["course_heading"], t["course_climb"])
             rel = (1 - t["inside"]) * (t["weapon_speed"] * axis - np.array([obs.aircraft_speed, 0.0, 0.0]))
             phi0, sigma = t["spray_angle"] * deg, t["spray_width"] * deg
-            return np.concatenate([[t["burst_x"], t["burst_y"], t["burst_z"]], axis, rel,
-                                   [t["fragment_speed"], phi0, sigma, math.exp(t["log_fragments"]) / band_normaliser(np, phi0, sigma)]])
+            # a step to a huge fragment count gives inf (math.exp would raise), which the objective scores as no fit
+            scale = (math.exp(t["log_fragments"]) if t["log_fragments"] < 709.0 else math.inf) / band_normaliser(np, phi0, sigma)
+            return np.concatenate([[t["burst_x"], t["burst_y"], t["burst_z"]], axis, rel, [t["fragment_speed"], phi0, sigma, scale]])
 
         def log_lik(t: dict, p: np.ndarray) -> tuple[float, np.ndarray]:
             """The map's log likelihood without its bend term (a constant here) and its gradient in the op's inputs."""
@@ -560,8 +560,8 @@ class DamageMap(Family):
                 for j, k in enumerate(free):
                     h = 1e-6 * max(1.0, abs(x[j]))
                     jac[:, j] = (weapon({**t, k: x[j] + h}) - weapon({**t, k: x[j] - h})) / (2 * h)
-            value = -(ll + sum(_log_prior(spec[k], t[k]) for k in free))
-            grad = -(g @ jac + np.array([_log_prior_slope(spec[k], t[k]) for k in free]))
+                value = -(ll + sum(_log_prior(spec[k], t[k]) for k in free))
+                grad = -(g @ jac + np.array([_log_prior_slope(spec[k], t[k]) for k in free]))
             if not (np.isfinite(value) and np.all(np.isfinite(grad))):
                 return 1e12, np.zeros_like(x)
             return float(value), grad
