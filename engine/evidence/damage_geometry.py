@@ -46,8 +46,8 @@ outside (``entry=1``, :math:`-\omega\cdot n > 0`: a burst outside the airframe, 
 near side of a convex hull is hit first and the far side is not counted) or from inside
 (``entry=-1``, a burst inside). Drag is neglected: under 20 m it costs under
 7 % of the speed of an 8 g fragment (PHYSICS.md §2). The expected count on a panel is the
-integral of :math:`\lambda` over it, by Gauss-Legendre quadrature on cells of at most
-``cell`` metres (:func:`panel_quadrature`).
+integral of :math:`\lambda` over it, by Gauss-Legendre quadrature on cells: of at most ``cell``
+metres (:func:`panel_quadrature`), or adapted to where the intensity varies (:func:`adaptive_cells`).
 """
 
 from __future__ import annotations
