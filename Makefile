@@ -17,8 +17,7 @@ DEMO_RUN := demo-$(shell date -u +%Y%m%dT%H%M%SZ)
 
 demo: $(BIN)/incident
 	$(BIN)/incident validate cases/azal8243-2024.yaml cases/il20-2018.yaml
-	$(BIN)/incident run cases/azal8243-2024.yaml --seed 20241225 --run-id $(DEMO_RUN)
-	$(BIN)/incident report runs/azal8243-2024/$(DEMO_RUN)
+	$(BIN)/incident run cases/azal8243-2024.yaml --seed 20241225 --run-id $(DEMO_RUN) --report
 
 # Two test processes (pytest-xdist), one test file each at a time: a file's module fixtures (a
 # shared run, a compiled model) are built once; the PyTensor cache is shared through the file system.

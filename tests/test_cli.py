@@ -76,11 +76,16 @@ def test_show_of_a_missing_run_is_a_clean_error(tmp_path):
 
 @pytest.mark.slow
 def test_run_on_a_local_dask_cluster_then_show(tmp_path):
+    pdf = tmp_path / "e2e.pdf"
     out = incident("run", "tests/cases/oracle.yaml", "--out", str(tmp_path), "--run-id", "e2e", "--workers", "2",
-                   "--draws", "300", "--tune", "300", "--chains", "2", "--smc-chains", "2", "--smc-draws", "400")
+                   "--draws", "300", "--tune", "300", "--chains", "2", "--smc-chains", "2", "--smc-draws", "400",
+                   "--report", "--report-output", str(pdf))
     assert out.returncode == 0, out.stderr
     run_dir = tmp_path / "oracle" / "e2e"
     assert f"run folder: {run_dir}" in out.stdout
+    assert f"report: {pdf}" in out.stdout  # the run wrote its PDF report in the same process
+    page1 = subprocess.run(["pdftotext", "-l", "1", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Attribution report" in page1 and "run e2e" in page1
     assert "external" in out.stdout and "posterior" in out.stdout
     result = json.loads((run_dir / "attribution.json").read_text())
     assert set(result) >= {"case", "run", "leader", "converged", "warnings", "hypotheses"}

@@ -137,6 +137,9 @@ ROWS: dict[str, Row] = {
                                "nested more than 64 levels deep"),
     "report-to-dev-null": Row(lambda t: ["report", _run_folder(t / "oracle" / "r"), "-o", "/dev/null"], 2,
                               "cannot write /dev/null: it is a character device, not a regular file"),
+    "run-report-output-alone": Row(lambda t: ["run", CASE, "--report-output", t / "r.pdf"], 2, "add --report"),
+    "run-report-to-dev-null": Row(lambda t: ["run", CASE, "--workers", "0", "--out", t / "runs", "--report", "--report-output",
+                                             "/dev/null"], 2, "cannot write /dev/null: it is a character device"),
     "report-to-a-folder": Row(lambda t: ["report", _run_folder(t / "oracle" / "r"), "-o", t], 2, "it is a folder, not a regular file"),
     # ------------------------------------------------------------ case files and priors (exit 2)
     "case-missing": Row(lambda t: ["validate", t / "nope.yaml"], 2, "file not found"),

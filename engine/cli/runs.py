@@ -43,6 +43,9 @@ def run(
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print attribution.json instead of the table.")] = False,
+    report: Annotated[bool, typer.Option("--report", help="Then write the PDF report, as incident report RUN does, in this "
+                                         "process (its imports and reads are done already): reports/<case>-<run>.pdf.")] = False,
+    report_output: Annotated[Path | None, typer.Option(help="With --report: the PDF's path instead.")] = None,
 ) -> None:
     """Run a case: estimate every hypothesis's evidence two ways and attribute."""
     from engine.errors import OptionError
@@ -50,6 +53,12 @@ def run(
     sampling = {"seed": seed, "draws": draws, "tune": tune, "chains": chains, "smc_draws": smc_draws, "smc_chains": smc_chains,
                 "variant_method": variant_method}
     try:
+        if report_output is not None and not report:
+            raise OptionError("--report-output is the path of the PDF that --report writes; add --report")
+        if report_output is not None:
+            from engine.run.store import refuse_special
+
+            refuse_special(report_output)  # -o /dev/null, a folder, a FIFO: refused before any work
         if resume is not None:
             given = [f"--{k.replace('_', '-')}" for k, v in sampling.items() if v is not None]
             if case_file is not None or given or variants is not None or run_id is not None:
@@ -109,6 +118,8 @@ def run(
     else:
         _print_table(result)
     typer.echo(f"run folder: {clean(root)}")
+    if report:
+        _report(root, report_output, trust=False)
 
 
 def _read_variants(path: Path | None) -> tuple:
@@ -168,6 +179,10 @@ def report(
     trust: Trust = False,
 ) -> None:
     """Write the PDF attribution report of a run (after checking the folder against its manifest)."""
+    _report(run_dir, output, trust=trust)
+
+
+def _report(run_dir: Path, output: Path | None, *, trust: bool) -> None:
     try:
         from engine.run.store import refuse_special
 

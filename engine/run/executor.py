@@ -20,7 +20,7 @@ from engine.run.cluster import ClusterSpec
 from engine.run.loop import TaskLoop
 from engine.run.plan import Task, code_digest, dependencies, fingerprint, followups
 from engine.run.settings import ExecutionOptions, Settings
-from engine.run.store import RunFolder, task_done
+from engine.run.store import RunFolder, read_ahead, task_done
 from engine.run.task import TaskWork
 from engine.spec.case import Case
 
@@ -104,14 +104,25 @@ def execute(case: Case, tasks: list[Task], folder: RunFolder, settings: Settings
     execution.total, execution.already_complete = len(seen), len(seen) - len(todo)
     _clean_temp_files(folder)
 
+    by_id = {t.id: t for t in todo}
+
     def expand(t: Task) -> list[Task]:  # a task whose result is already there is skipped by the worker
         new = [f for f in followups(t, folder, settings) if f.id not in seen]
         seen.update(f.id for f in new)
+        by_id.update((f.id, f) for f in new)
         execution.total += len(new)
         return new
 
+    def finished(summary: dict, n: int, total: int) -> None:
+        # the client waits for the other tasks meanwhile: read this chain now rather than when collecting
+        t = by_id.get(summary.get("key", ""))
+        if t is not None and t.kind == "nuts" and executor.spec.kind != "inprocess":
+            read_ahead(t.path(folder))
+        if on_done is not None:
+            on_done(summary, n, total)
+
     return executor.run(todo, work=TaskWork(case, str(folder.root), settings), name=lambda t: t.id, execution=execution,
-                        depends=lambda t: [d.id for d in dependencies(t, settings)], expand=expand, on_done=on_done,
+                        depends=lambda t: [d.id for d in dependencies(t, settings)], expand=expand, on_done=finished,
                         on_start=on_start, offset=execution.already_complete, total=execution.total,
                         resume_hint=f"continue with incident run --resume {folder.root}",
                         log_directory=folder.root / "slurm-logs")

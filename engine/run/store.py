@@ -30,6 +30,7 @@ import re
 import shutil
 import stat
 import tempfile
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -209,14 +210,55 @@ def read_json(path: Path, *, limit: int = RUN_JSON_LIMIT) -> Any:
         raise RunError(f"{path} is corrupt; rerun with --resume to recompute it") from None
 
 
+READ_CACHE = 64  # netCDF files kept per process by open_netcdf
+_READS: OrderedDict[tuple, Any] = OrderedDict()
+
+
+def file_identity(path: Path) -> tuple[int, int, int]:
+    """(inode, mtime in ns, size) of ``path``, zeros if it cannot be read: a file rewritten (atomically,
+    as every run file is) has another identity."""
+    try:
+        st = path.stat()
+    except OSError:
+        return (0, 0, 0)
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def open_netcdf(path: Path) -> Any:
     """A run folder's netCDF file as InferenceData (``read_idata``) after checking that it is a regular
-    file (not a link, a FIFO or a device) of at most ``NETCDF_LIMIT`` bytes (``RunError`` otherwise)."""
+    file (not a link, a FIFO or a device) of at most ``NETCDF_LIMIT`` bytes (``RunError`` otherwise).
+
+    The ``READ_CACHE`` files read last are kept in this process, keyed by path and ``file_identity``
+    (a rewritten file is read again); every call returns its own shallow copy (new Dataset objects
+    over the same arrays), so a caller that assigns variables or attributes changes only its copy.
+    ``read_ahead`` fills it while a run's tasks are still running."""
     try:
         check_file(path, limit=NETCDF_LIMIT, links="refuse")
     except ReadProblem as exc:
         raise RunError(str(exc)) from None
-    return read_idata(path)
+    key = (str(Path(path).resolve()), *file_identity(path))
+    if key not in _READS:
+        _READS[key] = read_idata(path)
+        while len(_READS) > READ_CACHE:
+            _READS.popitem(last=False)
+    _READS.move_to_end(key)
+    return _shallow_copy(_READS[key])
+
+
+def read_ahead(path: Path) -> None:
+    """Read ``path`` into ``open_netcdf``'s cache now (e.g. a NUTS chain as its task finishes, while the
+    client waits for the others), so that collecting the run does not wait for it. A file that cannot be
+    read is left for the reader that needs it, which reports it."""
+    try:
+        open_netcdf(path)
+    except (RunError, OSError, ValueError):
+        pass
+
+
+def _shallow_copy(idata: Any) -> Any:  # noqa: ANN401 - an arviz InferenceData
+    import arviz as az
+
+    return az.InferenceData(**{g: getattr(idata, g).copy(deep=False) for g in idata.groups()})
 
 
 def read_idata(path: Path) -> Any:

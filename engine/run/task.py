@@ -32,7 +32,7 @@ from engine.run.compiled import CACHE_SIZE, Compiled, compiled_for, ensure_compi
 from engine.run.plan import Task, dependencies, fingerprint
 from engine.run.seeds import int_seed, task_seed
 from engine.run.settings import Settings
-from engine.run.store import RunFolder, open_netcdf, task_done, write_idata, write_json
+from engine.run.store import RunFolder, file_identity, open_netcdf, task_done, write_idata, write_json
 from engine.spec.case import Case
 
 _TASK_LOCK = threading.Lock()  # PyTensor compilation and the model cache are not thread-safe
@@ -120,7 +120,7 @@ def nuts_chains(root: RunFolder, task: Task, settings: Settings, what: str):  # 
     missing = [p.name for p in paths if not p.exists()]
     if missing:
         raise RunError(f"{what} for {task.id} needs NUTS results that are missing: {', '.join(missing)}")
-    key = tuple((str(p), *_identity(p)) for p in paths)
+    key = tuple((str(p), *file_identity(p)) for p in paths)
     if key not in _CHAINS:
         chains = [open_netcdf(p) for p in paths]
         _CHAINS[key] = az.concat(chains, dim="chain") if len(chains) > 1 else chains[0]
@@ -148,7 +148,7 @@ def _base_draws(cm: Compiled, case: Case, task: Task, settings: Settings, root: 
     density at them, kept per worker process for the next variant (keyed by the chain files'
     identity, so a recomputed chain is read again)."""
     paths = [d.path(root) for d in dependencies(task, settings)]
-    key = (task.hid, tuple((str(p), *_identity(p)) for p in paths))
+    key = (task.hid, tuple((str(p), *file_identity(p)) for p in paths))
     if key not in _BASE_DRAWS:
         x = unconstrained_draws(cm.model, nuts_chains(root, task, settings, "importance reweighting"))
         cm.use(case, task.hid)
@@ -157,14 +157,6 @@ def _base_draws(cm: Compiled, case: Case, task: Task, settings: Settings, root: 
             _BASE_DRAWS.popitem(last=False)
     _BASE_DRAWS.move_to_end(key)
     return _BASE_DRAWS[key]
-
-
-def _identity(path: Path) -> tuple[int, int, int]:
-    try:
-        st = path.stat()
-    except OSError:
-        return (0, 0, 0)
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _run_reweight(cm: Compiled, case: Case, task: Task, settings: Settings, root: RunFolder, out: Path, fp: str) -> dict:

@@ -262,3 +262,29 @@ def test_diagnose_without_its_diagnostics_file_writes_nothing(tiny_run, tmp_path
     assert trusted.returncode == 3 and f"{run / 'diagnostics.json'} not found; recompute it with `incident run --resume" in trusted.stderr
     assert trusted.stderr.startswith("WARNING: --trust: reading")
     assert _files(run) == before  # attribution.json and posterior/*.nc untouched, nothing recomputed
+
+
+def test_netcdf_reads_kept_in_memory_follow_rewrites_and_give_each_caller_its_own_copy(tiny_run, tmp_path):
+    """open_netcdf keeps what it read (read_ahead fills it while tasks run): a file rewritten in place is
+    read again, and a caller's changes to its copy do not reach the next caller."""
+    import numpy as np
+
+    from engine.run.store import file_identity, open_netcdf, read_ahead, read_idata, write_idata
+
+    chain = tmp_path / "nuts.nc"
+    shutil.copyfile(tiny_run / "tasks" / "nuts-external-0.nc", chain)
+    read_ahead(chain)
+    first = open_netcdf(chain)
+    on_disk = read_idata(chain)
+    np.testing.assert_array_equal(first.posterior["assertion_rate__neutral"], on_disk.posterior["assertion_rate__neutral"])
+    first.posterior.attrs["incident_task"] = "changed by a caller"
+    first.posterior["extra"] = first.posterior["assertion_rate__neutral"] * 0
+    again = open_netcdf(chain)
+    assert again.posterior.attrs["incident_task"] == on_disk.posterior.attrs["incident_task"] and "extra" not in again.posterior
+    before = file_identity(chain)
+    changed = on_disk.map(lambda ds: ds + 1.0, groups="posterior")  # a chain written again, atomically, with other draws
+    write_idata(chain, changed)
+    assert file_identity(chain) != before
+    np.testing.assert_array_equal(open_netcdf(chain).posterior["assertion_rate__neutral"],
+                                  on_disk.posterior["assertion_rate__neutral"] + 1.0)
+    read_ahead(tmp_path / "missing.nc")  # nothing to read ahead: left to the reader that needs it
