@@ -210,8 +210,9 @@ def read_json(path: Path, *, limit: int = RUN_JSON_LIMIT) -> Any:
         raise RunError(f"{path} is corrupt; rerun with --resume to recompute it") from None
 
 
-READ_CACHE = 64  # netCDF files kept per process by open_netcdf
-_READS: OrderedDict[tuple, Any] = OrderedDict()
+READ_CACHE = 64  # netCDF files kept per process by open_netcdf, at most
+READ_CACHE_BYTES = 256 * 2**20  # and at most this many bytes of their arrays
+_READS: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
 
 
 def file_identity(path: Path) -> tuple[int, int, int]:
@@ -228,21 +229,23 @@ def open_netcdf(path: Path) -> Any:
     """A run folder's netCDF file as InferenceData (``read_idata``) after checking that it is a regular
     file (not a link, a FIFO or a device) of at most ``NETCDF_LIMIT`` bytes (``RunError`` otherwise).
 
-    The ``READ_CACHE`` files read last are kept in this process, keyed by path and ``file_identity``
-    (a rewritten file is read again); every call returns its own shallow copy (new Dataset objects
-    over the same arrays), so a caller that assigns variables or attributes changes only its copy.
-    ``read_ahead`` fills it while a run's tasks are still running."""
+    The files read last (``READ_CACHE`` of them and ``READ_CACHE_BYTES`` of arrays at most) are kept
+    in this process, keyed by path and ``file_identity`` (a rewritten file is read again); every call
+    returns its own shallow copy (new Dataset objects over the same arrays), so a caller that assigns
+    variables or attributes changes only its copy. ``read_ahead`` fills it while a run's tasks are
+    still running."""
     try:
         check_file(path, limit=NETCDF_LIMIT, links="refuse")
     except ReadProblem as exc:
         raise RunError(str(exc)) from None
     key = (str(Path(path).resolve()), *file_identity(path))
     if key not in _READS:
-        _READS[key] = read_idata(path)
-        while len(_READS) > READ_CACHE:
+        idata = read_idata(path)
+        _READS[key] = (idata, sum(getattr(idata, g).nbytes for g in idata.groups()))
+        while len(_READS) > 1 and (len(_READS) > READ_CACHE or sum(n for _, n in _READS.values()) > READ_CACHE_BYTES):
             _READS.popitem(last=False)
     _READS.move_to_end(key)
-    return _shallow_copy(_READS[key])
+    return _shallow_copy(_READS[key][0])
 
 
 def read_ahead(path: Path) -> None:

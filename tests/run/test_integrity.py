@@ -288,3 +288,18 @@ def test_netcdf_reads_kept_in_memory_follow_rewrites_and_give_each_caller_its_ow
     np.testing.assert_array_equal(open_netcdf(chain).posterior["assertion_rate__neutral"],
                                   on_disk.posterior["assertion_rate__neutral"] + 1.0)
     read_ahead(tmp_path / "missing.nc")  # nothing to read ahead: left to the reader that needs it
+
+
+def test_the_netcdf_read_cache_keeps_to_its_byte_bound(tiny_run, tmp_path, monkeypatch):
+    from engine.run import store
+
+    monkeypatch.setattr(store, "_READS", type(store._READS)())
+    paths = []
+    for c in range(2):
+        paths.append(tmp_path / f"nuts-{c}.nc")
+        shutil.copyfile(tiny_run / "tasks" / f"nuts-external-{c}.nc", paths[-1])
+    store.open_netcdf(paths[0])
+    one = sum(n for _, n in store._READS.values())
+    monkeypatch.setattr(store, "READ_CACHE_BYTES", one + one // 2)  # room for one file, not two
+    store.open_netcdf(paths[1])
+    assert [k[0] for k in store._READS] == [str(paths[1].resolve())]
