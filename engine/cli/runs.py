@@ -24,6 +24,8 @@ def run(
     chains: Annotated[int | None, typer.Option(min=1, help="NUTS chains per hypothesis. (default 4)")] = None,
     smc_draws: Annotated[int | None, typer.Option(min=100, help="SMC particles per chain. (default 1000)")] = None,
     smc_chains: Annotated[int | None, typer.Option(min=2, help="SMC chains per hypothesis. (default 4)")] = None,
+    variant_tune: Annotated[int | None, typer.Option(min=0, help="NUTS tuning steps of a variant's chain, which starts from "
+                                                     "the base run's (its draw, step size and scale); at most --tune. (default 250)")] = None,
     variants: Annotated[Path | None, typer.Option(help="YAML file {variant name: {pm.Data name: value}}: extra runs "
                                                    "with those data overrides (sensitivity sweeps), in variants/<name>/.")] = None,
     variant_method: Annotated[str | None, typer.Option(help="reweight: estimate each variant by importance reweighting of "
@@ -51,7 +53,7 @@ def run(
     from engine.errors import OptionError
 
     sampling = {"seed": seed, "draws": draws, "tune": tune, "chains": chains, "smc_draws": smc_draws, "smc_chains": smc_chains,
-                "variant_method": variant_method}
+                "variant_method": variant_method, "variant_tune": variant_tune}
     try:
         if report_output is not None and not report:
             raise OptionError("--report-output is the path of the PDF that --report writes; add --report")

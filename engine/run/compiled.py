@@ -169,8 +169,14 @@ class Compiled:
         dtypes = {v.name: x.dtype for v, x in zip(trace_vars, values, strict=True)}
         return (logp_dlogp, ipfn, trace_vars, trace_fn, shapes, dtypes)
 
-    def sample_nuts(self, *, draws: int, tune: int, seed: int, target_accept: float, jitter_max_retries: int = 10):  # noqa: ANN201
-        """One NUTS chain; the same InferenceData as ``pm.sample(..., chains=1, random_seed=seed)``."""
+    def sample_nuts(self, *, draws: int, tune: int, seed: int, target_accept: float, jitter_max_retries: int = 10,  # noqa: ANN201
+                    warm: WarmStart | None = None):
+        """One NUTS chain; the same InferenceData as ``pm.sample(..., chains=1, random_seed=seed)``.
+
+        ``warm``: start from another run of the same model (a variant's chain from the base run's):
+        its draw as the starting point, its step size, and its posterior's variance (covariance where
+        the families' Laplace start gives a full mass matrix) as the mass matrix's first guess, which
+        the adaptation replaces with the chain's own draws after its first window (101 steps)."""
         import pymc as pm
         from pymc.backends.ndarray import NDArray
         from pymc.blocking import DictToArrayBijection
@@ -189,15 +195,25 @@ class Compiled:
         start = self.family_start()
         if start is not None:
             laplace = (_laplace_draw(m, logp_dlogp, point, *start, seed0), *start[1:])
-        q = DictToArrayBijection.map(point).data
-        if laplace is None:
+        raveled = DictToArrayBijection.map(point)
+        q = raveled.data
+        step_scale = {}
+        if warm is not None:  # the other run's draw, its scale and its step size
+            q = np.asarray(warm.start, dtype=q.dtype)
+            point = DictToArrayBijection.rmap(type(raveled)(q, raveled.point_map_info))
+            step_scale = {"step_scale": warm.step_size * q.size ** 0.25}  # PyMC's first step: step_scale / d^(1/4)
+            if laplace is None:
+                potential = quadpotential.QuadPotentialDiagAdapt(q.size, warm.mean, np.diag(warm.cov).copy(), WARM_WEIGHT, rng=seed0)
+            else:
+                potential = quadpotential.QuadPotentialFullAdapt(q.size, warm.mean, warm.cov, WARM_WEIGHT, rng=seed0)
+        elif laplace is None:
             potential = quadpotential.QuadPotentialDiagAdapt(q.size, np.mean([q], axis=0), np.ones_like(q), 10, rng=seed0)
         else:  # a family proposed starting points: start near the mode with its curvature as a full mass matrix
             point, mode, cov = laplace
             q = DictToArrayBijection.map(point).data
             potential = quadpotential.QuadPotentialFullAdapt(q.size, mode, cov, FULL_MASS_WEIGHT, rng=seed0)
         step = pm.NUTS(potential=potential, model=m, rng=seed0, initial_point=point, logp_dlogp_func=logp_dlogp,
-                       target_accept=target_accept)
+                       target_accept=target_accept, **step_scale)
         start = {k: v for k, v in point.items() if k in {v.name for v in m.value_vars}}
         trace = NDArray(model=m, vars=trace_vars, fn=trace_fn, var_shapes=shapes, var_dtypes=dtypes)
         trace.setup(draws + tune, 0, step.stats_dtypes)
@@ -345,6 +361,32 @@ def _jittered_start(model, ipfn, logp_dlogp, seed: int, max_retries: int) -> dic
         seed = rng.integers(2**30, dtype=np.int64)
     return point
 
+
+@dataclasses.dataclass(frozen=True)
+class WarmStart:
+    """Where a chain starts from another run of the same model (``Compiled.sample_nuts``): ``start``, one
+    of its draws, and ``mean``/``cov`` of its draws, all on the unconstrained space in
+    ``model.value_vars`` order (``unconstrained_draws``); ``step_size``, its NUTS step size after tuning."""
+
+    start: np.ndarray
+    mean: np.ndarray
+    cov: np.ndarray
+    step_size: float
+
+    @classmethod
+    def of(cls, model, idata, chain: int) -> WarmStart:  # noqa: ANN001 - a pm.Model, an InferenceData
+        """From ``idata``'s NUTS draws: the last draw of chain ``chain`` (modulo the chains there), the
+        draws' mean and covariance pooled over chains, that chain's final step size."""
+        x = unconstrained_draws(model, idata)
+        c = chain % x.shape[0]
+        flat = x.reshape(-1, x.shape[-1])
+        cov = np.atleast_2d(np.cov(flat, rowvar=False))
+        cov += np.diag(np.maximum(np.diag(cov), 1e-12)) * 1e-6  # positive definite with highly correlated draws
+        return cls(start=x[c, -1].copy(), mean=flat.mean(axis=0), cov=cov,
+                   step_size=float(idata.sample_stats["step_size"].values[c, -1]))
+
+
+WARM_WEIGHT = 10  # the other run's variance counts as this many draws (PyMC's weight for its own first guess)
 
 # ---- families' starting points (issue 13: damage maps); nothing changes for a case without one
 FULL_MASS_WEIGHT = 50  # the Laplace covariance counts as this many draws in the full mass matrix's adaptation

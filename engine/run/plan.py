@@ -79,10 +79,11 @@ def sampling_tasks(hid: str, variant: Variant | None, settings: Settings) -> lis
 
 
 def dependencies(task: Task, settings: Settings) -> list[Task]:
-    """Tasks whose results ``task`` reads: bridge sampling its NUTS chains, reweighting the base run's."""
+    """Tasks whose results ``task`` reads: bridge sampling its NUTS chains, reweighting the base run's,
+    and a variant's NUTS chain the base run's too (it starts from them: ``engine.run.compiled.WarmStart``)."""
     if task.kind == "bridge":
         return [Task("nuts", task.hid, c, task.variant) for c in range(settings.chains)]
-    if task.kind == "reweight":
+    if task.kind == "reweight" or (task.kind == "nuts" and task.variant is not None):
         return [Task("nuts", task.hid, c) for c in range(settings.chains)]
     return []
 

@@ -41,7 +41,8 @@ class Settings:
     ``draws``/``tune``/``chains``: NUTS draws kept, tuning steps and chains per hypothesis;
     ``smc_draws``/``smc_chains``: SMC particles and chains per hypothesis;
     ``target_accept`` in (0, 1); ``variant_method``: ``reweight`` (importance reweighting,
-    sampling where unreliable) or ``sample``.
+    sampling where unreliable) or ``sample``; ``variant_tune``: tuning steps of a variant's NUTS
+    chain (at most ``tune``), which starts from the base run's chain (``engine.run.compiled.WarmStart``).
     """
 
     seed: int = 20181017
@@ -52,15 +53,22 @@ class Settings:
     smc_chains: int = 4
     target_accept: float = 0.9
     variant_method: str = "reweight"
+    variant_tune: int = 250
 
     def __post_init__(self) -> None:
-        for name, low in (("seed", 0), ("draws", 1), ("tune", 0), ("chains", 1), ("smc_draws", 1), ("smc_chains", 1)):
+        for name, low in (("seed", 0), ("draws", 1), ("tune", 0), ("chains", 1), ("smc_draws", 1), ("smc_chains", 1),
+                          ("variant_tune", 0)):
             _whole(name, getattr(self, name), low)
         ta = self.target_accept
         if isinstance(ta, bool) or not isinstance(ta, (int, float)) or not 0 < ta < 1:
             raise OptionError(f"target_accept = {ta!r} is out of range; give a number strictly between 0 and 1")
         if self.variant_method not in VARIANT_METHODS:
             raise OptionError(f"variant method {self.variant_method!r} is not known; use one of {', '.join(VARIANT_METHODS)}")
+
+    def tune_for(self, variant: Variant | None) -> int:
+        """NUTS tuning steps of a chain: ``tune`` in the base run, ``min(variant_tune, tune)`` in a variant,
+        whose chain starts where the base run's is (its draw, step size and scale)."""
+        return self.tune if variant is None else min(self.variant_tune, self.tune)
 
 
 VARIANT_KEYS = ("hp__", "use__", "inc__")  # the pm.Data a variant may set (README, "Variants")

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import RunError
-from engine.run.compiled import CACHE_SIZE, Compiled, compiled_for, ensure_compiledir, quiet, unconstrained_draws
+from engine.run.compiled import CACHE_SIZE, Compiled, WarmStart, compiled_for, ensure_compiledir, quiet, unconstrained_draws
 from engine.run.plan import Task, dependencies, fingerprint
 from engine.run.seeds import int_seed, task_seed
 from engine.run.settings import Settings
@@ -65,7 +65,7 @@ def run_task(case: Case, task: Task, run_dir: str, settings: Settings) -> dict:
         cm = compiled_for(case, task.hid, task.variant)
         compiles, loaded = cm.compiles, cm.loaded
         if task.kind == "nuts":
-            summary = _run_nuts(cm, task, settings, seed, out, fp)
+            summary = _run_nuts(cm, task, settings, seed, RunFolder(Path(run_dir)), out, fp)
         elif task.kind == "smc":
             summary = _run_smc(cm, task, settings, seed, out, fp)
         elif task.kind == "reweight":
@@ -81,10 +81,14 @@ def run_task(case: Case, task: Task, run_dir: str, settings: Settings) -> dict:
         return summary
 
 
-def _run_nuts(cm: Compiled, task: Task, settings: Settings, seed, out: Path, fp: str) -> dict:  # noqa: ANN001
+def _run_nuts(cm: Compiled, task: Task, settings: Settings, seed, root: RunFolder, out: Path, fp: str) -> dict:  # noqa: ANN001
     import xarray as xr
 
-    idata = cm.sample_nuts(draws=settings.draws, tune=settings.tune, seed=int_seed(seed), target_accept=settings.target_accept)
+    warm = None
+    if task.variant is not None and cm.model.value_vars:  # a variant's chain starts from the base run's
+        warm = WarmStart.of(cm.model, nuts_chains(root, task, settings, "a variant's NUTS chain"), task.chain)
+    idata = cm.sample_nuts(draws=settings.draws, tune=settings.tune_for(task.variant), seed=int_seed(seed),
+                           target_accept=settings.target_accept, warm=warm)
     loglik = cm.pointwise_log_likelihood(idata.posterior)
     idata.add_groups(log_likelihood=xr.Dataset(
         {"unit_loglik": (("chain", "draw", "unit"), np.stack(list(loglik.values()), axis=-1))},

@@ -111,3 +111,53 @@ def test_a_resume_resolves_its_execution_options_to_one_cluster_once(swept, monk
     resume_run(swept, options=options, command=["pytest"])
     assert made == [options]
     assert runhelp.manifest(swept)["executions"][-1]["backend"] == "in-process"
+
+
+@pytest.mark.slow
+def test_a_sampled_variant_starts_from_the_base_run_and_matches_its_closed_form(oracle_case, tmp_path):
+    """A sampled variant's NUTS chains start from the base run's (draw, step size, scale) and tune for
+    ``variant_tune`` steps instead of ``tune``; its evidence and attribution still match the closed form."""
+    from engine.run.lifecycle import run_case
+    from engine.run.settings import Variant
+    from engine.run.store import read_idata
+
+    settings = Settings(seed=11, variant_method="sample", variant_tune=200)
+    mu, tau = VARIANTS["gap-sharp"]["hp__gap__log_median"]
+    root = run_case(oracle_case, settings=settings, options=ExecutionOptions(workers=0), out=tmp_path, command=["pytest"],
+                    variants=[Variant.of("gap-sharp", VARIANTS["gap-sharp"])])
+    got = read_attribution(root / "variants" / "gap-sharp")
+    truth = {h: variant_truth(h, mu, tau) for h in got["hypotheses"]}
+    exact_post = exact.posterior([h["prior"] for h in got["hypotheses"].values()], list(truth.values()))
+    for (hid, h), p in zip(got["hypotheses"].items(), exact_post, strict=True):
+        assert h["method"] == "sampled", hid
+        err = h["log_evidence"]["pooled"] - truth[hid]
+        assert abs(err) <= 3 * h["log_evidence_se"] + 0.01, (hid, err, h["log_evidence_se"])
+        assert abs(h["posterior"] - p) <= max(3 * h["posterior_mcse"], 0.01), (hid, h["posterior"], p)
+        base, variant = (read_idata(r / "tasks" / f"nuts-{hid}-0.nc") for r in (root, root / "variants" / "gap-sharp"))
+        assert base.posterior.attrs["tuning_steps"] == 1000 and variant.posterior.attrs["tuning_steps"] == 200, hid
+    assert got["converged"], got["warnings"]
+    diag = json.loads((root / "variants" / "gap-sharp" / "diagnostics.json").read_text())["hypotheses"]
+    for hid, d in diag.items():
+        assert d["rhat_max"] < 1.01 and d["ess_bulk_min"] > 1000 and d["estimators"]["agree"], (hid, d)
+
+
+def test_the_warm_start_is_the_chains_last_draw_and_the_pooled_moments():
+    import arviz as az
+    import numpy as np
+    import pymc as pm
+
+    from engine.run.compiled import WarmStart
+
+    with pm.Model() as model:
+        pm.Normal("x", 0.0, 1.0, shape=2)
+        pm.HalfNormal("s", 1.0)
+    rng = np.random.default_rng(3)
+    x, s_log = rng.normal(size=(3, 50, 2)), rng.normal(size=(3, 50))
+    step = np.tile(np.array([[0.3], [0.5], [0.7]]), (1, 50))
+    idata = az.from_dict(posterior={"x": x, "s_log__": s_log, "s": np.exp(s_log)}, sample_stats={"step_size": step})
+    warm = WarmStart.of(model, idata, chain=4)  # chain 4 of a 3-chain run: chain 1
+    flat = np.concatenate([x.reshape(-1, 2), s_log.reshape(-1, 1)], axis=1)
+    np.testing.assert_array_equal(warm.start, [*x[1, -1], s_log[1, -1]])
+    np.testing.assert_allclose(warm.mean, flat.mean(axis=0))
+    np.testing.assert_allclose(warm.cov, np.cov(flat, rowvar=False), rtol=2e-6)
+    assert warm.step_size == 0.5
