@@ -251,10 +251,10 @@ def open_netcdf(path: Path) -> Any:
 def read_ahead(path: Path) -> None:
     """Read ``path`` into ``open_netcdf``'s cache now (e.g. a NUTS chain as its task finishes, while the
     client waits for the others), so that collecting the run does not wait for it. A file that cannot be
-    read is left for the reader that needs it, which reports it."""
+    read, whatever the error, is left for the reader that needs it, which reports it (as ``task_done`` does)."""
     try:
         open_netcdf(path)
-    except (RunError, OSError, ValueError):
+    except Exception:  # noqa: BLE001, S110 - a prefetch; the reader that needs the file reports its error
         pass
 
 

@@ -303,3 +303,13 @@ def test_the_netcdf_read_cache_keeps_to_its_byte_bound(tiny_run, tmp_path, monke
     monkeypatch.setattr(store, "READ_CACHE_BYTES", one + one // 2)  # room for one file, not two
     store.open_netcdf(paths[1])
     assert [k[0] for k in store._READS] == [str(paths[1].resolve())]
+
+
+def test_reading_ahead_a_corrupt_chain_leaves_the_error_to_its_reader(tmp_path):
+    from engine.run.store import open_netcdf, read_ahead
+
+    bad = tmp_path / "nuts.nc"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)  # an HDF5 signature and nothing behind it
+    read_ahead(bad)  # no exception: the prefetch leaves it
+    with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the netCDF stack raises, the reader sees it
+        open_netcdf(bad)
