@@ -102,7 +102,8 @@ def run(
                     console.print(f"tasks {n}/{total}, elapsed {elapsed:.0f} s, eta {eta}", highlight=False)
 
             if resume is not None:
-                root = resume_run(resume, options=options, command=sys.argv, on_done=done, on_start=started)
+                root = resume_run(resume, options=options, command=sys.argv, on_done=done, on_start=started,
+                                  wait_for_workers=not report)  # the report is written while the workers shut down
             else:
                 from engine.spec.case import load_case
 
@@ -110,7 +111,8 @@ def run(
                 defaults = Settings()
                 settings = Settings(**{k: getattr(defaults, k) if v is None else v for k, v in sampling.items()})
                 root = run_case(case, settings=settings, options=options, out=out, run_id=run_id,
-                                variants=_read_variants(variants), command=sys.argv, on_done=done, on_start=started)
+                                variants=_read_variants(variants), command=sys.argv, on_done=done, on_start=started,
+                                wait_for_workers=not report)
         result = read_attribution(root)
     except EngineError as exc:
         fail(exc)
@@ -122,6 +124,9 @@ def run(
     typer.echo(f"run folder: {clean(root)}")
     if report:
         _report(root, report_output, trust=False)
+        from engine.run.cluster import finish_closing
+
+        finish_closing()
 
 
 def _read_variants(path: Path | None) -> tuple:

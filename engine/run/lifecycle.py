@@ -113,6 +113,7 @@ def run_case(
     command: list[str] | None = None,
     on_done: Progress | None = None,
     on_start: Started | None = None,
+    wait_for_workers: bool = True,
 ) -> Path:
     """Run a case end to end; return the run folder (which holds ``attribution.json``).
 
@@ -121,7 +122,9 @@ def run_case(
     ``command``: the command line recorded in the manifest (default ``sys.argv``); ``on_done``
     and ``on_start`` follow progress. Bad options and an unwritable or full ``out`` fail before
     anything is written; a run whose set-up fails (inputs and manifest not all written) leaves
-    no run folder behind.
+    no run folder behind. ``wait_for_workers=False`` returns while a local cluster's workers may
+    still be shutting down (``engine.run.cluster.finish_closing`` waits for them, and so does the
+    interpreter's exit): the caller can go on meanwhile, e.g. write the report.
     """
     _check_types(settings, options)
     executor = Executor(options)
@@ -144,7 +147,8 @@ def run_case(
                 clear_folder(folder.root)
                 raise
             # from here on the folder is a run that --resume can continue
-            _execute_and_collect(case, settings, variants, folder, man, executor, on_done=on_done, on_start=on_start)
+            _execute_and_collect(case, settings, variants, folder, man, executor, on_done=on_done, on_start=on_start,
+                                 wait_for_workers=wait_for_workers)
     except BaseException:
         remove_empty(created)  # only the folders this run created and left empty
         raise
@@ -158,8 +162,10 @@ def resume_run(
     command: list[str] | None = None,
     on_done: Progress | None = None,
     on_start: Started | None = None,
+    wait_for_workers: bool = True,
 ) -> Path:
-    """Continue a run folder: recompute missing, truncated or corrupt task results, then combine."""
+    """Continue a run folder: recompute missing, truncated or corrupt task results, then combine
+    (``wait_for_workers`` as in :func:`run_case`)."""
     _check_types(None, options)
     executor = Executor(options)
     ensure_compiledir()
@@ -170,7 +176,8 @@ def resume_run(
         man.setdefault("executions", [])
         man["resumed_by"] = man.get("resumed_by", []) + [command or sys.argv]
         man["finished"] = None
-        _execute_and_collect(case, settings, variants, folder, man, executor, on_done=on_done, on_start=on_start)
+        _execute_and_collect(case, settings, variants, folder, man, executor, on_done=on_done, on_start=on_start,
+                             wait_for_workers=wait_for_workers)
     return folder.root
 
 
@@ -247,7 +254,8 @@ def _check_variants(case: Case, variants: tuple[Variant, ...]) -> None:
 
 
 def _execute_and_collect(case: Case, settings: Settings, variants: tuple[Variant, ...], folder: RunFolder, man: dict,
-                         executor: Executor, *, on_done: Progress | None, on_start: Started | None) -> None:
+                         executor: Executor, *, on_done: Progress | None, on_start: Started | None,
+                         wait_for_workers: bool = True) -> None:
     from engine.run.collect import collect
 
     execution = Execution()
@@ -282,7 +290,8 @@ def _execute_and_collect(case: Case, settings: Settings, variants: tuple[Variant
     from engine.run.verify import record_outputs
 
     write_json(folder.manifest, record_outputs(folder, man))  # what show, diagnose and report verify
-    finish_closing()  # the local cluster shut down while the results were collected
+    if wait_for_workers:
+        finish_closing()  # the local cluster shut down while the results were collected
 
 
 def read_attribution(run_dir: str | Path) -> dict:

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 import runhelp
-from runhelp import CASE, SMALL, incident, numbers
+from runhelp import CASE, SEED, SMALL, incident, numbers
 
 from engine.errors import RunError
 
@@ -269,6 +269,29 @@ def test_same_seed_gives_identical_numbers_on_one_and_two_workers(tmp_path, tmp_
     for n in ("1", "2"):  # the work really was spread over that many worker processes
         ex = runhelp.manifest(runs[n])["executions"][-1]
         assert len(ex["tasks_by_process"]) == int(n) and sum(ex["tasks_by_process"].values()) == runhelp.N_TASKS
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_run_that_does_not_wait_for_its_workers_gives_the_same_numbers_and_leaves_none(oracle_case, tmp_path, tmp_path_factory):
+    """``wait_for_workers=False`` (what ``incident run --report`` uses to write the PDF while the local
+    cluster shuts down): the same numbers; after ``finish_closing`` no worker process of the run is left."""
+    import psutil
+
+    from engine.run.cluster import finish_closing
+    from engine.run.lifecycle import run_case
+    from engine.run.settings import ExecutionOptions, Settings
+
+    ref = runhelp.reference(tmp_path_factory.mktemp("reference"))
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    settings = Settings(seed=int(SEED), draws=200, tune=200, chains=2, smc_chains=2, smc_draws=300)
+    root = _quietly(run_case, oracle_case, settings=settings, options=ExecutionOptions(workers=2), out=tmp_path, run_id="nowait",
+                    command=["pytest"], wait_for_workers=False)
+    assert numbers(root) == numbers(ref)
+    finish_closing()
+    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    # multiprocessing's resource tracker lives as long as this interpreter; nothing else may be left
+    assert [p.cmdline() for p in left if "resource_tracker" not in " ".join(p.cmdline())] == []
 
 
 @pytest.mark.slow
