@@ -191,10 +191,7 @@ class Compiled:
         rngs = get_random_generator(seed).spawn(1)
         seed0 = int(rngs[0].integers(2**30))
         point = _jittered_start(m, ipfn, logp_dlogp, seed0, jitter_max_retries)
-        laplace = None
-        start = self.family_start()
-        if start is not None:
-            laplace = (_laplace_draw(m, logp_dlogp, point, *start, seed0), *start[1:])
+        start = self.family_start()  # not None: a family proposed starting points, and the mass matrix is full
         raveled = DictToArrayBijection.map(point)
         q = raveled.data
         step_scale = {}
@@ -202,14 +199,14 @@ class Compiled:
             q = np.asarray(warm.start, dtype=q.dtype)
             point = DictToArrayBijection.rmap(type(raveled)(q, raveled.point_map_info))
             step_scale = {"step_scale": warm.step_size * q.size ** 0.25}  # PyMC's first step: step_scale / d^(1/4)
-            if laplace is None:
+            if start is None:
                 potential = quadpotential.QuadPotentialDiagAdapt(q.size, warm.mean, np.diag(warm.cov).copy(), WARM_WEIGHT, rng=seed0)
             else:
                 potential = quadpotential.QuadPotentialFullAdapt(q.size, warm.mean, warm.cov, WARM_WEIGHT, rng=seed0)
-        elif laplace is None:
+        elif start is None:
             potential = quadpotential.QuadPotentialDiagAdapt(q.size, np.mean([q], axis=0), np.ones_like(q), 10, rng=seed0)
-        else:  # a family proposed starting points: start near the mode with its curvature as a full mass matrix
-            point, mode, cov = laplace
+        else:  # start near the families' best mode with its curvature as a full mass matrix
+            point, mode, cov = _laplace_draw(m, logp_dlogp, point, *start, seed0), *start[1:]
             q = DictToArrayBijection.map(point).data
             potential = quadpotential.QuadPotentialFullAdapt(q.size, mode, cov, FULL_MASS_WEIGHT, rng=seed0)
         step = pm.NUTS(potential=potential, model=m, rng=seed0, initial_point=point, logp_dlogp_func=logp_dlogp,
